@@ -1,0 +1,123 @@
+// The readiness engine: sockets report every state change here, and waiters
+// (one per select()/Poll.poll() call in progress) are woken when a socket they
+// watch becomes ready for what they asked.
+
+/** Readiness bits. */
+export const READABLE = 1;
+/** Readiness bits. */
+export const WRITABLE = 2;
+/** Readiness bits: the socket is in an error state. */
+export const EXCEPTIONAL = 4;
+
+/** The key under which a source reports its current readiness bits. */
+export const kReadiness: unique symbol = Symbol("readiness");
+
+/** The key under which a socket says the connection is over (`POLLHUP`). */
+export const kHangup: unique symbol = Symbol("hangup");
+
+/** Anything whose readiness can be waited for. */
+export interface Source {
+  readonly [kReadiness]: number;
+}
+
+class Wait {
+  readonly interest: Map<Source, number>;
+  readonly promise: Promise<void>;
+  #resolve!: () => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #signal: AbortSignal | undefined;
+  #onAbort = () => this.wake();
+
+  constructor(
+    interest: Map<Source, number>,
+    timeout: number | undefined,
+    signal: AbortSignal | undefined,
+  ) {
+    this.interest = interest;
+    this.promise = new Promise((resolve) => this.#resolve = resolve);
+    if (timeout !== undefined) {
+      this.#timer = setTimeout(this.#onAbort, timeout);
+    }
+    if (signal) {
+      this.#signal = signal;
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  wake(): void {
+    if (!waits.delete(this)) return;
+    turned();
+    clearTimeout(this.#timer);
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#resolve();
+  }
+}
+
+const waits = new Set<Wait>();
+
+// Completions reach JavaScript only when the event loop turns. A waiter that
+// finds sockets ready at once never lets it turn, so a channel that is always
+// ready would starve every other socket and timer: after a few such passes, or
+// a couple of milliseconds, the next one yields a turn first.
+const BUSY_PASSES = 16;
+const BUSY_MS = 2;
+let busyPasses = 0;
+let lastTurn = performance.now();
+
+function turned(): void {
+  busyPasses = 0;
+  lastTurn = performance.now();
+}
+
+/** Lets the event loop run once; a fresh channel, so nothing outlives the call. */
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      turned();
+      resolve();
+    };
+    port2.postMessage(null);
+    port2.close();
+  });
+}
+
+/**
+ * Called when a waiter found something ready without waiting. Resolves at
+ * once, except when the event loop has not turned for a while.
+ */
+export function passWithoutWait(): Promise<void> | undefined {
+  if (++busyPasses < BUSY_PASSES && performance.now() - lastTurn < BUSY_MS) {
+    return undefined;
+  }
+  return yieldTurn();
+}
+
+/**
+ * Tells the engine that `source` changed state. Waiters watching it for a bit
+ * it now has are woken; their continuations run after the completions that
+ * arrived in the same turn, so one wake-up serves them all.
+ */
+export function notify(source: Source): void {
+  if (waits.size === 0) return;
+  for (const wait of waits) {
+    const mask = wait.interest.get(source);
+    if (mask !== undefined && (source[kReadiness] & mask) !== 0) wait.wake();
+  }
+}
+
+/**
+ * Waits until one of the sources in `interest` has one of the bits asked for,
+ * `timeout` ms pass (`undefined`: no limit), or `signal` aborts.
+ */
+export function waitFor(
+  interest: Map<Source, number>,
+  timeout: number | undefined,
+  signal?: AbortSignal,
+): Promise<void> {
+  const wait = new Wait(interest, timeout, signal);
+  waits.add(wait);
+  if (signal?.aborted) wait.wake();
+  return wait.promise;
+}

@@ -1,0 +1,136 @@
+// Argument checks shared by the public modules: clear errors naming the argument.
+
+/** A network address: TCP host and port, or a Unix socket path. */
+export type Address = { hostname?: string; port: number } | { path: string };
+
+const encoder = new TextEncoder();
+
+/** Describes a value for an error message. */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === null) return "null";
+  if (typeof value === "object") {
+    return value.constructor?.name
+      ? `a ${value.constructor.name}`
+      : "an object";
+  }
+  return String(value);
+}
+
+/** Returns `data` as bytes: strings are UTF-8 encoded. */
+export function toBytes(name: string, data: unknown): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === "string") return encoder.encode(data);
+  throw new TypeError(
+    `${name} must be a Uint8Array or a string, got ${describe(data)}`,
+  );
+}
+
+/** Checks that `value` is a positive integer byte count. */
+export function checkSize(name: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  }
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(
+      `${name} must be a positive integer, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Checks that `value` is a non-negative integer. */
+export function checkCount(name: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  }
+  if (!(Number.isSafeInteger(value) && value >= 0) && value !== Infinity) {
+    throw new RangeError(
+      `${name} must be a non-negative integer, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Checks a timeout in ms: `undefined`/`null` mean no limit. */
+export function checkTimeout(name: string, value: unknown): number | undefined {
+  if (value === undefined || value === null || value === Infinity) {
+    return undefined;
+  }
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${name} must be a number of ms, got ${describe(value)}`,
+    );
+  }
+  if (!(value >= 0)) {
+    throw new RangeError(
+      `${name} must be a non-negative number of ms, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Options for Deno.listen / Deno.connect made from an `Address`. */
+export type DenoAddressOptions =
+  | { transport: "tcp"; hostname: string; port: number }
+  | { transport: "unix"; path: string };
+
+/** Checks `address` against the socket's transport and fills in defaults. */
+export function checkAddress(
+  name: string,
+  address: unknown,
+  transport: "tcp" | "unix",
+  defaultHostname: string,
+): DenoAddressOptions {
+  if (typeof address !== "object" || address === null) {
+    throw new TypeError(
+      `${name} must be { hostname?, port } or { path }, got ${
+        describe(address)
+      }`,
+    );
+  }
+  if ("path" in address) {
+    const path = (address as { path: unknown }).path;
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError(
+        `${name}.path must be a non-empty string, got ${describe(path)}`,
+      );
+    }
+    if (transport !== "unix") {
+      throw new TypeError(
+        `${name} is a Unix socket path, but the socket's transport is "tcp"`,
+      );
+    }
+    return { transport: "unix", path };
+  }
+  if (!("port" in address)) {
+    throw new TypeError(
+      `${name} must be { hostname?, port } or { path }, got ${
+        describe(address)
+      }`,
+    );
+  }
+  const { hostname = defaultHostname, port } = address as {
+    hostname?: unknown;
+    port: unknown;
+  };
+  if (typeof hostname !== "string") {
+    throw new TypeError(
+      `${name}.hostname must be a string, got ${describe(hostname)}`,
+    );
+  }
+  if (typeof port !== "number") {
+    throw new TypeError(`${name}.port must be a number, got ${describe(port)}`);
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(
+      `${name}.port must be an integer from 0 to 65535, got ${port}`,
+    );
+  }
+  if (transport !== "tcp") {
+    throw new TypeError(
+      `${name} is a TCP address, but the socket's transport is "unix"`,
+    );
+  }
+  return { transport: "tcp", hostname, port };
+}

@@ -1,0 +1,875 @@
+/**
+ * The reactor: Python's `asyncore`. A {@linkcode Dispatcher} wraps a socket
+ * and gets `handle*` calls; {@linkcode loop} asks every channel in a map
+ * whether it wants to read or write, waits for readiness, and dispatches.
+ *
+ * @example An echo server on an explicit map
+ * ```ts
+ * import {
+ *   type ChannelMap,
+ *   closeAll,
+ *   Dispatcher,
+ *   loop,
+ * } from "@asyncore/asyncore/asyncore";
+ * import type { Socket } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const map: ChannelMap = new Map();
+ *
+ * class EchoHandler extends Dispatcher {
+ *   override handleRead(): void {
+ *     this.send(this.recv(8192));
+ *   }
+ * }
+ *
+ * class EchoServer extends Dispatcher {
+ *   constructor() {
+ *     super(undefined, map);
+ *     this.createSocket();
+ *     this.bind({ hostname: "127.0.0.1", port: 0 });
+ *     this.listen(5);
+ *   }
+ *   override handleAccepted(sock: Socket): void {
+ *     new EchoHandler(sock, map);
+ *   }
+ * }
+ *
+ * class Client extends Dispatcher {
+ *   reply = "";
+ *   constructor(port: number) {
+ *     super(undefined, map);
+ *     this.createSocket();
+ *     this.connect({ hostname: "127.0.0.1", port });
+ *   }
+ *   override handleConnect(): void {
+ *     this.send("hello");
+ *   }
+ *   override writable(): boolean {
+ *     return !this.connected;
+ *   }
+ *   override handleRead(): void {
+ *     this.reply += new TextDecoder().decode(this.recv(8192));
+ *     if (this.reply === "hello") closeAll(map);
+ *   }
+ * }
+ *
+ * const server = new EchoServer();
+ * const client = new Client((server.getsockname() as Deno.NetAddr).port);
+ * await loop({ map, timeout: 5000 });
+ * assertEquals(client.reply, "hello");
+ * ```
+ *
+ * @module
+ */
+
+import {
+  Poll,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+  POLLPRI,
+  select,
+  Socket,
+  type SocketOptions,
+} from "./select.ts";
+import {
+  type Address,
+  checkCount,
+  checkTimeout,
+  describe,
+  toBytes,
+} from "./_validate.ts";
+import { ByteQueue } from "./_byte_queue.ts";
+
+/** The channels one loop serves, keyed by {@linkcode Dispatcher.fileno}. */
+export type ChannelMap = Map<number, Dispatcher>;
+
+/**
+ * The default channel map, used wherever a `map` argument is omitted.
+ *
+ * @example
+ * ```ts
+ * import { socketMap } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(socketMap.size, 0);
+ * ```
+ */
+export const socketMap: ChannelMap = new Map();
+
+/**
+ * Thrown by a handler to end {@linkcode loop} at once: the loop rejects with
+ * it instead of passing it to `handleError()`.
+ *
+ * @example
+ * ```ts
+ * import { ExitNow } from "@asyncore/asyncore/asyncore";
+ * import { assertInstanceOf } from "@std/assert";
+ *
+ * assertInstanceOf(new ExitNow("done"), Error);
+ * ```
+ */
+export class ExitNow extends Error {
+  /** @param message Why the loop ends. */
+  constructor(message?: string) {
+    super(message);
+    this.name = "ExitNow";
+  }
+}
+
+/** What {@linkcode compactTraceback} returns: Python's 4-tuple, named. */
+export interface CompactTraceback {
+  /** The file of the innermost frame. */
+  file: string;
+  /** The function of the innermost frame. */
+  func: string;
+  /** The line of the innermost frame. */
+  line: string;
+  /** The error's class name. */
+  type: string;
+  /** The error's message. */
+  value: string;
+  /** Every frame, outermost first, as `[file|function|line]`. */
+  info: string;
+}
+
+const FRAME = /^\s*at (?:(.*?) \()?(.*?):(\d+):\d+\)?$/;
+
+/**
+ * Summarises an error in one line, as Python's `asyncore.compact_traceback()`.
+ *
+ * @example
+ * ```ts
+ * import { compactTraceback } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const tb = compactTraceback(new RangeError("too big"));
+ * assertEquals([tb.type, tb.value], ["RangeError", "too big"]);
+ * ```
+ *
+ * @param error Anything thrown.
+ * @returns The innermost frame, the error's type and message, and all frames.
+ */
+export function compactTraceback(error: unknown): CompactTraceback {
+  const type = error instanceof Error
+    ? error.name
+    : error === null
+    ? "null"
+    : typeof error === "object"
+    ? error.constructor?.name ?? "Object"
+    : typeof error;
+  const value = error instanceof Error ? error.message : String(error);
+  const frames: [string, string, string][] = [];
+  const stack = error instanceof Error ? error.stack ?? "" : "";
+  for (const text of stack.split("\n")) {
+    const match = FRAME.exec(text);
+    if (match) {
+      frames.unshift([match[2], match[1] ?? "<anonymous>", match[3]]);
+    }
+  }
+  const [file, func, line] = frames.at(-1) ?? ["?", "?", "?"];
+  const info = frames.map(([f, fn, l]) => `[${f}|${fn}|${l}]`).join(" ");
+  return { file, func, line, type, value, info };
+}
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.BadResource;
+}
+
+function formatAddr(addr: Deno.Addr): string {
+  if (addr.transport === "unix" || addr.transport === "unixpacket") {
+    return addr.path ?? "";
+  }
+  if (addr.transport === "tcp" || addr.transport === "udp") {
+    return addr.hostname.includes(":")
+      ? `[${addr.hostname}]:${addr.port}`
+      : `${addr.hostname}:${addr.port}`;
+  }
+  return String(addr.transport);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A channel: a socket and the handlers the loop calls when it is ready.
+ * Python's `asyncore.dispatcher`; subclass it and override the `handle*`
+ * methods, `readable()` and `writable()`.
+ *
+ * @example A client that connects and reports it
+ * ```ts
+ * import { Dispatcher, loop, type ChannelMap } from "@asyncore/asyncore/asyncore";
+ * import { assert } from "@std/assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const map: ChannelMap = new Map();
+ * class Client extends Dispatcher {
+ *   ok = false;
+ *   override handleConnect(): void {
+ *     this.ok = true;
+ *     this.close();
+ *   }
+ * }
+ * const client = new Client(undefined, map);
+ * client.createSocket();
+ * client.connect(listener.addr as Deno.NetAddr);
+ * await loop({ map, timeout: 5000 });
+ * assert(client.ok);
+ * (await listener.accept()).close();
+ * ```
+ */
+export class Dispatcher {
+  /** Whether `send` on this channel logs what it sends. */
+  debug = false;
+  /** Whether the socket is connected. */
+  connected = false;
+  /** Whether the socket is listening. */
+  accepting = false;
+  /** Whether a connect is in progress. */
+  connecting = false;
+  /** Whether the channel is closing (used by subclasses such as AsyncChat). */
+  closing = false;
+  /** The address bound to or connected to. */
+  addr: Deno.Addr | null = null;
+  /** Message types `logInfo` leaves out. */
+  ignoreLogTypes: Set<string> = new Set(["warning"]);
+  /** The socket, once there is one. */
+  socket: Socket | null = null;
+
+  #map: ChannelMap;
+  #fileno: number | null = null;
+
+  /**
+   * Creates a channel; with a socket (or a `Deno.Conn`) it is connected and
+   * registered in `map` at once.
+   *
+   * @param sock A connected socket to serve.
+   * @param map The map to register in; {@linkcode socketMap} by default.
+   */
+  constructor(sock?: Socket | Deno.Conn, map?: ChannelMap) {
+    if (map !== undefined && !(map instanceof Map)) {
+      throw new TypeError(`map must be a Map, got ${describe(map)}`);
+    }
+    this.#map = map ?? socketMap;
+    if (sock === undefined || sock === null) return;
+    const socket = sock instanceof Socket
+      ? sock
+      : typeof (sock as Deno.Conn).read === "function"
+      ? Socket.fromConn(sock as Deno.Conn)
+      : null;
+    if (socket === null) {
+      throw new TypeError(
+        `sock must be a Socket or a Deno.Conn, got ${describe(sock)}`,
+      );
+    }
+    this.setSocket(socket, map);
+    this.connected = true;
+    try {
+      this.addr = socket.getpeername();
+    } catch (error) {
+      if (error instanceof Deno.errors.NotConnected) {
+        this.connected = false;
+      } else {
+        this.delChannel(map);
+        throw error;
+      }
+    }
+  }
+
+  /** Describes the channel, like Python's `repr()`. */
+  toString(): string {
+    const status = [this.constructor.name];
+    if (this.accepting && this.addr) status.push("listening");
+    else if (this.connected) status.push("connected");
+    if (this.addr) status.push(formatAddr(this.addr));
+    return `<${status.join(" ")} at #${this.fileno()}>`;
+  }
+
+  /**
+   * Makes a new socket for this channel and registers it.
+   *
+   * @param options The transport and buffer sizes.
+   */
+  createSocket(options?: SocketOptions): void {
+    this.setSocket(new Socket(options));
+  }
+
+  /**
+   * Adopts `sock` and registers the channel in `map`.
+   *
+   * @param sock The socket to serve.
+   * @param map The map to register in; the channel's own by default.
+   */
+  setSocket(sock: Socket, map?: ChannelMap): void {
+    if (!(sock instanceof Socket)) {
+      throw new TypeError(`sock must be a Socket, got ${describe(sock)}`);
+    }
+    this.socket = sock;
+    this.#fileno = sock.fileno();
+    this.addChannel(map);
+  }
+
+  /** Registers the channel in `map` (its own map by default). */
+  addChannel(map?: ChannelMap): void {
+    if (this.#fileno === null) {
+      throw new Deno.errors.BadResource(
+        "addChannel: the channel has no socket",
+      );
+    }
+    (map ?? this.#map).set(this.#fileno, this);
+  }
+
+  /** Removes the channel from `map` (its own map by default). */
+  delChannel(map?: ChannelMap): void {
+    const fd = this.#fileno;
+    if (fd === null) return;
+    const channels = map ?? this.#map;
+    if (channels.get(fd) === this) channels.delete(fd);
+    this.#fileno = null;
+  }
+
+  /** Kept for Python compatibility: Deno's listeners always reuse addresses. */
+  setReuseAddr(): void {}
+
+  /** The channel's key in its map: its socket's number, or -1 without one. */
+  fileno(): number {
+    return this.#fileno ?? this.socket?.fileno() ?? -1;
+  }
+
+  /** Whether the loop should wait for this channel to be readable. */
+  readable(): boolean {
+    return true;
+  }
+
+  /** Whether the loop should wait for this channel to be writable. */
+  writable(): boolean {
+    return true;
+  }
+
+  /**
+   * Starts accepting connections.
+   *
+   * @param backlog How many connections may wait to be accepted.
+   */
+  listen(backlog = 5): void {
+    this.accepting = true;
+    this.#requireSocket("listen").listen(backlog);
+  }
+
+  /**
+   * Binds the socket; errors are thrown synchronously.
+   *
+   * @param address `{ hostname?, port }` or `{ path }`.
+   */
+  bind(address: Address): void {
+    const sock = this.#requireSocket("bind");
+    sock.bind(address);
+    this.addr = sock.getsockname();
+  }
+
+  /**
+   * Starts connecting; `handleConnect()` is called once it completes.
+   *
+   * @param address `{ hostname?, port }` or `{ path }`.
+   */
+  connect(address: Address): void {
+    const sock = this.#requireSocket("connect");
+    this.connected = false;
+    this.connecting = true;
+    sock.connect(address);
+    this.addr = "path" in address
+      ? { transport: "unix", path: address.path }
+      : {
+        transport: "tcp",
+        hostname: address.hostname ?? "127.0.0.1",
+        port: address.port,
+      };
+  }
+
+  /**
+   * Accepts a pending connection.
+   *
+   * @returns The new socket and its peer's address, or `null` when none is
+   *   pending.
+   */
+  accept(): [Socket, Deno.Addr] | null {
+    try {
+      return this.#requireSocket("accept").accept();
+    } catch (error) {
+      if (
+        error instanceof Deno.errors.WouldBlock ||
+        error instanceof Deno.errors.ConnectionAborted
+      ) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * Sends what the socket's send buffer takes.
+   *
+   * @param data Bytes, or a string sent as UTF-8.
+   * @returns The number of bytes taken: 0 when the buffer is full, or after
+   *   a disconnect (which calls `handleClose()`).
+   */
+  send(data: Uint8Array | string): number {
+    const bytes = toBytes("data", data);
+    try {
+      return this.#requireSocket("send").send(bytes);
+    } catch (error) {
+      if (error instanceof Deno.errors.WouldBlock) return 0;
+      if (isDisconnect(error)) {
+        this.handleClose();
+        return 0;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Takes up to `bufsize` received bytes.
+   *
+   * @param bufsize The most bytes to return: a positive integer.
+   * @returns The bytes; an empty array at end of stream or after a
+   *   disconnect, both of which call `handleClose()`.
+   */
+  recv(bufsize: number): Uint8Array {
+    let data: Uint8Array;
+    try {
+      data = this.#requireSocket("recv").recv(bufsize);
+    } catch (error) {
+      if (isDisconnect(error)) {
+        this.handleClose();
+        return EMPTY;
+      }
+      throw error;
+    }
+    if (data.length === 0) this.handleClose();
+    return data;
+  }
+
+  /** Leaves the map and closes the socket; safe to call twice. */
+  close(): void {
+    this.connected = false;
+    this.accepting = false;
+    this.connecting = false;
+    this.delChannel();
+    this.socket?.close();
+  }
+
+  /** The socket's local address. */
+  getsockname(): Deno.Addr {
+    return this.#requireSocket("getsockname").getsockname();
+  }
+
+  /** The peer's address. */
+  getpeername(): Deno.Addr {
+    return this.#requireSocket("getpeername").getpeername();
+  }
+
+  /** Writes a debugging message to standard error. */
+  log(message: string): void {
+    console.error(`log: ${message}`);
+  }
+
+  /**
+   * Prints `message` tagged with `type`, unless `type` is in
+   * `ignoreLogTypes`.
+   */
+  logInfo(message: string, type = "info"): void {
+    if (!this.ignoreLogTypes.has(type)) console.log(`${type}: ${message}`);
+  }
+
+  /** Translates readability into `handleAccept`, `handleConnectEvent` and `handleRead`. */
+  handleReadEvent(): void {
+    if (this.accepting) {
+      this.handleAccept();
+    } else if (!this.connected) {
+      if (this.connecting) this.handleConnectEvent();
+      this.handleRead();
+    } else {
+      this.handleRead();
+    }
+  }
+
+  /** Completes a connect: throws its error, or calls `handleConnect()`. */
+  handleConnectEvent(): void {
+    const error = this.socket?.error;
+    if (error) throw error;
+    this.handleConnect();
+    this.connected = true;
+    this.connecting = false;
+  }
+
+  /** Translates writability into `handleConnectEvent` and `handleWrite`. */
+  handleWriteEvent(): void {
+    if (this.accepting) return;
+    if (!this.connected && this.connecting) this.handleConnectEvent();
+    this.handleWrite();
+  }
+
+  /** Translates an error state into `handleClose`, anything else into `handleExpt`. */
+  handleExptEvent(): void {
+    if (this.socket?.error) this.handleClose();
+    else this.handleExpt();
+  }
+
+  /**
+   * Called with any error a handler throws. By default it logs a compact
+   * traceback and calls `handleClose()`.
+   */
+  handleError(error: unknown): void {
+    const { type, value, info } = compactTraceback(error);
+    let self: string;
+    try {
+      self = String(this);
+    } catch {
+      self = `<${this.constructor.name}>`;
+    }
+    this.logInfo(
+      `uncaptured exception, closing channel ${self} (${type}:${value} ${info})`,
+      "error",
+    );
+    this.handleClose();
+  }
+
+  /** Called for urgent data; logs a warning by default. */
+  handleExpt(): void {
+    this.logInfo("unhandled incoming priority event", "warning");
+  }
+
+  /** Called when the socket is readable; logs a warning by default. */
+  handleRead(): void {
+    this.logInfo("unhandled read event", "warning");
+  }
+
+  /** Called when the socket is writable; logs a warning by default. */
+  handleWrite(): void {
+    this.logInfo("unhandled write event", "warning");
+  }
+
+  /** Called once a connect succeeds; logs a warning by default. */
+  handleConnect(): void {
+    this.logInfo("unhandled connect event", "warning");
+  }
+
+  /** Called when a listening channel is readable: accepts and calls `handleAccepted`. */
+  handleAccept(): void {
+    const pair = this.accept();
+    if (pair !== null) this.handleAccepted(pair[0], pair[1]);
+  }
+
+  /** Called with each accepted socket; closes it and logs a warning by default. */
+  handleAccepted(sock: Socket, _addr: Deno.Addr): void {
+    sock.close();
+    this.logInfo("unhandled accepted event", "warning");
+  }
+
+  /** Called when the connection ends; logs a warning and closes by default. */
+  handleClose(): void {
+    this.logInfo("unhandled close event", "warning");
+    this.close();
+  }
+
+  #requireSocket(operation: string): Socket {
+    if (this.socket === null) {
+      throw new Deno.errors.NotConnected(
+        `${operation}: the channel has no socket; call createSocket() first`,
+      );
+    }
+    return this.socket;
+  }
+}
+
+/**
+ * A dispatcher whose `send()` buffers everything it is given and writes it as
+ * the socket takes it: Python's `asyncore.dispatcher_with_send`.
+ *
+ * @example
+ * ```ts
+ * import { DispatcherWithSend } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const channel = new DispatcherWithSend(undefined, new Map());
+ * assertEquals(channel.writable(), true); // not connected yet
+ * ```
+ */
+export class DispatcherWithSend extends Dispatcher {
+  #out = new ByteQueue();
+
+  /** The number of bytes waiting in the output buffer. */
+  get outBuffered(): number {
+    return this.#out.length;
+  }
+
+  /** Sends as much of the output buffer as the socket takes now. */
+  initiateSend(): void {
+    const chunk = this.#out.peek(65536);
+    if (chunk.length === 0) return;
+    this.#out.discard(super.send(chunk));
+  }
+
+  override handleWrite(): void {
+    this.initiateSend();
+  }
+
+  override writable(): boolean {
+    return !this.connected || this.#out.length > 0;
+  }
+
+  /**
+   * Buffers all of `data` and starts sending it.
+   *
+   * @returns The number of bytes buffered: all of them.
+   */
+  override send(data: Uint8Array | string): number {
+    const bytes = toBytes("data", data);
+    if (this.debug) this.logInfo(`sending ${describe(bytes)}`);
+    let offset = 0;
+    if (this.#out.length === 0 && this.connected) offset = super.send(bytes);
+    if (offset < bytes.length) this.#out.push(bytes.slice(offset));
+    return bytes.length;
+  }
+}
+
+/** Runs `handle` for `obj`, sending what it throws to `obj.handleError()`. */
+function guard(obj: Dispatcher, handle: () => void): void {
+  try {
+    handle();
+  } catch (error) {
+    if (error instanceof ExitNow) throw error;
+    try {
+      obj.handleError(error);
+    } catch (inner) {
+      if (inner instanceof ExitNow) throw inner;
+      obj.logInfo(
+        `handleError failed, closing channel: ${compactTraceback(inner).value}`,
+        "error",
+      );
+      obj.close();
+    }
+  }
+}
+
+/** Dispatches a read event to `obj`, as Python's `asyncore.read()`. */
+export function read(obj: Dispatcher): void {
+  guard(obj, () => obj.handleReadEvent());
+}
+
+/** Dispatches a write event to `obj`, as Python's `asyncore.write()`. */
+export function write(obj: Dispatcher): void {
+  guard(obj, () => obj.handleWriteEvent());
+}
+
+function exception(obj: Dispatcher): void {
+  guard(obj, () => obj.handleExptEvent());
+}
+
+/**
+ * Dispatches `poll()` flags to `obj`, as Python's `asyncore.readwrite()`.
+ * Disconnect errors go to `handleClose()`, other errors to `handleError()`.
+ */
+export function readwrite(obj: Dispatcher, flags: number): void {
+  guard(obj, () => {
+    try {
+      const open = () => !obj.socket?.closed;
+      if (flags & POLLIN) obj.handleReadEvent();
+      if (flags & POLLOUT && open()) obj.handleWriteEvent();
+      if (flags & POLLPRI && open()) obj.handleExptEvent();
+      if (flags & (POLLHUP | POLLERR | POLLNVAL) && open()) obj.handleClose();
+    } catch (error) {
+      if (isDisconnect(error)) obj.handleClose();
+      else throw error;
+    }
+  });
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+async function pollSelect(
+  timeout: number | undefined,
+  map: ChannelMap,
+  signal?: AbortSignal,
+): Promise<void> {
+  const r: Dispatcher[] = [];
+  const w: Dispatcher[] = [];
+  const e: Dispatcher[] = [];
+  for (const obj of map.values()) {
+    const isR = obj.readable();
+    const isW = obj.writable();
+    if (isR) r.push(obj);
+    // Listening channels are never waited on for writing.
+    if (isW && !obj.accepting) w.push(obj);
+    if (isR || isW) e.push(obj);
+  }
+  if (e.length === 0) {
+    await sleep(timeout ?? 0, signal);
+    return;
+  }
+  const [rr, ww, ee] = await select(r, w, e, timeout, { signal });
+  for (const obj of rr) if (map.get(obj.fileno()) === obj) read(obj);
+  for (const obj of ww) if (map.get(obj.fileno()) === obj) write(obj);
+  for (const obj of ee) if (map.get(obj.fileno()) === obj) exception(obj);
+}
+
+async function pollPoll(
+  timeout: number | undefined,
+  map: ChannelMap,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (map.size === 0) return;
+  const pollster = new Poll();
+  const objects = new Map<number, Dispatcher>();
+  for (const [fd, obj] of map) {
+    let flags = 0;
+    if (obj.readable()) flags |= POLLIN | POLLPRI;
+    if (obj.writable() && !obj.accepting) flags |= POLLOUT;
+    if (flags) {
+      pollster.register(fd, flags);
+      objects.set(fd, obj);
+    }
+  }
+  if (objects.size === 0) {
+    await sleep(timeout ?? 0, signal);
+    return;
+  }
+  for (const [fd, flags] of await pollster.poll(timeout, { signal })) {
+    const obj = map.get(fd);
+    if (obj !== undefined && obj === objects.get(fd)) readwrite(obj, flags);
+  }
+}
+
+/**
+ * One pass over `map` with `select()`: ask every channel what it wants, wait
+ * up to `timeout` ms, dispatch. Python's `asyncore.poll()`.
+ *
+ * @example
+ * ```ts
+ * import { poll } from "@asyncore/asyncore/asyncore";
+ *
+ * await poll(0, new Map()); // nothing to wait on: returns at once
+ * ```
+ *
+ * @param timeout The longest wait in ms.
+ * @param map The channels; {@linkcode socketMap} by default.
+ */
+export function poll(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
+  return pollSelect(checkTimeout("timeout", timeout), map);
+}
+
+/**
+ * One pass over `map` with {@linkcode Poll}: Python's `asyncore.poll2()`.
+ *
+ * @example
+ * ```ts
+ * import { poll2 } from "@asyncore/asyncore/asyncore";
+ *
+ * await poll2(0, new Map());
+ * ```
+ *
+ * @param timeout The longest wait in ms.
+ * @param map The channels; {@linkcode socketMap} by default.
+ */
+export function poll2(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
+  return pollPoll(checkTimeout("timeout", timeout), map);
+}
+
+/** Options for {@linkcode loop}. */
+export interface LoopOptions {
+  /**
+   * The longest wait of one pass, in ms.
+   *
+   * @default {30000}
+   */
+  timeout?: number;
+  /**
+   * Wait with {@linkcode Poll} (`poll2`) instead of `select` (`poll`).
+   *
+   * @default {false}
+   */
+  usePoll?: boolean;
+  /** The channels to serve; {@linkcode socketMap} by default. */
+  map?: ChannelMap;
+  /** Stop after this many passes; no limit by default. */
+  count?: number;
+  /** Stop when this signal aborts. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Serves the channels in a map until it is empty, `count` passes are done,
+ * or `signal` aborts. Rejects with {@linkcode ExitNow} when a handler throws
+ * it.
+ *
+ * @example
+ * ```ts
+ * import { loop } from "@asyncore/asyncore/asyncore";
+ *
+ * await loop({ map: new Map() }); // an empty map: returns at once
+ * ```
+ *
+ * @param options Timeout, map, pass count, poll flavour and abort signal.
+ */
+export async function loop(options: LoopOptions = {}): Promise<void> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const timeout = checkTimeout("options.timeout", options.timeout ?? 30_000);
+  const map = options.map ?? socketMap;
+  let count = checkCount("options.count", options.count ?? Infinity);
+  const { signal } = options;
+  const pass = options.usePoll ? pollPoll : pollSelect;
+  while (map.size > 0 && count > 0 && !signal?.aborted) {
+    await pass(timeout, map, signal);
+    count--;
+  }
+}
+
+/**
+ * Closes every channel in `map` and empties it.
+ *
+ * @example
+ * ```ts
+ * import { closeAll, Dispatcher } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const map = new Map();
+ * const channel = new Dispatcher(undefined, map);
+ * channel.createSocket();
+ * closeAll(map);
+ * assertEquals(map.size, 0);
+ * ```
+ *
+ * @param map The channels; {@linkcode socketMap} by default.
+ * @param ignoreAll Swallow every error `close()` throws, not just
+ *   `BadResource`.
+ */
+export function closeAll(map: ChannelMap = socketMap, ignoreAll = false): void {
+  for (const obj of [...map.values()]) {
+    try {
+      obj.close();
+    } catch (error) {
+      if (error instanceof ExitNow) throw error;
+      if (!(error instanceof Deno.errors.BadResource) && !ignoreAll) {
+        throw error;
+      }
+    }
+  }
+  map.clear();
+}

@@ -1,0 +1,1018 @@
+/**
+ * Non-blocking sockets and readiness for Deno: Python's `socket` in
+ * non-blocking mode plus `select.select()` and `select.poll()`.
+ *
+ * Deno has no readiness API, so {@linkcode Socket} keeps the buffers a kernel
+ * would: it reads ahead into a bounded receive buffer and flushes a bounded
+ * send buffer in the background, so that `recv`, `send` and `accept` are
+ * synchronous and never block. {@linkcode select} and {@linkcode Poll} wait
+ * until sockets are ready.
+ *
+ * @example Echo one message over loopback
+ * ```ts
+ * import { select, Socket } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const server = new Socket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen();
+ * const client = new Socket();
+ * client.connect(server.getsockname() as Deno.NetAddr);
+ * await select([server], [], [], 5000);
+ * const [conn] = server.accept();
+ * client.send(new TextEncoder().encode("ping"));
+ * await select([conn], [], [], 5000);
+ * assertEquals(new TextDecoder().decode(conn.recv(1024)), "ping");
+ * conn.close();
+ * client.close();
+ * server.close();
+ * ```
+ *
+ * @module
+ */
+
+import { ByteQueue } from "./_byte_queue.ts";
+import { FdTable } from "./_fd_table.ts";
+import {
+  EXCEPTIONAL,
+  kHangup,
+  kReadiness,
+  notify,
+  passWithoutWait,
+  READABLE,
+  type Source,
+  waitFor,
+  WRITABLE,
+} from "./_readiness.ts";
+import {
+  type Address,
+  checkAddress,
+  checkCount,
+  checkSize,
+  checkTimeout,
+  describe,
+  toBytes,
+} from "./_validate.ts";
+
+export type { Address } from "./_validate.ts";
+
+/** Options for {@linkcode Socket}. */
+export interface SocketOptions {
+  /**
+   * The transport: TCP (IPv4 or IPv6, chosen by the address) or a Unix
+   * domain socket.
+   *
+   * @default {"tcp"}
+   */
+  transport?: "tcp" | "unix";
+  /**
+   * The most bytes read ahead and held until `recv` takes them. When the
+   * buffer is full the socket stops reading, so the peer is pushed back.
+   *
+   * @default {65536}
+   */
+  recvBufferSize?: number;
+  /**
+   * The most bytes `send` accepts before they are written to the peer.
+   *
+   * @default {65536}
+   */
+  sendBufferSize?: number;
+}
+
+/** How much of a connection {@linkcode Socket.shutdown} ends. */
+export type ShutdownHow = "read" | "write" | "both";
+
+const DEFAULT_BUFFER_SIZE = 65536;
+// Reads start small so an idle connection pins little memory, and double
+// while the peer keeps filling them.
+const MIN_READ_SIZE = 512;
+const MAX_READ_SIZE = 65536;
+const MAX_WRITE_SIZE = 65536;
+const EMPTY = new Uint8Array(0);
+
+const fds = new FdTable<Socket>();
+
+type State = "fresh" | "bound" | "listening" | "connecting" | "connected";
+
+function closedError(operation: string): Deno.errors.BadResource {
+  return new Deno.errors.BadResource(`${operation} on a closed socket`);
+}
+
+/**
+ * A non-blocking stream socket (TCP over IPv4 or IPv6, or Unix) with
+ * kernel-like receive and send buffers.
+ *
+ * Every method is synchronous. Operations that cannot complete at once throw
+ * `Deno.errors.WouldBlock`; use {@linkcode select} or {@linkcode Poll} to
+ * wait until they can.
+ *
+ * @example Bind, listen and read the chosen port
+ * ```ts
+ * import { Socket } from "@asyncore/asyncore/select";
+ * import { assert } from "@std/assert";
+ *
+ * const server = new Socket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen(5);
+ * assert((server.getsockname() as Deno.NetAddr).port > 0);
+ * server.close();
+ * ```
+ */
+export class Socket {
+  readonly #transport: "tcp" | "unix";
+  #fd: number;
+  #state: State = "fresh";
+  #error: Error | null = null;
+  #conn: Deno.Conn | null = null;
+  #listener: Deno.Listener | null = null;
+
+  #rx = new ByteQueue();
+  #rxLimit: number;
+  #readSize = MIN_READ_SIZE;
+  #readBuffer: Uint8Array | null = null;
+  #reading = false;
+  #eof = false;
+  #shutRead = false;
+
+  #tx = new ByteQueue();
+  #txLimit: number;
+  #writing = false;
+  #shutWrite = false;
+  #lingering = false;
+
+  #pending: Socket[] = [];
+  #backlog = 0;
+  #acceptingNow = false;
+  #acceptError: Error | null = null;
+
+  #noDelay: boolean | undefined;
+  #keepAlive: boolean | undefined;
+
+  /**
+   * Creates an unconnected socket.
+   *
+   * @param options The transport and buffer sizes.
+   */
+  constructor(options: SocketOptions = {}) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(
+        `options must be an object, got ${describe(options)}`,
+      );
+    }
+    const { transport = "tcp" } = options;
+    if (transport !== "tcp" && transport !== "unix") {
+      throw new TypeError(
+        `options.transport must be "tcp" or "unix", got ${describe(transport)}`,
+      );
+    }
+    this.#transport = transport;
+    this.#rxLimit = checkSize(
+      "options.recvBufferSize",
+      options.recvBufferSize ?? DEFAULT_BUFFER_SIZE,
+    );
+    this.#txLimit = checkSize(
+      "options.sendBufferSize",
+      options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
+    );
+    this.#fd = fds.allocate(this);
+  }
+
+  /**
+   * Wraps a connection Deno has already made; the socket is connected.
+   *
+   * @example Wrap a `Deno.Conn`
+   * ```ts
+   * import { Socket } from "@asyncore/asyncore/select";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * const conn = await Deno.connect({ port: listener.addr.port });
+   * const sock = Socket.fromConn(conn);
+   * assertEquals(sock.getpeername(), listener.addr);
+   * sock.close();
+   * (await listener.accept()).close();
+   * ```
+   *
+   * @param conn The connection to take over; the socket closes it.
+   * @param options Buffer sizes.
+   * @returns A connected socket.
+   */
+  static fromConn(
+    conn: Deno.Conn,
+    options: Omit<SocketOptions, "transport"> = {},
+  ): Socket {
+    const transport = conn.localAddr.transport === "unix" ? "unix" : "tcp";
+    const sock = new Socket({ ...options, transport });
+    sock.#attach(conn);
+    return sock;
+  }
+
+  /** The socket's number: unique among live sockets, -1 once closed. */
+  fileno(): number {
+    return this.#fd;
+  }
+
+  /** Whether the socket has been closed. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /**
+   * The pending error, like `SO_ERROR`: a failed connect or a connection the
+   * peer reset. A socket with an error is readable and writable.
+   */
+  get error(): Error | null {
+    return this.#error;
+  }
+
+  /** The transport this socket was made for. */
+  get transport(): "tcp" | "unix" {
+    return this.#transport;
+  }
+
+  /** The bound of the receive buffer, in bytes. */
+  get recvBufferSize(): number {
+    return this.#rxLimit;
+  }
+  set recvBufferSize(size: number) {
+    this.#rxLimit = checkSize("recvBufferSize", size);
+    this.#startRead();
+  }
+
+  /** The bound of the send buffer, in bytes. */
+  get sendBufferSize(): number {
+    return this.#txLimit;
+  }
+  set sendBufferSize(size: number) {
+    const wasFull = this.#tx.length >= this.#txLimit;
+    this.#txLimit = checkSize("sendBufferSize", size);
+    if (wasFull && this.#tx.length < this.#txLimit) notify(this);
+  }
+
+  /** The number of received bytes waiting for `recv`. */
+  get recvBuffered(): number {
+    return this.#rx.length;
+  }
+
+  /** The number of bytes `send` accepted that the peer has not been sent yet. */
+  get sendBuffered(): number {
+    return this.#tx.length;
+  }
+
+  /**
+   * Binds the socket to a local address and starts listening at the OS level.
+   * Errors (address in use, permission) are thrown here, synchronously.
+   *
+   * @param address `{ hostname, port }` (hostname defaults to `"0.0.0.0"`)
+   *   or `{ path }` for a Unix socket.
+   */
+  bind(address: Address): void {
+    this.#checkOpen("bind");
+    const options = checkAddress(
+      "address",
+      address,
+      this.#transport,
+      "0.0.0.0",
+    );
+    if (this.#state !== "fresh") {
+      throw new Deno.errors.AlreadyExists(
+        `bind: the socket is already ${this.#state}`,
+      );
+    }
+    this.#listener = options.transport === "unix"
+      ? Deno.listen(options)
+      : Deno.listen(options);
+    this.#state = "bound";
+  }
+
+  /**
+   * Accepts connections: up to `backlog` of them are taken in ahead and wait
+   * for {@linkcode Socket.accept}. An unbound TCP socket binds to an
+   * ephemeral port first.
+   *
+   * @param backlog How many connections may wait to be accepted.
+   */
+  listen(backlog = 5): void {
+    this.#checkOpen("listen");
+    checkCount("backlog", backlog);
+    if (this.#state === "fresh") {
+      if (this.#transport === "unix") {
+        throw new Deno.errors.NotConnected(
+          "listen: a Unix socket must be bound first",
+        );
+      }
+      this.bind({ port: 0 });
+    }
+    if (this.#state !== "bound" && this.#state !== "listening") {
+      throw new Deno.errors.NotConnected(
+        `listen: the socket is ${this.#state}`,
+      );
+    }
+    this.#state = "listening";
+    this.#backlog = Math.max(1, Math.min(backlog, 65535));
+    this.#startAccept();
+  }
+
+  /**
+   * Takes a pending connection.
+   *
+   * @returns The connected socket and the peer's address.
+   * @throws {Deno.errors.WouldBlock} when no connection is pending.
+   */
+  accept(): [Socket, Deno.Addr] {
+    this.#checkOpen("accept");
+    if (this.#state !== "listening") {
+      throw new Deno.errors.NotConnected("accept: the socket is not listening");
+    }
+    const sock = this.#pending.shift();
+    if (sock === undefined) {
+      const error = this.#acceptError;
+      if (error) {
+        this.#acceptError = null;
+        this.#startAccept();
+        throw error;
+      }
+      throw new Deno.errors.WouldBlock("accept: no connection is pending");
+    }
+    this.#startAccept();
+    return [sock, sock.#conn!.remoteAddr];
+  }
+
+  /**
+   * Starts connecting and returns at once. Completion shows as writability;
+   * failure as {@linkcode Socket.error}, which makes the socket readable and
+   * writable.
+   *
+   * @param address `{ hostname, port }` (hostname defaults to
+   *   `"127.0.0.1"`) or `{ path }` for a Unix socket.
+   */
+  connect(address: Address): void {
+    this.#checkOpen("connect");
+    const options = checkAddress(
+      "address",
+      address,
+      this.#transport,
+      "127.0.0.1",
+    );
+    if (this.#state === "connecting") {
+      throw new Deno.errors.Busy("connect: a connect is already in progress");
+    }
+    if (this.#state !== "fresh") {
+      throw new Deno.errors.AlreadyExists(
+        `connect: the socket is already ${this.#state}`,
+      );
+    }
+    this.#state = "connecting";
+    let connecting: Promise<Deno.Conn>;
+    try {
+      connecting = options.transport === "unix"
+        ? Deno.connect(options)
+        : Deno.connect(options);
+    } catch (error) {
+      connecting = Promise.reject(error);
+    }
+    connecting.then(
+      (conn) => {
+        if (this.closed) conn.close();
+        else this.#attach(conn);
+      },
+      (error: Error) => {
+        if (this.closed) return;
+        this.#error = error;
+        notify(this);
+      },
+    );
+  }
+
+  /**
+   * Returns up to `bufsize` bytes already received.
+   *
+   * @param bufsize The most bytes to return: a positive integer.
+   * @returns The bytes; an empty array at end of stream.
+   * @throws {Deno.errors.WouldBlock} when nothing is buffered.
+   * @throws {Deno.errors.ConnectionReset} (or another disconnect error) once
+   *   the peer is gone and the buffer is drained.
+   */
+  recv(bufsize: number): Uint8Array {
+    checkSize("bufsize", bufsize);
+    this.#checkOpen("recv");
+    if (this.#rx.length > 0) {
+      const data = this.#rx.take(bufsize);
+      this.#startRead();
+      return data;
+    }
+    if (this.#error) throw this.#error;
+    if (this.#eof || this.#shutRead) return EMPTY;
+    if (this.#state !== "connected") {
+      throw new Deno.errors.NotConnected("recv: the socket is not connected");
+    }
+    throw new Deno.errors.WouldBlock("recv: no data is buffered");
+  }
+
+  /**
+   * Copies as much of `data` as fits into the send buffer. The bytes are
+   * delivered in order, even if {@linkcode Socket.close} follows at once.
+   *
+   * @param data The bytes to send (strings are UTF-8 encoded).
+   * @returns How many bytes were accepted.
+   * @throws {Deno.errors.WouldBlock} when the send buffer is full.
+   */
+  send(data: Uint8Array | string): number {
+    const bytes = toBytes("data", data);
+    this.#checkOpen("send");
+    if (this.#error) throw this.#error;
+    if (this.#state === "connecting") {
+      throw new Deno.errors.WouldBlock("send: the connect is in progress");
+    }
+    if (this.#state !== "connected") {
+      throw new Deno.errors.NotConnected("send: the socket is not connected");
+    }
+    if (this.#shutWrite) {
+      throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
+    }
+    if (bytes.length === 0) return 0;
+    const room = this.#txLimit - this.#tx.length;
+    if (room <= 0) {
+      throw new Deno.errors.WouldBlock("send: the send buffer is full");
+    }
+    const count = Math.min(room, bytes.length);
+    this.#tx.push(bytes.slice(0, count));
+    this.#startWrite();
+    return count;
+  }
+
+  /**
+   * Ends one or both directions. Shutting the write side sends end of stream
+   * once the send buffer is flushed; shutting the read side discards what is
+   * buffered and makes `recv` return an empty array.
+   *
+   * @param how `"read"`, `"write"` or `"both"`.
+   */
+  shutdown(how: ShutdownHow): void {
+    if (how !== "read" && how !== "write" && how !== "both") {
+      throw new TypeError(
+        `how must be "read", "write" or "both", got ${describe(how)}`,
+      );
+    }
+    this.#checkOpen("shutdown");
+    if (this.#state !== "connected") {
+      throw new Deno.errors.NotConnected(
+        "shutdown: the socket is not connected",
+      );
+    }
+    if (how !== "write") {
+      this.#shutRead = true;
+      this.#rx.clear();
+      notify(this);
+    }
+    if (how !== "read" && !this.#shutWrite) {
+      this.#shutWrite = true;
+      this.#finishWrites();
+    }
+  }
+
+  /**
+   * Closes the socket; safe to call twice. Bytes already accepted by `send`
+   * are still delivered, then the connection is closed.
+   */
+  close(): void {
+    if (this.closed) return;
+    fds.release(this.#fd);
+    this.#fd = -1;
+    this.#rx.clear();
+    this.#readBuffer = null;
+    this.#listener?.close();
+    this.#listener = null;
+    for (const sock of this.#pending) sock.close();
+    this.#pending = [];
+    this.#lingering = true;
+    this.#finishWrites();
+    notify(this);
+  }
+
+  /** Closes the socket (for `using`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** The local address. */
+  getsockname(): Deno.Addr {
+    this.#checkOpen("getsockname");
+    const local = this.#listener?.addr ?? this.#conn?.localAddr;
+    if (local) return local;
+    return this.#transport === "unix"
+      ? { transport: "unix", path: "" }
+      : { transport: "tcp", hostname: "0.0.0.0", port: 0 };
+  }
+
+  /**
+   * The peer's address.
+   *
+   * @throws {Deno.errors.NotConnected} when the socket is not connected.
+   */
+  getpeername(): Deno.Addr {
+    this.#checkOpen("getpeername");
+    if (this.#conn === null) {
+      throw new Deno.errors.NotConnected(
+        "getpeername: the socket is not connected",
+      );
+    }
+    return this.#conn.remoteAddr;
+  }
+
+  /**
+   * Turns Nagle's algorithm off (`true`) or on; applied once connected.
+   * Ignored on Unix sockets.
+   */
+  setNoDelay(noDelay = true): void {
+    this.#checkOpen("setNoDelay");
+    this.#noDelay = noDelay;
+    this.#applyOptions();
+  }
+
+  /** Turns TCP keep-alive on or off; applied once connected. Ignored on Unix sockets. */
+  setKeepAlive(keepAlive = true): void {
+    this.#checkOpen("setKeepAlive");
+    this.#keepAlive = keepAlive;
+    this.#applyOptions();
+  }
+
+  /**
+   * The readiness bits (read, write, error) the socket has now.
+   *
+   * @ignore
+   */
+  get [kReadiness](): number {
+    if (this.#fd < 0) return 0;
+    let bits = 0;
+    if (this.#error) return READABLE | WRITABLE | EXCEPTIONAL;
+    switch (this.#state) {
+      case "connected":
+        if (this.#rx.length > 0 || this.#eof || this.#shutRead) {
+          bits |= READABLE;
+        }
+        if (this.#shutWrite || this.#tx.length < this.#txLimit) {
+          bits |= WRITABLE;
+        }
+        return bits;
+      case "listening":
+        return this.#pending.length > 0 || this.#acceptError ? READABLE : 0;
+      default:
+        return 0;
+    }
+  }
+
+  /** Whether the peer has ended its stream and nothing is left to read. */
+  get [kHangup](): boolean {
+    return this.#error !== null ||
+      (this.#eof && this.#rx.length === 0 &&
+        (this.#shutWrite || this.#conn === null));
+  }
+
+  #checkOpen(operation: string): void {
+    if (this.#fd < 0) throw closedError(operation);
+  }
+
+  #attach(conn: Deno.Conn): void {
+    this.#conn = conn;
+    this.#state = "connected";
+    this.#applyOptions();
+    this.#startRead();
+    notify(this);
+  }
+
+  #applyOptions(): void {
+    const conn = this.#conn as Deno.TcpConn | null;
+    if (conn === null || conn.localAddr.transport !== "tcp") return;
+    if (this.#noDelay !== undefined) conn.setNoDelay(this.#noDelay);
+    if (this.#keepAlive !== undefined) conn.setKeepAlive(this.#keepAlive);
+  }
+
+  // Receive side: one read in flight while there is room in the buffer.
+
+  #startRead(): void {
+    if (
+      this.#reading || this.#eof || this.#error || this.#conn === null ||
+      this.#fd < 0
+    ) return;
+    const room = this.#rxLimit - this.#rx.length;
+    if (room <= 0) return;
+    let buffer = this.#readBuffer;
+    if (buffer === null) {
+      buffer = this.#readBuffer = new Uint8Array(this.#readSize);
+    }
+    if (room < buffer.length) buffer = buffer.subarray(0, room);
+    this.#reading = true;
+    this.#conn.read(buffer).then(this.#onRead, this.#onReadError);
+  }
+
+  #onRead = (count: number | null): void => {
+    this.#reading = false;
+    if (this.#fd < 0) return;
+    if (count === null) {
+      this.#eof = true;
+      this.#readBuffer = null;
+      notify(this);
+      return;
+    }
+    const buffer = this.#readBuffer!;
+    if (this.#shutRead) {
+      // Read and drop, so a peer that keeps sending is not stalled.
+    } else if (count === buffer.length) {
+      // A full read: hand the buffer over and read more next time.
+      this.#rx.push(buffer);
+      this.#readBuffer = null;
+      this.#readSize = Math.min(this.#readSize * 2, MAX_READ_SIZE);
+    } else {
+      this.#rx.push(buffer.slice(0, count));
+      if (count < this.#readSize >> 2 && this.#readSize > MIN_READ_SIZE) {
+        this.#readSize >>= 1;
+        this.#readBuffer = null;
+      }
+    }
+    notify(this);
+    this.#startRead();
+  };
+
+  #onReadError = (error: Error): void => {
+    this.#reading = false;
+    if (this.#fd < 0) return;
+    this.#fail(error);
+  };
+
+  // Send side: one write in flight while there is something to send.
+
+  #startWrite(): void {
+    if (this.#writing || this.#conn === null || this.#tx.length === 0) return;
+    this.#writing = true;
+    this.#conn.write(this.#tx.peek(MAX_WRITE_SIZE)).then(
+      this.#onWrite,
+      this.#onWriteError,
+    );
+  }
+
+  #onWrite = (count: number): void => {
+    this.#writing = false;
+    const wasFull = this.#tx.length >= this.#txLimit;
+    this.#tx.discard(count);
+    if (this.#tx.length > 0) this.#startWrite();
+    else this.#finishWrites();
+    if (wasFull && this.#tx.length < this.#txLimit && this.#fd >= 0) {
+      notify(this);
+    }
+  };
+
+  #onWriteError = (error: Error): void => {
+    this.#writing = false;
+    this.#tx.clear();
+    if (this.#fd < 0) this.#release();
+    else this.#fail(error);
+  };
+
+  /** Ends the write side or closes once everything accepted has been written. */
+  #finishWrites(): void {
+    if (this.#writing || this.#tx.length > 0) return;
+    if (this.#lingering) {
+      this.#release();
+    } else if (this.#shutWrite && this.#conn !== null) {
+      this.#conn.closeWrite().catch(() => {});
+    }
+  }
+
+  #fail(error: Error): void {
+    this.#error = error;
+    this.#tx.clear();
+    notify(this);
+  }
+
+  #release(): void {
+    const conn = this.#conn;
+    this.#conn = null;
+    if (conn === null) return;
+    try {
+      conn.close();
+    } catch {
+      // Already closed by a failed operation.
+    }
+  }
+
+  // Listening side: one accept in flight while the backlog has room.
+
+  #startAccept(): void {
+    if (
+      this.#acceptingNow || this.#listener === null || this.#acceptError ||
+      this.#state !== "listening" || this.#pending.length >= this.#backlog
+    ) return;
+    this.#acceptingNow = true;
+    this.#listener.accept().then(this.#onAccept, this.#onAcceptError);
+  }
+
+  #onAccept = (conn: Deno.Conn): void => {
+    this.#acceptingNow = false;
+    if (this.#fd < 0) {
+      conn.close();
+      return;
+    }
+    this.#pending.push(
+      Socket.fromConn(conn, {
+        recvBufferSize: this.#rxLimit,
+        sendBufferSize: this.#txLimit,
+      }),
+    );
+    notify(this);
+    this.#startAccept();
+  };
+
+  #onAcceptError = (error: Error): void => {
+    this.#acceptingNow = false;
+    if (this.#fd < 0) return;
+    this.#acceptError = error;
+    notify(this);
+  };
+}
+
+/** Anything {@linkcode select} and {@linkcode Poll} accept: a socket number or an object with `fileno()`. */
+export type FileLike = number | { fileno(): number };
+
+/** Options for {@linkcode select} and {@linkcode Poll.poll}. */
+export interface WaitOptions {
+  /** Ends the wait early, as if the timeout had passed. */
+  signal?: AbortSignal;
+}
+
+function resolveSocket(name: string, item: FileLike): Socket {
+  if (item instanceof Socket) {
+    if (item.closed) throw closedError(`${name}: select`);
+    return item;
+  }
+  let fd: unknown = item;
+  if (typeof item === "object" && item !== null) {
+    if (typeof item.fileno !== "function") {
+      throw new TypeError(
+        `${name} must hold sockets, numbers or objects with fileno(), got ${
+          describe(item)
+        }`,
+      );
+    }
+    fd = item.fileno();
+  }
+  if (typeof fd !== "number") {
+    throw new TypeError(
+      `${name} must hold sockets, numbers or objects with fileno(), got ${
+        describe(item)
+      }`,
+    );
+  }
+  const sock = fds.get(fd);
+  if (sock === undefined) {
+    throw new Deno.errors.BadResource(`${name}: ${fd} is not a live socket`);
+  }
+  return sock;
+}
+
+/**
+ * Waits until some of the given sockets are ready: Python's
+ * `select.select()`. `rlist` sockets are ready when `recv` or `accept` will
+ * not block, `wlist` ones when `send` will not block (or a connect finished),
+ * `xlist` ones when they are in an error state.
+ *
+ * @example Wait for a connection with a bound
+ * ```ts
+ * import { select, Socket } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * using server = new Socket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen();
+ * assertEquals(await select([server], [], [], 0), [[], [], []]);
+ * using client = new Socket();
+ * client.connect(server.getsockname() as Deno.NetAddr);
+ * const [readable] = await select([server], [], [], 5000);
+ * assertEquals(readable, [server]);
+ * server.accept()[0].close();
+ * ```
+ *
+ * @param rlist Objects to wait on for reading.
+ * @param wlist Objects to wait on for writing.
+ * @param xlist Objects to wait on for an error state.
+ * @param timeout The longest wait in ms; `undefined` waits until something
+ *   is ready, `0` polls.
+ * @param options An abort signal.
+ * @returns The ready subsets of the three lists: the same objects.
+ */
+export async function select<
+  R extends FileLike,
+  W extends FileLike,
+  X extends FileLike,
+>(
+  rlist: readonly R[],
+  wlist: readonly W[],
+  xlist: readonly X[],
+  timeout?: number,
+  options: WaitOptions = {},
+): Promise<[R[], W[], X[]]> {
+  for (
+    const [name, list] of [["rlist", rlist], ["wlist", wlist], [
+      "xlist",
+      xlist,
+    ]] as const
+  ) {
+    if (!Array.isArray(list)) {
+      throw new TypeError(`${name} must be an array, got ${describe(list)}`);
+    }
+  }
+  const limit = checkTimeout("timeout", timeout);
+  const rs = rlist.map((item) => resolveSocket("rlist", item));
+  const ws = wlist.map((item) => resolveSocket("wlist", item));
+  const xs = xlist.map((item) => resolveSocket("xlist", item));
+  const scan = (): [R[], W[], X[]] => [
+    rlist.filter((_, i) => (rs[i][kReadiness] & READABLE) !== 0),
+    wlist.filter((_, i) => (ws[i][kReadiness] & WRITABLE) !== 0),
+    xlist.filter((_, i) => (xs[i][kReadiness] & EXCEPTIONAL) !== 0),
+  ];
+  const isEmpty = ([r, w, x]: [R[], W[], X[]]) =>
+    r.length === 0 && w.length === 0 && x.length === 0;
+  let result = scan();
+  if (!isEmpty(result) || limit === 0) {
+    const turn = passWithoutWait();
+    return turn ? turn.then(scan) : result;
+  }
+  const interest = new Map<Source, number>();
+  const watch = (socks: Socket[], bit: number) => {
+    for (const sock of socks) {
+      interest.set(sock, (interest.get(sock) ?? 0) | bit);
+    }
+  };
+  watch(rs, READABLE);
+  watch(ws, WRITABLE);
+  watch(xs, EXCEPTIONAL);
+  const deadline = limit === undefined ? Infinity : performance.now() + limit;
+  const { signal } = options;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0 || signal?.aborted) return result;
+    await waitFor(interest, left === Infinity ? undefined : left, signal);
+    result = scan();
+    if (!isEmpty(result)) return result;
+  }
+}
+
+/** There is data to read (or a connection to accept, or end of stream). */
+export const POLLIN = 0x001;
+/** There is urgent data to read; stream sockets here never have any. */
+export const POLLPRI = 0x002;
+/** Writing will not block. */
+export const POLLOUT = 0x004;
+/** The socket is in an error state; always reported. */
+export const POLLERR = 0x008;
+/** The connection is over: end of stream both ways, or an error; always reported. */
+export const POLLHUP = 0x010;
+/** The number names no live socket; always reported. */
+export const POLLNVAL = 0x020;
+
+function toFd(name: string, item: FileLike): number {
+  const fd = typeof item === "object" && item !== null &&
+      typeof item.fileno === "function"
+    ? item.fileno()
+    : item;
+  if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) {
+    throw new TypeError(
+      `${name} must be a socket number or an object with fileno(), got ${
+        describe(item)
+      }`,
+    );
+  }
+  return fd;
+}
+
+/**
+ * Python's `select.poll()`: a set of registered sockets and the events wanted
+ * from each, waited on together.
+ *
+ * @example Poll a listening socket
+ * ```ts
+ * import { Poll, POLLIN, Socket } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * using server = new Socket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen();
+ * const poller = new Poll();
+ * poller.register(server, POLLIN);
+ * using client = new Socket();
+ * client.connect(server.getsockname() as Deno.NetAddr);
+ * assertEquals(await poller.poll(5000), [[server.fileno(), POLLIN]]);
+ * server.accept()[0].close();
+ * ```
+ */
+export class Poll {
+  #registered = new Map<number, number>();
+
+  /**
+   * Watches a socket for the events in `eventmask`; registering it again
+   * replaces the mask.
+   *
+   * @param fd A socket number or an object with `fileno()`.
+   * @param eventmask `POLLIN`, `POLLPRI` and `POLLOUT` bits.
+   */
+  register(fd: FileLike, eventmask: number = POLLIN | POLLPRI | POLLOUT): void {
+    this.#registered.set(toFd("fd", fd), this.#checkMask(eventmask));
+  }
+
+  /**
+   * Changes the mask of a registered socket.
+   *
+   * @throws {Deno.errors.NotFound} when it is not registered.
+   */
+  modify(fd: FileLike, eventmask: number): void {
+    const key = toFd("fd", fd);
+    if (!this.#registered.has(key)) {
+      throw new Deno.errors.NotFound(`modify: ${key} is not registered`);
+    }
+    this.#registered.set(key, this.#checkMask(eventmask));
+  }
+
+  /**
+   * Stops watching a socket.
+   *
+   * @throws {Deno.errors.NotFound} when it is not registered.
+   */
+  unregister(fd: FileLike): void {
+    const key = toFd("fd", fd);
+    if (!this.#registered.delete(key)) {
+      throw new Deno.errors.NotFound(`unregister: ${key} is not registered`);
+    }
+  }
+
+  /**
+   * Waits for events on the registered sockets.
+   *
+   * @param timeout The longest wait in ms; `undefined` or a negative number
+   *   waits until an event, `0` polls.
+   * @param options An abort signal.
+   * @returns `[fd, revents]` pairs for the sockets with events.
+   */
+  async poll(
+    timeout?: number,
+    options: WaitOptions = {},
+  ): Promise<[number, number][]> {
+    const limit = typeof timeout === "number" && timeout < 0
+      ? undefined
+      : checkTimeout("timeout", timeout);
+    let result = this.#scan();
+    if (result.length > 0 || limit === 0) {
+      const turn = passWithoutWait();
+      return turn ? turn.then(() => this.#scan()) : result;
+    }
+    const interest = new Map<Source, number>();
+    for (const [fd, mask] of this.#registered) {
+      const sock = fds.get(fd);
+      if (sock === undefined) continue;
+      interest.set(
+        sock,
+        EXCEPTIONAL | (mask & (POLLIN | POLLPRI) ? READABLE : 0) |
+          (mask & POLLOUT ? WRITABLE : 0),
+      );
+    }
+    const deadline = limit === undefined ? Infinity : performance.now() + limit;
+    const { signal } = options;
+    for (;;) {
+      const left = deadline - performance.now();
+      if (left <= 0 || signal?.aborted) return result;
+      await waitFor(interest, left === Infinity ? undefined : left, signal);
+      result = this.#scan();
+      if (result.length > 0) return result;
+    }
+  }
+
+  #checkMask(eventmask: number): number {
+    if (!Number.isInteger(eventmask) || eventmask < 0 || eventmask > 0xffff) {
+      throw new RangeError(
+        `eventmask must be an integer of POLL* bits, got ${
+          describe(eventmask)
+        }`,
+      );
+    }
+    return eventmask;
+  }
+
+  #scan(): [number, number][] {
+    const events: [number, number][] = [];
+    for (const [fd, mask] of this.#registered) {
+      const sock = fds.get(fd);
+      if (sock === undefined) {
+        events.push([fd, POLLNVAL]);
+        continue;
+      }
+      const bits = sock[kReadiness];
+      let revents = 0;
+      if (bits & READABLE && mask & POLLIN) revents |= POLLIN;
+      if (bits & WRITABLE && mask & POLLOUT) revents |= POLLOUT;
+      if (bits & EXCEPTIONAL) revents |= POLLERR;
+      if (sock[kHangup]) revents |= POLLHUP;
+      if (revents !== 0) events.push([fd, revents]);
+    }
+    return events;
+  }
+}
