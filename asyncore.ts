@@ -82,6 +82,7 @@ import {
   toBytes,
 } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
+import { Heap } from "./_heap.ts";
 
 /** The channels one loop serves, keyed by {@linkcode Dispatcher.fileno}. */
 export type ChannelMap = Map<number, Dispatcher>;
@@ -241,6 +242,11 @@ export class Dispatcher {
   ignoreLogTypes: Set<string> = new Set(["warning"]);
   /** The socket, once there is one. */
   socket: Socket | null = null;
+  /**
+   * Ms without a byte in or out after which the loop calls
+   * `handleTimeout()`; `Infinity` turns it off.
+   */
+  idleTimeout = Infinity;
 
   #map: ChannelMap;
   #fileno: number | null = null;
@@ -336,6 +342,14 @@ export class Dispatcher {
 
   /** Kept for Python compatibility: Deno's listeners always reuse addresses. */
   setReuseAddr(): void {}
+
+  /**
+   * The bytes queued on this channel and not yet sent: the socket's send
+   * buffer plus whatever the channel itself holds back.
+   */
+  get sendBuffered(): number {
+    return this.socket?.sendBuffered ?? 0;
+  }
 
   /** The channel's key in its map: its socket's number, or -1 without one. */
   fileno(): number {
@@ -570,6 +584,11 @@ export class Dispatcher {
     this.logInfo("unhandled accepted event", "warning");
   }
 
+  /** Called after `idleTimeout` ms without traffic; closes by default. */
+  handleTimeout(): void {
+    this.close();
+  }
+
   /** Called when the connection ends; logs a warning and closes by default. */
   handleClose(): void {
     this.logInfo("unhandled close event", "warning");
@@ -602,9 +621,8 @@ export class Dispatcher {
 export class DispatcherWithSend extends Dispatcher {
   #out = new ByteQueue();
 
-  /** The number of bytes waiting in the output buffer. */
-  get outBuffered(): number {
-    return this.#out.length;
+  override get sendBuffered(): number {
+    return super.sendBuffered + this.#out.length;
   }
 
   /** Sends as much of the output buffer as the socket takes now. */
@@ -689,7 +707,7 @@ export function readwrite(obj: Dispatcher, flags: number): void {
   });
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number | undefined, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {
@@ -697,62 +715,77 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = ms === undefined ? undefined : setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
   });
 }
 
-async function pollSelect(
+/** Calls `handleTimeout()` on an idle channel; returns when it next falls due. */
+function checkIdle(obj: Dispatcher, now: number): number {
+  const sock = obj.socket;
+  if (obj.idleTimeout === Infinity || sock === null || !obj.connected) {
+    return Infinity;
+  }
+  const due = sock.lastActivity + obj.idleTimeout;
+  if (due > now) return due;
+  guard(obj, () => obj.handleTimeout());
+  return Infinity;
+}
+
+/**
+ * One pass: run idle checks, ask every channel what it wants, wait until a
+ * channel is ready, `timeout` passes or the next timer is due, dispatch, and
+ * run the timers that are due.
+ */
+async function pass(
+  usePoll: boolean,
   timeout: number | undefined,
   map: ChannelMap,
   signal?: AbortSignal,
 ): Promise<void> {
+  const now = performance.now();
+  let until = Math.min(
+    timeout === undefined ? Infinity : now + timeout,
+    nextTimer(map),
+  );
   const r: Dispatcher[] = [];
   const w: Dispatcher[] = [];
   const e: Dispatcher[] = [];
   for (const obj of map.values()) {
+    until = Math.min(until, checkIdle(obj, now));
+    if (map.get(obj.fileno()) !== obj) continue;
     const isR = obj.readable();
-    const isW = obj.writable();
-    if (isR) r.push(obj);
     // Listening channels are never waited on for writing.
-    if (isW && !obj.accepting) w.push(obj);
+    const isW = obj.writable() && !obj.accepting;
+    if (isR) r.push(obj);
+    if (isW) w.push(obj);
     if (isR || isW) e.push(obj);
   }
+  const wait = until === Infinity
+    ? undefined
+    : Math.max(0, until - performance.now());
   if (e.length === 0) {
-    await sleep(timeout ?? 0, signal);
-    return;
-  }
-  const [rr, ww, ee] = await select(r, w, e, timeout, { signal });
-  for (const obj of rr) if (map.get(obj.fileno()) === obj) read(obj);
-  for (const obj of ww) if (map.get(obj.fileno()) === obj) write(obj);
-  for (const obj of ee) if (map.get(obj.fileno()) === obj) exception(obj);
-}
-
-async function pollPoll(
-  timeout: number | undefined,
-  map: ChannelMap,
-  signal?: AbortSignal,
-): Promise<void> {
-  if (map.size === 0) return;
-  const pollster = new Poll();
-  const objects = new Map<number, Dispatcher>();
-  for (const [fd, obj] of map) {
-    let flags = 0;
-    if (obj.readable()) flags |= POLLIN | POLLPRI;
-    if (obj.writable() && !obj.accepting) flags |= POLLOUT;
-    if (flags) {
-      pollster.register(fd, flags);
-      objects.set(fd, obj);
+    await sleep(wait, signal);
+  } else if (usePoll) {
+    const pollster = new Poll();
+    for (const obj of r) pollster.register(obj, POLLIN | POLLPRI);
+    for (const obj of w) {
+      pollster.register(
+        obj,
+        obj.readable() ? POLLIN | POLLPRI | POLLOUT : POLLOUT,
+      );
     }
+    for (const [fd, flags] of await pollster.poll(wait, { signal })) {
+      const obj = map.get(fd);
+      if (obj !== undefined) readwrite(obj, flags);
+    }
+  } else {
+    const [rr, ww, ee] = await select(r, w, e, wait, { signal });
+    for (const obj of rr) if (map.get(obj.fileno()) === obj) read(obj);
+    for (const obj of ww) if (map.get(obj.fileno()) === obj) write(obj);
+    for (const obj of ee) if (map.get(obj.fileno()) === obj) exception(obj);
   }
-  if (objects.size === 0) {
-    await sleep(timeout ?? 0, signal);
-    return;
-  }
-  for (const [fd, flags] of await pollster.poll(timeout, { signal })) {
-    const obj = map.get(fd);
-    if (obj !== undefined && obj === objects.get(fd)) readwrite(obj, flags);
-  }
+  runTimers(map);
 }
 
 /**
@@ -770,7 +803,7 @@ async function pollPoll(
  * @param map The channels; {@linkcode socketMap} by default.
  */
 export function poll(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
-  return pollSelect(checkTimeout("timeout", timeout), map);
+  return pass(false, checkTimeout("timeout", timeout), map);
 }
 
 /**
@@ -787,7 +820,7 @@ export function poll(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
  * @param map The channels; {@linkcode socketMap} by default.
  */
 export function poll2(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
-  return pollPoll(checkTimeout("timeout", timeout), map);
+  return pass(true, checkTimeout("timeout", timeout), map);
 }
 
 /** Options for {@linkcode loop}. */
@@ -834,11 +867,216 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
   const map = options.map ?? socketMap;
   let count = checkCount("options.count", options.count ?? Infinity);
   const { signal } = options;
-  const pass = options.usePoll ? pollPoll : pollSelect;
+  const usePoll = options.usePoll ?? false;
   while (map.size > 0 && count > 0 && !signal?.aborted) {
-    await pass(timeout, map, signal);
+    await pass(usePoll, timeout, map, signal);
     count--;
   }
+}
+
+interface TimerEntry {
+  due: number;
+  seq: number;
+  call: DelayedCall;
+  generation: number;
+}
+
+const timerQueues = new WeakMap<ChannelMap, Heap<TimerEntry>>();
+let timerSeq = 0;
+
+function schedule(map: ChannelMap, entry: Omit<TimerEntry, "seq">): void {
+  let queue = timerQueues.get(map);
+  if (queue === undefined) {
+    queue = new Heap((a, b) =>
+      a.due < b.due || (a.due === b.due && a.seq < b.seq)
+    );
+    timerQueues.set(map, queue);
+  }
+  queue.push({ ...entry, seq: timerSeq++ });
+}
+
+function isLive(entry: TimerEntry): boolean {
+  return entry.call.active && entry.call.generation === entry.generation;
+}
+
+/** When the next live timer of `map` is due; `Infinity` without one. */
+function nextTimer(map: ChannelMap): number {
+  const queue = timerQueues.get(map);
+  if (queue === undefined) return Infinity;
+  let top = queue.peek();
+  while (top !== undefined && !isLive(top)) {
+    queue.pop();
+    top = queue.peek();
+  }
+  return top?.due ?? Infinity;
+}
+
+/** Runs the timers of `map` that are due; ones they schedule wait for the next pass. */
+function runTimers(map: ChannelMap): void {
+  const queue = timerQueues.get(map);
+  if (queue === undefined || queue.size === 0) return;
+  const now = performance.now();
+  const last = timerSeq;
+  for (;;) {
+    const top = queue.peek();
+    if (top === undefined || top.due > now || top.seq >= last) return;
+    queue.pop();
+    if (isLive(top)) top.call.run();
+  }
+}
+
+/** Options for {@linkcode callLater}. */
+export interface CallLaterOptions {
+  /** The map whose loop runs the call; {@linkcode socketMap} by default. */
+  map?: ChannelMap;
+  /** A channel whose `handleError()` gets what the call throws. */
+  channel?: Dispatcher;
+}
+
+/**
+ * A call scheduled by {@linkcode callLater}: Twisted's `IDelayedCall`.
+ *
+ * @example
+ * ```ts
+ * import { callLater } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const call = callLater(1000, () => {}, { map: new Map() });
+ * call.cancel();
+ * assertEquals(call.active, false);
+ * ```
+ */
+export class DelayedCall {
+  #fn: () => void;
+  #map: ChannelMap;
+  #channel: Dispatcher | undefined;
+  #due: number;
+  #active = true;
+  #generation = 0;
+
+  /**
+   * Schedules `fn`; use {@linkcode callLater}.
+   *
+   * @param ms Delay in ms.
+   * @param fn What to call.
+   * @param options The map and the channel the call belongs to.
+   */
+  constructor(ms: number, fn: () => void, options: CallLaterOptions = {}) {
+    if (typeof fn !== "function") {
+      throw new TypeError(`fn must be a function, got ${describe(fn)}`);
+    }
+    this.#fn = fn;
+    this.#map = options.map ?? socketMap;
+    this.#channel = options.channel;
+    this.#due = performance.now() + checkDelay(ms);
+    schedule(this.#map, { due: this.#due, call: this, generation: 0 });
+  }
+
+  /** Whether the call is still to run. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** When it runs, on the `performance.now()` clock. */
+  get due(): number {
+    return this.#due;
+  }
+
+  /** @ignore */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Stops the call from running; safe to call twice. */
+  cancel(): void {
+    this.#active = false;
+  }
+
+  /**
+   * Runs the call `ms` from now instead.
+   *
+   * @throws {Deno.errors.BadResource} when it has run or been cancelled.
+   */
+  reset(ms: number): void {
+    if (!this.#active) {
+      throw new Deno.errors.BadResource(
+        "reset: the call has already run or been cancelled",
+      );
+    }
+    this.#due = performance.now() + checkDelay(ms);
+    this.#generation++;
+    schedule(this.#map, {
+      due: this.#due,
+      call: this,
+      generation: this.#generation,
+    });
+  }
+
+  /** @ignore */
+  run(): void {
+    this.#active = false;
+    const channel = this.#channel;
+    if (channel !== undefined) {
+      guard(channel, this.#fn);
+      return;
+    }
+    try {
+      this.#fn();
+    } catch (error) {
+      if (error instanceof ExitNow) throw error;
+      const { type, value, info } = compactTraceback(error);
+      console.log(
+        `error: uncaptured exception in a timer (${type}:${value} ${info})`,
+      );
+    }
+  }
+}
+
+function checkDelay(ms: unknown): number {
+  const delay = checkTimeout("ms", ms);
+  if (delay === undefined) {
+    throw new RangeError(
+      `ms must be a finite number of ms, got ${describe(ms)}`,
+    );
+  }
+  return delay;
+}
+
+/**
+ * Runs `fn` once, `ms` from now, from the loop that serves `options.map`:
+ * Twisted's `reactor.callLater`. The loop never sleeps past a timer. What
+ * `fn` throws goes to `options.channel.handleError()`, or is logged.
+ *
+ * @example Stop a loop after a while
+ * ```ts
+ * import { callLater, closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+ * import { assert } from "@std/assert";
+ *
+ * const map = new Map();
+ * const server = new Dispatcher(undefined, map);
+ * server.createSocket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen(5);
+ * let fired = false;
+ * callLater(10, () => {
+ *   fired = true;
+ *   closeAll(map);
+ * }, { map });
+ * await loop({ map });
+ * assert(fired);
+ * ```
+ *
+ * @param ms Delay in ms.
+ * @param fn What to call.
+ * @param options The map whose loop runs it, and the channel it belongs to.
+ * @returns A handle to cancel or reschedule the call.
+ */
+export function callLater(
+  ms: number,
+  fn: () => void,
+  options: CallLaterOptions = {},
+): DelayedCall {
+  return new DelayedCall(ms, fn, options);
 }
 
 /**

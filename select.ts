@@ -146,6 +146,7 @@ export class Socket {
   #acceptingNow = false;
   #acceptError: Error | null = null;
 
+  #lastActivity = performance.now();
   #noDelay: boolean | undefined;
   #keepAlive: boolean | undefined;
 
@@ -248,6 +249,14 @@ export class Socket {
     const wasFull = this.#tx.length >= this.#txLimit;
     this.#txLimit = checkSize("sendBufferSize", size);
     if (wasFull && this.#tx.length < this.#txLimit) notify(this);
+  }
+
+  /**
+   * When bytes last moved in or out (or the connection was made), on the
+   * `performance.now()` clock.
+   */
+  get lastActivity(): number {
+    return this.#lastActivity;
   }
 
   /** The number of received bytes waiting for `recv`. */
@@ -577,6 +586,7 @@ export class Socket {
   #attach(conn: Deno.Conn): void {
     this.#conn = conn;
     this.#state = "connected";
+    this.#lastActivity = performance.now();
     this.#applyOptions();
     this.#startRead();
     notify(this);
@@ -610,6 +620,7 @@ export class Socket {
   #onRead = (count: number | null): void => {
     this.#reading = false;
     if (this.#fd < 0) return;
+    this.#lastActivity = performance.now();
     if (count === null) {
       this.#eof = true;
       this.#readBuffer = null;
@@ -654,6 +665,7 @@ export class Socket {
 
   #onWrite = (count: number): void => {
     this.#writing = false;
+    this.#lastActivity = performance.now();
     const wasFull = this.#tx.length >= this.#txLimit;
     this.#tx.discard(count);
     if (this.#tx.length > 0) this.#startWrite();
