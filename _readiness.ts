@@ -15,6 +15,9 @@ export const kReadiness: unique symbol = Symbol("readiness");
 /** The key under which a socket says the connection is over (`POLLHUP`). */
 export const kHangup: unique symbol = Symbol("hangup");
 
+/** The key under which a socket counts the times bytes moved in or out. */
+export const kActivity: unique symbol = Symbol("activity");
+
 /** Anything whose readiness can be waited for. */
 export interface Source {
   readonly [kReadiness]: number;

@@ -83,6 +83,7 @@ import {
 } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
 import { Heap } from "./_heap.ts";
+import { kActivity } from "./_readiness.ts";
 
 /** The channels one loop serves, keyed by {@linkcode Dispatcher.fileno}. */
 export type ChannelMap = Map<number, Dispatcher>;
@@ -720,14 +721,30 @@ function sleep(ms: number | undefined, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Calls `handleTimeout()` on an idle channel; returns when it next falls due. */
+const idleClocks = new WeakMap<
+  Dispatcher,
+  { activity: number; since: number }
+>();
+
+/**
+ * Calls `handleTimeout()` on a channel idle for `idleTimeout` ms; returns
+ * when it next falls due. Traffic is noticed once per pass, so a channel is
+ * never timed out early, and at most one pass late.
+ */
 function checkIdle(obj: Dispatcher, now: number): number {
   const sock = obj.socket;
   if (obj.idleTimeout === Infinity || sock === null || !obj.connected) {
     return Infinity;
   }
-  const due = sock.lastActivity + obj.idleTimeout;
+  const activity = sock[kActivity];
+  let clock = idleClocks.get(obj);
+  if (clock === undefined || clock.activity !== activity) {
+    clock = { activity, since: now };
+    idleClocks.set(obj, clock);
+  }
+  const due = clock.since + obj.idleTimeout;
   if (due > now) return due;
+  idleClocks.delete(obj);
   guard(obj, () => obj.handleTimeout());
   return Infinity;
 }

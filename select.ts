@@ -32,9 +32,11 @@
  */
 
 import { ByteQueue } from "./_byte_queue.ts";
+import { SendBuffer } from "./_send_buffer.ts";
 import { FdTable } from "./_fd_table.ts";
 import {
   EXCEPTIONAL,
+  kActivity,
   kHangup,
   kReadiness,
   notify,
@@ -88,6 +90,10 @@ const DEFAULT_BUFFER_SIZE = 65536;
 // while the peer keeps filling them.
 const MIN_READ_SIZE = 512;
 const MAX_READ_SIZE = 65536;
+// Reads land in an arena and are handed out as views of it, since allocating
+// a typed array per read is slow in Deno. A new arena is made when the tail
+// is too small for the next read; old ones live while views of them do.
+const MAX_ARENA_SIZE = 65536;
 const MAX_WRITE_SIZE = 65536;
 const EMPTY = new Uint8Array(0);
 
@@ -130,12 +136,14 @@ export class Socket {
   #rx = new ByteQueue();
   #rxLimit: number;
   #readSize = MIN_READ_SIZE;
-  #readBuffer: Uint8Array | null = null;
+  #arena: Uint8Array | null = null;
+  #arenaUsed = 0;
+  #readTarget: Uint8Array | null = null;
   #reading = false;
   #eof = false;
   #shutRead = false;
 
-  #tx = new ByteQueue();
+  #tx = new SendBuffer();
   #txLimit: number;
   #writing = false;
   #shutWrite = false;
@@ -146,7 +154,7 @@ export class Socket {
   #acceptingNow = false;
   #acceptError: Error | null = null;
 
-  #lastActivity = performance.now();
+  #activity = 0;
   #noDelay: boolean | undefined;
   #keepAlive: boolean | undefined;
 
@@ -249,14 +257,6 @@ export class Socket {
     const wasFull = this.#tx.length >= this.#txLimit;
     this.#txLimit = checkSize("sendBufferSize", size);
     if (wasFull && this.#tx.length < this.#txLimit) notify(this);
-  }
-
-  /**
-   * When bytes last moved in or out (or the connection was made), on the
-   * `performance.now()` clock.
-   */
-  get lastActivity(): number {
-    return this.#lastActivity;
   }
 
   /** The number of received bytes waiting for `recv`. */
@@ -446,7 +446,10 @@ export class Socket {
       throw new Deno.errors.WouldBlock("send: the send buffer is full");
     }
     const count = Math.min(room, bytes.length);
-    this.#tx.push(bytes.slice(0, count));
+    this.#tx.append(
+      count === bytes.length ? bytes : bytes.subarray(0, count),
+      this.#writing,
+    );
     this.#startWrite();
     return count;
   }
@@ -490,7 +493,7 @@ export class Socket {
     fds.release(this.#fd);
     this.#fd = -1;
     this.#rx.clear();
-    this.#readBuffer = null;
+    this.#arena = null;
     this.#listener?.close();
     this.#listener = null;
     for (const sock of this.#pending) sock.close();
@@ -572,6 +575,15 @@ export class Socket {
     }
   }
 
+  /**
+   * A count that grows whenever bytes move in or out.
+   *
+   * @ignore
+   */
+  get [kActivity](): number {
+    return this.#activity;
+  }
+
   /** Whether the peer has ended its stream and nothing is left to read. */
   get [kHangup](): boolean {
     return this.#error !== null ||
@@ -586,7 +598,7 @@ export class Socket {
   #attach(conn: Deno.Conn): void {
     this.#conn = conn;
     this.#state = "connected";
-    this.#lastActivity = performance.now();
+    this.#activity++;
     this.#applyOptions();
     this.#startRead();
     notify(this);
@@ -606,41 +618,45 @@ export class Socket {
       this.#reading || this.#eof || this.#error || this.#conn === null ||
       this.#fd < 0
     ) return;
-    const room = this.#rxLimit - this.#rx.length;
-    if (room <= 0) return;
-    let buffer = this.#readBuffer;
-    if (buffer === null) {
-      buffer = this.#readBuffer = new Uint8Array(this.#readSize);
+    const size = Math.min(this.#readSize, this.#rxLimit - this.#rx.length);
+    if (size <= 0) return;
+    let arena = this.#arena;
+    if (arena === null || arena.length - this.#arenaUsed < size) {
+      arena = this.#arena = new Uint8Array(
+        this.#arena === null && this.#readSize === MIN_READ_SIZE
+          ? MIN_READ_SIZE // an idle connection pins no more than this
+          : Math.min(Math.max(this.#readSize * 8, size), MAX_ARENA_SIZE),
+      );
+      this.#arenaUsed = 0;
     }
-    if (room < buffer.length) buffer = buffer.subarray(0, room);
+    const target = arena.subarray(this.#arenaUsed, this.#arenaUsed + size);
+    this.#readTarget = target;
     this.#reading = true;
-    this.#conn.read(buffer).then(this.#onRead, this.#onReadError);
+    this.#conn.read(target).then(this.#onRead, this.#onReadError);
   }
 
   #onRead = (count: number | null): void => {
     this.#reading = false;
     if (this.#fd < 0) return;
-    this.#lastActivity = performance.now();
+    this.#activity++;
     if (count === null) {
       this.#eof = true;
-      this.#readBuffer = null;
+      this.#arena = this.#readTarget = null;
       notify(this);
       return;
     }
-    const buffer = this.#readBuffer!;
-    if (this.#shutRead) {
-      // Read and drop, so a peer that keeps sending is not stalled.
-    } else if (count === buffer.length) {
-      // A full read: hand the buffer over and read more next time.
-      this.#rx.push(buffer);
-      this.#readBuffer = null;
+    const target = this.#readTarget!;
+    if (!this.#shutRead) {
+      // A dropped read (shut for reading) leaves the arena free for reuse.
+      this.#arenaUsed += count;
+      this.#rx.push(
+        count === target.length ? target : target.subarray(0, count),
+      );
+    }
+    if (count === this.#readSize) {
       this.#readSize = Math.min(this.#readSize * 2, MAX_READ_SIZE);
-    } else {
-      this.#rx.push(buffer.slice(0, count));
-      if (count < this.#readSize >> 2 && this.#readSize > MIN_READ_SIZE) {
-        this.#readSize >>= 1;
-        this.#readBuffer = null;
-      }
+    } else if (count < this.#readSize >> 2 && this.#readSize > MIN_READ_SIZE) {
+      this.#readSize >>= 1;
     }
     notify(this);
     this.#startRead();
@@ -665,7 +681,7 @@ export class Socket {
 
   #onWrite = (count: number): void => {
     this.#writing = false;
-    this.#lastActivity = performance.now();
+    this.#activity++;
     const wasFull = this.#tx.length >= this.#txLimit;
     this.#tx.discard(count);
     if (this.#tx.length > 0) this.#startWrite();
