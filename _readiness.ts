@@ -25,8 +25,11 @@ export interface Source {
 
 class Wait {
   readonly interest: Map<Source, number>;
+  /** The watched sources that became ready, in the order they did. */
+  readonly fired = new Set<Source>();
   readonly promise: Promise<void>;
   #resolve!: () => void;
+  #woken = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #signal: AbortSignal | undefined;
   #onAbort = () => this.wake();
@@ -47,12 +50,21 @@ class Wait {
     }
   }
 
+  /**
+   * Resolves the wait. It keeps collecting until its waiter runs, which is
+   * after every other completion that arrived in the same turn.
+   */
   wake(): void {
-    if (!waits.delete(this)) return;
+    if (this.#woken) return;
+    this.#woken = true;
     turned();
+    this.#resolve();
+  }
+
+  dispose(): void {
+    waits.delete(this);
     clearTimeout(this.#timer);
     this.#signal?.removeEventListener("abort", this.#onAbort);
-    this.#resolve();
   }
 }
 
@@ -106,21 +118,31 @@ export function notify(source: Source): void {
   if (waits.size === 0) return;
   for (const wait of waits) {
     const mask = wait.interest.get(source);
-    if (mask !== undefined && (source[kReadiness] & mask) !== 0) wait.wake();
+    if (mask !== undefined && (source[kReadiness] & mask) !== 0) {
+      wait.fired.add(source);
+      wait.wake();
+    }
   }
 }
 
 /**
  * Waits until one of the sources in `interest` has one of the bits asked for,
  * `timeout` ms pass (`undefined`: no limit), or `signal` aborts.
+ *
+ * @returns The sources that became ready while waiting (none on timeout).
  */
-export function waitFor(
+export async function waitFor(
   interest: Map<Source, number>,
   timeout: number | undefined,
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<Set<Source>> {
   const wait = new Wait(interest, timeout, signal);
   waits.add(wait);
   if (signal?.aborted) wait.wake();
-  return wait.promise;
+  try {
+    await wait.promise;
+  } finally {
+    wait.dispose();
+  }
+  return wait.fired;
 }

@@ -63,14 +63,12 @@
  */
 
 import {
-  Poll,
   POLLERR,
   POLLHUP,
   POLLIN,
   POLLNVAL,
   POLLOUT,
   POLLPRI,
-  select,
   Socket,
   type SocketOptions,
 } from "./select.ts";
@@ -83,7 +81,16 @@ import {
 } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
 import { Heap } from "./_heap.ts";
-import { kActivity } from "./_readiness.ts";
+import {
+  EXCEPTIONAL,
+  kActivity,
+  kHangup,
+  kReadiness,
+  passWithoutWait,
+  READABLE,
+  waitFor,
+  WRITABLE,
+} from "./_readiness.ts";
 
 /** The channels one loop serves, keyed by {@linkcode Dispatcher.fileno}. */
 export type ChannelMap = Map<number, Dispatcher>;
@@ -749,10 +756,26 @@ function checkIdle(obj: Dispatcher, now: number): number {
   return Infinity;
 }
 
+function dispatchSelect(
+  r: Dispatcher[],
+  w: Dispatcher[],
+  e: Dispatcher[],
+  map: ChannelMap,
+): void {
+  for (const obj of r) if (map.get(obj.fileno()) === obj) read(obj);
+  for (const obj of w) if (map.get(obj.fileno()) === obj) write(obj);
+  for (const obj of e) if (map.get(obj.fileno()) === obj) exception(obj);
+}
+
 /**
  * One pass: run idle checks, ask every channel what it wants, wait until a
  * channel is ready, `timeout` passes or the next timer is due, dispatch, and
- * run the timers that are due.
+ * run the timers that are due. `usePoll` dispatches as `poll2()` does
+ * (`readwrite()` with `POLL*` flags), otherwise as `poll()` does (`read()`,
+ * `write()`, then the exceptional channels).
+ *
+ * The readiness engine is used directly rather than through `select()`: after
+ * a wait only the sockets that fired are looked at, not every channel.
  */
 async function pass(
   usePoll: boolean,
@@ -765,42 +788,76 @@ async function pass(
     timeout === undefined ? Infinity : now + timeout,
     nextTimer(map),
   );
+  const wanted: Dispatcher[] = [];
+  const masks: number[] = [];
   const r: Dispatcher[] = [];
   const w: Dispatcher[] = [];
   const e: Dispatcher[] = [];
+  const ready: [Dispatcher, number][] = [];
+  const collect = (obj: Dispatcher, mask: number, sock: Socket) => {
+    const bits = sock[kReadiness] & mask;
+    if (bits === 0) return;
+    if (usePoll) {
+      let flags = 0;
+      if (bits & READABLE) flags |= POLLIN;
+      if (bits & WRITABLE) flags |= POLLOUT;
+      if (bits & EXCEPTIONAL) flags |= POLLERR;
+      if (sock[kHangup]) flags |= POLLHUP;
+      ready.push([obj, flags]);
+    } else {
+      if (bits & READABLE) r.push(obj);
+      if (bits & WRITABLE) w.push(obj);
+      if (bits & EXCEPTIONAL) e.push(obj);
+    }
+  };
   for (const obj of map.values()) {
     until = Math.min(until, checkIdle(obj, now));
     if (map.get(obj.fileno()) !== obj) continue;
     const isR = obj.readable();
     // Listening channels are never waited on for writing.
     const isW = obj.writable() && !obj.accepting;
-    if (isR) r.push(obj);
-    if (isW) w.push(obj);
-    if (isR || isW) e.push(obj);
-  }
-  const wait = until === Infinity
-    ? undefined
-    : Math.max(0, until - performance.now());
-  if (e.length === 0) {
-    await sleep(wait, signal);
-  } else if (usePoll) {
-    const pollster = new Poll();
-    for (const obj of r) pollster.register(obj, POLLIN | POLLPRI);
-    for (const obj of w) {
-      pollster.register(
-        obj,
-        obj.readable() ? POLLIN | POLLPRI | POLLOUT : POLLOUT,
-      );
+    if (!isR && !isW) continue;
+    const sock = obj.socket;
+    if (sock === null || sock.closed) {
+      // Python's select() would fail on the stale descriptor; close instead.
+      guard(obj, () => obj.handleClose());
+      continue;
     }
-    for (const [fd, flags] of await pollster.poll(wait, { signal })) {
-      const obj = map.get(fd);
-      if (obj !== undefined) readwrite(obj, flags);
+    const mask = (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL;
+    wanted.push(obj);
+    masks.push(mask);
+    collect(obj, mask, sock);
+  }
+  if (r.length + w.length + e.length + ready.length > 0) {
+    // Something is ready now; let pending completions in now and then.
+    const turn = passWithoutWait();
+    if (turn) await turn;
+  } else {
+    const wait = until === Infinity
+      ? undefined
+      : Math.max(0, until - performance.now());
+    if (wanted.length === 0) {
+      await sleep(wait, signal);
+    } else {
+      const interest = new Map<Socket, number>();
+      for (let i = 0; i < wanted.length; i++) {
+        interest.set(wanted[i].socket!, masks[i]);
+      }
+      for (const source of await waitFor(interest, wait, signal)) {
+        const sock = source as Socket;
+        const obj = map.get(sock.fileno());
+        if (obj !== undefined && obj.socket === sock) {
+          collect(obj, interest.get(sock)!, sock);
+        }
+      }
+    }
+  }
+  if (usePoll) {
+    for (const [obj, flags] of ready) {
+      if (map.get(obj.fileno()) === obj) readwrite(obj, flags);
     }
   } else {
-    const [rr, ww, ee] = await select(r, w, e, wait, { signal });
-    for (const obj of rr) if (map.get(obj.fileno()) === obj) read(obj);
-    for (const obj of ww) if (map.get(obj.fileno()) === obj) write(obj);
-    for (const obj of ee) if (map.get(obj.fileno()) === obj) exception(obj);
+    dispatchSelect(r, w, e, map);
   }
   runTimers(map);
 }
