@@ -205,6 +205,7 @@ function formatAddr(addr: Deno.Addr): string {
 }
 
 const EMPTY = new Uint8Array(0);
+const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
 
 /**
  * A channel: a socket and the handlers the loop calls when it is ready.
@@ -246,8 +247,11 @@ export class Dispatcher {
   closing = false;
   /** The address bound to or connected to. */
   addr: Deno.Addr | null = null;
-  /** Message types `logInfo` leaves out. */
-  ignoreLogTypes: Set<string> = new Set(["warning"]);
+  /**
+   * Message types `logInfo` leaves out; shared by default, so assign a new
+   * set to change it for one channel.
+   */
+  ignoreLogTypes: ReadonlySet<string> = DEFAULT_IGNORED_LOG_TYPES;
   /** The socket, once there is one. */
   socket: Socket | null = null;
   /**
@@ -580,10 +584,17 @@ export class Dispatcher {
     this.logInfo("unhandled connect event", "warning");
   }
 
-  /** Called when a listening channel is readable: accepts and calls `handleAccepted`. */
+  /**
+   * Called when a listening channel is readable: accepts every pending
+   * connection (Python takes one per event) and calls `handleAccepted` with
+   * each, while the channel is still listening.
+   */
   handleAccept(): void {
-    const pair = this.accept();
-    if (pair !== null) this.handleAccepted(pair[0], pair[1]);
+    while (this.accepting) {
+      const pair = this.accept();
+      if (pair === null) return;
+      this.handleAccepted(pair[0], pair[1]);
+    }
   }
 
   /** Called with each accepted socket; closes it and logs a warning by default. */

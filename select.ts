@@ -150,6 +150,9 @@ export class Socket {
   #lingering = false;
 
   #pending: Socket[] = [];
+  #writeCallbacks:
+    | [(count: number) => void, (error: Error) => void]
+    | undefined;
   #backlog = 0;
   #acceptingNow = false;
   #acceptError: Error | null = null;
@@ -673,13 +676,17 @@ export class Socket {
   #startWrite(): void {
     if (this.#writing || this.#conn === null || this.#tx.length === 0) return;
     this.#writing = true;
+    // Made on first use: an idle connection carries as few closures as it can.
+    this.#writeCallbacks ??= [
+      (count) => this.#onWrite(count),
+      (error) => this.#onWriteError(error),
+    ];
     this.#conn.write(this.#tx.peek(MAX_WRITE_SIZE)).then(
-      this.#onWrite,
-      this.#onWriteError,
+      ...this.#writeCallbacks,
     );
   }
 
-  #onWrite = (count: number): void => {
+  #onWrite(count: number): void {
     this.#writing = false;
     this.#activity++;
     const wasFull = this.#tx.length >= this.#txLimit;
@@ -689,14 +696,14 @@ export class Socket {
     if (wasFull && this.#tx.length < this.#txLimit && this.#fd >= 0) {
       notify(this);
     }
-  };
+  }
 
-  #onWriteError = (error: Error): void => {
+  #onWriteError(error: Error): void {
     this.#writing = false;
     this.#tx.clear();
     if (this.#fd < 0) this.#release();
     else this.#fail(error);
-  };
+  }
 
   /** Ends the write side or closes once everything accepted has been written. */
   #finishWrites(): void {
@@ -733,10 +740,13 @@ export class Socket {
       this.#state !== "listening" || this.#pending.length >= this.#backlog
     ) return;
     this.#acceptingNow = true;
-    this.#listener.accept().then(this.#onAccept, this.#onAcceptError);
+    this.#listener.accept().then(
+      (conn) => this.#onAccept(conn),
+      (error) => this.#onAcceptError(error),
+    );
   }
 
-  #onAccept = (conn: Deno.Conn): void => {
+  #onAccept(conn: Deno.Conn): void {
     this.#acceptingNow = false;
     if (this.#fd < 0) {
       conn.close();
@@ -750,14 +760,14 @@ export class Socket {
     );
     notify(this);
     this.#startAccept();
-  };
+  }
 
-  #onAcceptError = (error: Error): void => {
+  #onAcceptError(error: Error): void {
     this.#acceptingNow = false;
     if (this.#fd < 0) return;
     this.#acceptError = error;
     notify(this);
-  };
+  }
 }
 
 /** Anything {@linkcode select} and {@linkcode Poll} accept: a socket number or an object with `fileno()`. */
