@@ -112,13 +112,15 @@ export function passWithoutWait(): Promise<void> | undefined {
 /**
  * Tells the engine that `source` changed state. Waiters watching it for a bit
  * it now has are woken; their continuations run after the completions that
- * arrived in the same turn, so one wake-up serves them all.
+ * arrived in the same turn, so one wake-up serves them all. A source that was
+ * `closed` wakes every waiter watching it, so a loop whose channels all went
+ * away stops waiting.
  */
-export function notify(source: Source): void {
+export function notify(source: Source, closed = false): void {
   if (waits.size === 0) return;
   for (const wait of waits) {
     const mask = wait.interest.get(source);
-    if (mask !== undefined && (source[kReadiness] & mask) !== 0) {
+    if (mask !== undefined && (closed || (source[kReadiness] & mask) !== 0)) {
       wait.fired.add(source);
       wait.wake();
     }

@@ -503,7 +503,7 @@ export class Socket {
     this.#pending = [];
     this.#lingering = true;
     this.#finishWrites();
-    notify(this);
+    notify(this, true);
   }
 
   /** Closes the socket (for `using`). */
