@@ -767,6 +767,27 @@ function checkIdle(obj: Dispatcher, now: number): number {
   return Infinity;
 }
 
+// What each map's loop waits for, by socket: kept from pass to pass (mio's
+// Registry) so a pass only writes the masks that changed.
+const registries = new WeakMap<ChannelMap, Map<Socket, number>>();
+
+function registryOf(map: ChannelMap): Map<Socket, number> {
+  let registry = registries.get(map);
+  if (registry === undefined) {
+    registry = new Map();
+    registries.set(map, registry);
+  }
+  return registry;
+}
+
+/** Forgets sockets whose channels left the map, once they outnumber the rest. */
+function pruneRegistry(registry: Map<Socket, number>, map: ChannelMap): void {
+  if (registry.size <= 2 * map.size + 64) return;
+  for (const sock of registry.keys()) {
+    if (map.get(sock.fileno())?.socket !== sock) registry.delete(sock);
+  }
+}
+
 function dispatchSelect(
   r: Dispatcher[],
   w: Dispatcher[],
@@ -799,8 +820,8 @@ async function pass(
     timeout === undefined ? Infinity : now + timeout,
     nextTimer(map),
   );
-  const wanted: Dispatcher[] = [];
-  const masks: number[] = [];
+  const registry = registryOf(map);
+  let watched = 0;
   const r: Dispatcher[] = [];
   const w: Dispatcher[] = [];
   const e: Dispatcher[] = [];
@@ -822,21 +843,26 @@ async function pass(
     }
   };
   for (const obj of map.values()) {
-    until = Math.min(until, checkIdle(obj, now));
-    if (map.get(obj.fileno()) !== obj) continue;
+    if (obj.idleTimeout !== Infinity) {
+      until = Math.min(until, checkIdle(obj, now));
+      if (map.get(obj.fileno()) !== obj) continue;
+    }
+    const sock = obj.socket;
     const isR = obj.readable();
     // Listening channels are never waited on for writing.
     const isW = obj.writable() && !obj.accepting;
-    if (!isR && !isW) continue;
-    const sock = obj.socket;
-    if (sock === null || sock.closed) {
+    const mask = isR || isW
+      ? (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL
+      : 0;
+    if (sock === null) continue;
+    if (registry.get(sock) !== mask) registry.set(sock, mask);
+    if (mask === 0) continue;
+    if (sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
       guard(obj, () => obj.handleClose());
       continue;
     }
-    const mask = (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL;
-    wanted.push(obj);
-    masks.push(mask);
+    watched++;
     collect(obj, mask, sock);
   }
   if (r.length + w.length + e.length + ready.length > 0) {
@@ -847,22 +873,20 @@ async function pass(
     const wait = until === Infinity
       ? undefined
       : Math.max(0, until - performance.now());
-    if (wanted.length === 0) {
+    if (watched === 0) {
       await sleep(wait, signal);
     } else {
-      const interest = new Map<Socket, number>();
-      for (let i = 0; i < wanted.length; i++) {
-        interest.set(wanted[i].socket!, masks[i]);
-      }
-      for (const source of await waitFor(interest, wait, signal)) {
+      for (const source of await waitFor(registry, wait, signal)) {
         const sock = source as Socket;
         const obj = map.get(sock.fileno());
-        if (obj !== undefined && obj.socket === sock) {
-          collect(obj, interest.get(sock)!, sock);
+        const mask = registry.get(sock);
+        if (obj !== undefined && obj.socket === sock && mask) {
+          collect(obj, mask, sock);
         }
       }
     }
   }
+  pruneRegistry(registry, map);
   if (usePoll) {
     for (const [obj, flags] of ready) {
       if (map.get(obj.fileno()) === obj) readwrite(obj, flags);
