@@ -1,0 +1,706 @@
+/**
+ * Protocols made of terminated messages: Python's `asynchat`. An
+ * {@linkcode AsyncChat} channel splits what it reads on a terminator (a byte
+ * sequence, a byte count, or none) and queues what it writes as byte
+ * arrays and {@linkcode Producer}s, sent as the socket takes them.
+ *
+ * @example A line protocol over loopback
+ * ```ts
+ * import { AsyncChat } from "@asyncore/asyncore/asynchat";
+ * import { type ChannelMap, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+ * import type { Socket } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const map: ChannelMap = new Map();
+ * const decoder = new TextDecoder();
+ *
+ * // Answers each line in upper case; "QUIT" closes once the answers are sent.
+ * class LineHandler extends AsyncChat {
+ *   constructor(sock: Socket) {
+ *     super(sock, map);
+ *     this.setTerminator("\r\n");
+ *   }
+ *   override foundTerminator(): void {
+ *     const line = decoder.decode(this.getData());
+ *     if (line === "QUIT") this.closeWhenDone();
+ *     else this.push(line.toUpperCase() + "\r\n");
+ *   }
+ * }
+ *
+ * class Server extends Dispatcher {
+ *   constructor() {
+ *     super(undefined, map);
+ *     this.createSocket();
+ *     this.bind({ hostname: "127.0.0.1", port: 0 });
+ *     this.listen(5);
+ *   }
+ *   override handleAccepted(sock: Socket): void {
+ *     new LineHandler(sock);
+ *     this.close(); // one client is enough
+ *   }
+ * }
+ *
+ * class Client extends AsyncChat {
+ *   lines: string[] = [];
+ *   override foundTerminator(): void {
+ *     this.lines.push(decoder.decode(this.getData()));
+ *   }
+ * }
+ *
+ * const server = new Server();
+ * const client = new Client(undefined, map);
+ * client.createSocket();
+ * client.connect({
+ *   hostname: "127.0.0.1",
+ *   port: (server.getsockname() as Deno.NetAddr).port,
+ * });
+ * client.setTerminator("\r\n");
+ * client.push("hello\r\nworld\r\nQUIT\r\n");
+ * await loop({ map, timeout: 5000 });
+ * assertEquals(client.lines, ["HELLO", "WORLD"]);
+ * ```
+ *
+ * @module
+ */
+
+import { type ChannelMap, Dispatcher } from "./asyncore.ts";
+import type { Socket } from "./select.ts";
+import { describe, toBytes } from "./_validate.ts";
+import {
+  concatBytes,
+  EMPTY,
+  indexOfBytes,
+  prefixAtEnd as prefixAtEndFrom,
+} from "./_bytes.ts";
+
+/**
+ * A source of output, pulled only when the channel can send: `more()`
+ * returns the next piece, and an empty result means it is exhausted.
+ *
+ * @example A producer counting down
+ * ```ts
+ * import type { Producer } from "@asyncore/asyncore/asynchat";
+ * import { assertEquals } from "@std/assert";
+ *
+ * let n = 3;
+ * const countdown: Producer = { more: () => (n > 0 ? `${n--}\n` : "") };
+ * assertEquals([countdown.more(), countdown.more(), countdown.more()], ["3\n", "2\n", "1\n"]);
+ * assertEquals(countdown.more(), "");
+ * ```
+ */
+export interface Producer {
+  /**
+   * The next piece of output (strings are sent as UTF-8); empty when there
+   * is no more.
+   */
+  more(): Uint8Array | string;
+}
+
+/** What {@linkcode AsyncChat.setTerminator} takes. */
+export type Terminator = string | Uint8Array | number | null;
+
+/** An entry of the output queue: bytes, a producer, or close-when-done. */
+type Outgoing = Uint8Array | Producer | null;
+
+function checkPositiveInteger(name: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  }
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(
+      `${name} must be a positive integer, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+function isProducer(value: unknown): value is Producer {
+  return typeof value === "object" && value !== null &&
+    typeof (value as { more?: unknown }).more === "function";
+}
+
+/**
+ * Hands out a byte array (or string) in pieces of at most `bufferSize`
+ * bytes: Python's `asynchat.simple_producer`. The pieces are views of the
+ * data, not copies.
+ *
+ * @example
+ * ```ts
+ * import { SimpleProducer } from "@asyncore/asyncore/asynchat";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const producer = new SimpleProducer("hello world", 5);
+ * const pieces: string[] = [];
+ * for (let piece = producer.more(); piece.length > 0; piece = producer.more()) {
+ *   pieces.push(new TextDecoder().decode(piece));
+ * }
+ * assertEquals(pieces, ["hello", " worl", "d"]);
+ * ```
+ */
+export class SimpleProducer implements Producer {
+  #data: Uint8Array;
+  #bufferSize: number;
+
+  /**
+   * Makes a producer of `data`.
+   *
+   * @param data The bytes to produce; a string is sent as UTF-8.
+   * @param bufferSize The most bytes `more()` returns at a time.
+   */
+  constructor(data: Uint8Array | string, bufferSize = 512) {
+    this.#data = toBytes("data", data);
+    this.#bufferSize = checkPositiveInteger("bufferSize", bufferSize);
+  }
+
+  /** The next piece, at most `bufferSize` bytes; empty when exhausted. */
+  more(): Uint8Array {
+    const data = this.#data;
+    if (data.length <= this.#bufferSize) {
+      this.#data = EMPTY;
+      return data;
+    }
+    this.#data = data.subarray(this.#bufferSize);
+    return data.subarray(0, this.#bufferSize);
+  }
+}
+
+/**
+ * Finds how much of a terminator a buffer ends with: the length of the
+ * longest proper prefix of `needle` that is a suffix of `haystack`. Strings
+ * are compared as UTF-8, and the result counts bytes.
+ *
+ * @example
+ * ```ts
+ * import { findPrefixAtEnd } from "@asyncore/asyncore/asynchat";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(findPrefixAtEnd("qwerty\r", "\r\n"), 1);
+ * assertEquals(findPrefixAtEnd("qwertydkjf", "\r\n"), 0);
+ * assertEquals(findPrefixAtEnd("data\r\n--bou", "\r\n--boundary"), 7);
+ * ```
+ *
+ * @param haystack The bytes received so far.
+ * @param needle The terminator.
+ * @returns A byte count from 0 to `needle.length - 1`.
+ */
+export function findPrefixAtEnd(
+  haystack: Uint8Array | string,
+  needle: Uint8Array | string,
+): number {
+  const hay = toBytes("haystack", haystack);
+  const term = toBytes("needle", needle);
+  return term.length === 0 ? 0 : prefixAtEndFrom(hay, term);
+}
+
+/**
+ * A channel for protocols made of terminated messages: Python's
+ * `asynchat.async_chat`.
+ *
+ * Input: each read (at most `acInBufferSize` bytes) is split on the
+ * terminator. The bytes before it go to `collectIncomingData()` and, at the
+ * terminator, `foundTerminator()` is called. A terminator set inside
+ * `foundTerminator()` applies at once to the rest of the data already read,
+ * so pipelined requests are each handled under the terminator in force when
+ * they are reached. Only a possible start of the terminator is held back
+ * between reads.
+ *
+ * Output: `push()` and `pushWithProducer()` queue bytes and producers, sent
+ * in order, at most `acOutBufferSize` bytes per send, and only while the
+ * socket takes more: a producer is pulled lazily, as room appears.
+ *
+ * @example Splitting pipelined input without a socket
+ * ```ts
+ * import { AsyncChat } from "@asyncore/asyncore/asynchat";
+ * import { assertEquals } from "@std/assert";
+ *
+ * // A header line, then a body of the length the header gives.
+ * class Reader extends AsyncChat {
+ *   messages: string[] = [];
+ *   #inBody = false;
+ *   override foundTerminator(): void {
+ *     const text = new TextDecoder().decode(this.getData());
+ *     if (this.#inBody) {
+ *       this.messages.push(text);
+ *       this.setTerminator("\n");
+ *     } else {
+ *       this.setTerminator(Number(text));
+ *     }
+ *     this.#inBody = !this.#inBody;
+ *   }
+ *   // Feeds bytes as if the socket had read them.
+ *   #input = new Uint8Array(0);
+ *   override recv(): Uint8Array {
+ *     return this.#input;
+ *   }
+ *   feed(text: string): void {
+ *     this.#input = new TextEncoder().encode(text);
+ *     this.handleRead();
+ *   }
+ * }
+ *
+ * const reader = new Reader(undefined, new Map());
+ * reader.setTerminator("\n");
+ * reader.feed("5\nhello3\nab");
+ * reader.feed("c");
+ * assertEquals(reader.messages, ["hello", "abc"]);
+ * ```
+ */
+export class AsyncChat extends Dispatcher {
+  /**
+   * The most bytes taken from the socket per read.
+   *
+   * @default {65536}
+   */
+  acInBufferSize = 65536;
+  /**
+   * The most bytes handed to the socket per send.
+   *
+   * @default {65536}
+   */
+  acOutBufferSize = 65536;
+
+  // Input.
+  #terminator: Terminator = null;
+  #terminatorBytes: Uint8Array = EMPTY;
+  #terminatorVersion = 0;
+  /** Bytes read but not yet split: at most a terminator prefix between reads. */
+  #carry: Uint8Array = EMPTY;
+  /** Bumped by discardBuffers(), which stops a split under way. */
+  #inputEpoch = 0;
+  #incoming: Uint8Array[] = [];
+  #incomingLength = 0;
+
+  // Output: the bytes being sent, then the queue (a deque: array + head).
+  #front: Uint8Array | null = null;
+  #queue: Outgoing[] = [];
+  #head = 0;
+  #queuedBytes = 0;
+
+  /**
+   * Creates a channel; with a socket (or a `Deno.Conn`) it is connected and
+   * registered in `map` at once.
+   *
+   * @param sock A connected socket to serve.
+   * @param map The map to register in; `socketMap` by default.
+   */
+  constructor(sock?: Socket | Deno.Conn, map?: ChannelMap) {
+    super(sock, map);
+  }
+
+  /**
+   * Receives the bytes read before the terminator, possibly in several
+   * pieces; never called with an empty array. By default it keeps them for
+   * {@linkcode AsyncChat.getData}.
+   *
+   * The array is a view of the channel's read buffer, which is not reused,
+   * so it may be kept.
+   *
+   * @param data Bytes of the current message.
+   */
+  collectIncomingData(data: Uint8Array): void {
+    this.#incoming.push(data);
+    this.#incomingLength += data.length;
+  }
+
+  /**
+   * Called when the terminator is reached (for a byte count: when that many
+   * bytes have been collected). Override it; by default it logs a warning
+   * and drops the collected data.
+   */
+  foundTerminator(): void {
+    this.logInfo("unhandled found terminator", "warning");
+    this.getData();
+  }
+
+  /**
+   * Returns the bytes the default {@linkcode AsyncChat.collectIncomingData}
+   * kept, as one array, and forgets them.
+   *
+   * @returns The collected bytes; empty when there are none.
+   */
+  getData(): Uint8Array {
+    const data = concatBytes(this.#incoming, this.#incomingLength);
+    this.#incoming = [];
+    this.#incomingLength = 0;
+    return data;
+  }
+
+  /**
+   * Sets what ends a message: a byte sequence (a string is UTF-8), a byte
+   * count, or `null` to pass everything to `collectIncomingData()` with no
+   * `foundTerminator()` calls. A count of 0 acts as `null`; a count counts
+   * down across reads and is 0 once reached.
+   *
+   * @example
+   * ```ts
+   * import { AsyncChat } from "@asyncore/asyncore/asynchat";
+   * import { assertEquals, assertThrows } from "@std/assert";
+   *
+   * const chat = new AsyncChat(undefined, new Map());
+   * chat.setTerminator("\r\n");
+   * assertEquals(chat.getTerminator(), "\r\n");
+   * assertThrows(() => chat.setTerminator(-1), RangeError);
+   * assertThrows(() => chat.setTerminator(""), RangeError);
+   * ```
+   *
+   * @param term The terminator.
+   * @throws {RangeError} for an empty sequence or a negative or fractional
+   *   count.
+   * @throws {TypeError} for any other type.
+   */
+  setTerminator(term: Terminator): void {
+    let bytes = EMPTY;
+    if (typeof term === "number") {
+      if (!Number.isSafeInteger(term) || term < 0) {
+        throw new RangeError(
+          `term must be a non-negative integer byte count, got ${term}`,
+        );
+      }
+    } else if (typeof term === "string" || term instanceof Uint8Array) {
+      if (term.length === 0) {
+        throw new RangeError(
+          `term must not be empty, got ${
+            typeof term === "string" ? '""' : "an empty Uint8Array"
+          }`,
+        );
+      }
+      // A private copy: changing the caller's array changes nothing here.
+      bytes = typeof term === "string" ? toBytes("term", term) : term.slice();
+    } else if (term !== null) {
+      throw new TypeError(
+        `term must be a string, a Uint8Array, a number or null, got ${
+          describe(term)
+        }`,
+      );
+    }
+    this.#terminator = term;
+    this.#terminatorBytes = bytes;
+    this.#terminatorVersion++;
+  }
+
+  /**
+   * The terminator in force: as set (a byte count is what is left of it),
+   * `null` until one is set.
+   */
+  getTerminator(): Terminator {
+    return this.#terminator;
+  }
+
+  /**
+   * Reads up to `acInBufferSize` bytes and splits them on the terminator.
+   */
+  override handleRead(): void {
+    let data: Uint8Array;
+    try {
+      data = this.recv(this.acInBufferSize);
+    } catch (error) {
+      if (error instanceof Deno.errors.WouldBlock) return;
+      throw error;
+    }
+    if (data.length > 0) this.#split(data);
+  }
+
+  /** Sends what the socket takes now: calls `initiateSend()`. */
+  override handleWrite(): void {
+    this.initiateSend();
+  }
+
+  /** Closes the channel. */
+  override handleClose(): void {
+    this.close();
+  }
+
+  /** Always true: the channel always reads. */
+  override readable(): boolean {
+    return true;
+  }
+
+  /** True while output is queued, or until connected. */
+  override writable(): boolean {
+    return this.#front !== null || this.#head < this.#queue.length ||
+      !this.connected;
+  }
+
+  /**
+   * The bytes queued and not yet sent: the socket's send buffer plus the
+   * byte arrays queued here (what producers will yield is not known).
+   */
+  override get sendBuffered(): number {
+    return super.sendBuffered + this.#queuedBytes;
+  }
+
+  /**
+   * Queues `data` and starts sending. The array is sent as it is, without a
+   * copy, so it must not be changed until sent.
+   *
+   * @param data Bytes, or a string sent as UTF-8.
+   */
+  push(data: Uint8Array | string): void {
+    const bytes = toBytes("data", data);
+    if (bytes.length === 0) return;
+    this.#enqueue(bytes);
+    this.initiateSend();
+  }
+
+  /**
+   * Queues a producer (or bytes, like `push()`) and starts sending. Its
+   * `more()` is called only when the socket can take more.
+   *
+   * @param producer What to send.
+   */
+  pushWithProducer(producer: Producer | Uint8Array | string): void {
+    if (typeof producer === "string" || producer instanceof Uint8Array) {
+      this.push(producer);
+      return;
+    }
+    if (!isProducer(producer)) {
+      throw new TypeError(
+        `producer must have a more() method, got ${describe(producer)}`,
+      );
+    }
+    this.#enqueue(producer);
+    this.initiateSend();
+  }
+
+  /**
+   * Closes the channel (through `handleClose()`) once everything queued
+   * before this call has been sent.
+   */
+  closeWhenDone(): void {
+    this.#enqueue(null);
+  }
+
+  /**
+   * Sends from the queue while the socket takes more, at most
+   * `acOutBufferSize` bytes per send; reaching a `closeWhenDone()` mark
+   * calls `handleClose()`.
+   */
+  initiateSend(): void {
+    while (this.connected) {
+      let data = this.#front;
+      if (data === null) {
+        if (this.#head === this.#queue.length) return;
+        const first = this.#queue[this.#head];
+        if (first === null) {
+          this.#dequeue();
+          this.handleClose();
+          return;
+        }
+        if (first instanceof Uint8Array) {
+          this.#dequeue();
+          data = first;
+        } else {
+          const more = toBytes("producer.more() result", first.more());
+          if (this.#queue[this.#head] !== first) continue; // discarded
+          if (more.length === 0) {
+            this.#dequeue();
+            continue;
+          }
+          data = more;
+          this.#queuedBytes += data.length;
+        }
+        this.#front = data;
+      }
+      const size = checkPositiveInteger(
+        "acOutBufferSize",
+        this.acOutBufferSize,
+      );
+      const chunk = data.length > size ? data.subarray(0, size) : data;
+      const sent = this.send(chunk);
+      if (this.#front !== data) return; // discardBuffers() from handleClose()
+      this.#queuedBytes -= sent;
+      if (sent === data.length) {
+        this.#front = null;
+      } else {
+        if (sent > 0) this.#front = data.subarray(sent);
+        if (sent < chunk.length) return; // the socket is full
+      }
+    }
+  }
+
+  /**
+   * Drops all buffered input and queued output (an emergency measure);
+   * a split under way stops.
+   */
+  discardBuffers(): void {
+    this.#carry = EMPTY;
+    this.#inputEpoch++;
+    this.#incoming = [];
+    this.#incomingLength = 0;
+    this.#front = null;
+    this.#queue = [];
+    this.#head = 0;
+    this.#queuedBytes = 0;
+  }
+
+  #enqueue(entry: Outgoing): void {
+    this.#queue.push(entry);
+    if (entry instanceof Uint8Array) this.#queuedBytes += entry.length;
+  }
+
+  #dequeue(): void {
+    const queue = this.#queue;
+    queue[this.#head++] = null;
+    if (this.#head === queue.length) {
+      queue.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= queue.length) {
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /**
+   * Splits the held-back bytes followed by `data` on the terminator. The two
+   * are treated as one virtual buffer without joining them: positions below
+   * `carry.length` are in `carry`, the rest in `data`.
+   */
+  #split(data: Uint8Array): void {
+    const carry = this.#carry;
+    const k = carry.length;
+    const total = k + data.length;
+    const epoch = this.#inputEpoch;
+    this.#carry = EMPTY;
+    let pos = 0;
+    let held = -1; // where the held-back tail starts, once found
+    try {
+      while (pos < total && this.#inputEpoch === epoch) {
+        const term = this.#terminator;
+        if (term === null || term === 0) {
+          const from = pos;
+          pos = total;
+          this.#emit(carry, data, from, total, epoch);
+        } else if (typeof term === "number") {
+          const left = total - pos;
+          const version = this.#terminatorVersion;
+          const from = pos;
+          if (left < term) {
+            pos = total;
+            this.#emit(carry, data, from, total, epoch);
+            if (this.#terminatorVersion === version) {
+              this.#terminator = term - left;
+            }
+          } else {
+            pos += term;
+            this.#emit(carry, data, from, pos, epoch);
+            if (this.#inputEpoch !== epoch) return;
+            if (this.#terminatorVersion === version) this.#terminator = 0;
+            this.foundTerminator();
+          }
+        } else {
+          const needle = this.#terminatorBytes;
+          const at = findIn(carry, data, needle, pos);
+          if (at >= 0) {
+            const from = pos;
+            pos = at + needle.length;
+            if (at > from) this.#emit(carry, data, from, at, epoch);
+            if (this.#inputEpoch !== epoch) return;
+            this.foundTerminator();
+          } else {
+            held = total - prefixAtEndIn(carry, data, needle, pos);
+            const from = pos;
+            pos = total;
+            if (held > from) this.#emit(carry, data, from, held, epoch);
+            break;
+          }
+        }
+      }
+    } finally {
+      // Keep what was not handed on: the held-back tail, or, if a handler
+      // threw, everything after the point reached (as Python does).
+      const keep = held >= 0 ? held : pos;
+      if (keep < total && this.#inputEpoch === epoch) {
+        this.#carry = sliceOf(carry, data, keep, total);
+      }
+    }
+  }
+
+  /** Hands `[from, to)` of the virtual buffer to `collectIncomingData()`. */
+  #emit(
+    carry: Uint8Array,
+    data: Uint8Array,
+    from: number,
+    to: number,
+    epoch: number,
+  ): void {
+    const k = carry.length;
+    if (from < k) {
+      this.collectIncomingData(carry.subarray(from, Math.min(to, k)));
+      if (to <= k || this.#inputEpoch !== epoch) return;
+      from = k;
+    }
+    this.collectIncomingData(
+      from === k && to - k === data.length
+        ? data
+        : data.subarray(from - k, to - k),
+    );
+  }
+}
+
+/** Byte `i` of the virtual buffer `carry + data`. */
+function byteAt(carry: Uint8Array, data: Uint8Array, i: number): number {
+  return i < carry.length ? carry[i] : data[i - carry.length];
+}
+
+/** A copy of `[from, to)` of the virtual buffer `carry + data`. */
+function sliceOf(
+  carry: Uint8Array,
+  data: Uint8Array,
+  from: number,
+  to: number,
+): Uint8Array {
+  const k = carry.length;
+  if (from >= k) return data.slice(from - k, to - k);
+  const out = new Uint8Array(to - from);
+  out.set(carry.subarray(from, Math.min(to, k)));
+  if (to > k) out.set(data.subarray(0, to - k), k - from);
+  return out;
+}
+
+/** Where `needle` first occurs at or after `from` in `carry + data`, or -1. */
+function findIn(
+  carry: Uint8Array,
+  data: Uint8Array,
+  needle: Uint8Array,
+  from: number,
+): number {
+  const k = carry.length;
+  if (from >= k) {
+    const i = indexOfBytes(data, needle, from - k);
+    return i < 0 ? -1 : i + k;
+  }
+  const inCarry = indexOfBytes(carry, needle, from);
+  if (inCarry >= 0) return inCarry;
+  const m = needle.length;
+  const total = k + data.length;
+  // Matches that start in carry and end in data.
+  for (let s = Math.max(from, k - m + 1); s < k && s + m <= total; s++) {
+    let j = 0;
+    while (j < m && byteAt(carry, data, s + j) === needle[j]) j++;
+    if (j === m) return s;
+  }
+  const i = indexOfBytes(data, needle, 0);
+  return i < 0 ? -1 : i + k;
+}
+
+/**
+ * The length of the longest proper prefix of `needle` that `carry + data`
+ * ends with, looking only at positions from `from` on.
+ */
+function prefixAtEndIn(
+  carry: Uint8Array,
+  data: Uint8Array,
+  needle: Uint8Array,
+  from: number,
+): number {
+  const k = carry.length;
+  if (from >= k) return prefixAtEndFrom(data, needle, from - k);
+  const total = k + data.length;
+  for (let l = Math.min(needle.length - 1, total - from); l > 0; l--) {
+    const start = total - l;
+    let j = 0;
+    while (j < l && byteAt(carry, data, start + j) === needle[j]) j++;
+    if (j === l) return l;
+  }
+  return 0;
+}
