@@ -1,0 +1,141 @@
+/**
+ * The test client of _Python in a Nutshell_ (2nd edition), Chapter 19: it
+ * connects to an echo server, sends a few lines one at a time and prints
+ * each response. Written as the book writes it, one step after another, on
+ * a non-blocking {@linkcode Socket} and `select()`.
+ *
+ * ```sh
+ * deno run --allow-net examples/echo_client.ts [--host 127.0.0.1] [--port 8881] [--eol crlf|lf|none] [LINE...]
+ * ```
+ *
+ * It works against every echo server in `examples/`: each line goes out with
+ * the `--eol` terminator (default `\r\n`, which the raw echo servers echo as
+ * is, the `\r\n` asynchat server splits on, and the `\n` one echoes as it
+ * came). The book's client sends lines with no terminator (`--eol none`) and
+ * takes whatever one `recv` returns as the response; this one reads until
+ * the whole echo is back, since TCP may deliver it in pieces.
+ *
+ * @module
+ */
+
+import { select, Socket } from "@asyncore/asyncore/select";
+import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+
+const EOLS: Record<string, string> = { crlf: "\r\n", lf: "\n", none: "" };
+
+const cli = new Cli({
+  name: "echo_client.ts",
+  summary:
+    "Sends each LINE (default: the book's three lines) to an echo server and prints the responses.",
+  positionals: "[LINE...]",
+  maxPositionals: Infinity,
+  options: {
+    host: { value: "HOST", help: "server address", default: "127.0.0.1" },
+    port: { value: "PORT", help: "server port", default: "8881" },
+    eol: {
+      value: "crlf|lf|none",
+      help: "line terminator to send",
+      default: "crlf",
+    },
+  },
+});
+const { options, positionals } = cli.parse();
+const hostname = cli.host("--host", options.host);
+const port = cli.port("--port", options.port);
+const eolName = options.eol ?? "crlf";
+if (!Object.hasOwn(EOLS, eolName)) {
+  cli.fail(`--eol must be crlf, lf or none, got ${JSON.stringify(eolName)}`);
+}
+const eol = EOLS[eolName];
+const data = positionals.length > 0
+  ? positionals.join("\n")
+  : `A few lines of data
+to test the operation
+of both server and client.`;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Thrown when Ctrl-C ends a wait. */
+class Interrupted extends Error {}
+
+using interrupt = catchInterrupt();
+const { signal } = interrupt;
+
+/** Waits until `sock` is ready to read (`"r"`) or write (`"w"`). */
+async function waitFor(sock: Socket, what: "r" | "w"): Promise<void> {
+  const [r, w, x] = await select(
+    what === "r" ? [sock] : [],
+    what === "w" ? [sock] : [],
+    [sock],
+    undefined,
+    { signal },
+  );
+  if (signal.aborted) throw new Interrupted();
+  if (x.length > 0 && sock.error) throw sock.error;
+  if (r.length + w.length + x.length === 0) throw new Interrupted();
+}
+
+/** Python's `sock.sendall()`: sends every byte, waiting when the buffer is full. */
+async function sendall(sock: Socket, bytes: Uint8Array): Promise<void> {
+  while (bytes.length > 0) {
+    await waitFor(sock, "w");
+    try {
+      bytes = bytes.subarray(sock.send(bytes));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.WouldBlock)) throw error;
+    }
+  }
+}
+
+/** Receives exactly `n` bytes; fails if the server closes first. */
+async function recvExactly(sock: Socket, n: number): Promise<Uint8Array> {
+  const response = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    await waitFor(sock, "r");
+    let chunk: Uint8Array;
+    try {
+      chunk = sock.recv(n - got);
+    } catch (error) {
+      if (error instanceof Deno.errors.WouldBlock) continue;
+      throw error;
+    }
+    if (chunk.length === 0) {
+      throw new Error(
+        `the server closed the connection after ${got} of ${n} bytes`,
+      );
+    }
+    response.set(chunk, got);
+    got += chunk.length;
+  }
+  return response;
+}
+
+const sock = new Socket();
+const server = formatAddress({ transport: "tcp", hostname, port });
+try {
+  sock.connect({ hostname, port });
+  await waitFor(sock, "w");
+  if (sock.error) throw sock.error;
+  console.log("Connected to server");
+  for (const line of data.split(/\r?\n/)) {
+    const request = encoder.encode(line + eol);
+    await sendall(sock, request);
+    console.log("Sent:", line);
+    const response = decoder.decode(await recvExactly(sock, request.length));
+    console.log(
+      "Received:",
+      response.endsWith(eol)
+        ? response.slice(0, response.length - eol.length)
+        : response,
+    );
+  }
+} catch (error) {
+  if (!(error instanceof Interrupted)) {
+    console.error(`echo_client.ts: ${server}: ${messageOf(error)}`);
+    Deno.exitCode = 1;
+  }
+} finally {
+  sock.close();
+}

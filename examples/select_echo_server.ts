@@ -1,0 +1,146 @@
+/**
+ * The raw `select()` echo server of _Python in a Nutshell_ (2nd edition),
+ * Example 19-6: lists of sockets to watch for input and output, a map of the
+ * data pending for each socket, and a log line for everything that happens.
+ *
+ * ```sh
+ * deno run --allow-net examples/select_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * ```
+ *
+ * Differences from the book: a socket that disconnects also leaves the input
+ * list (the book forgets to remove it), a connection reset counts as a
+ * disconnect, and Ctrl-C closes every socket and exits cleanly.
+ *
+ * @module
+ */
+
+import { select, Socket } from "@asyncore/asyncore/select";
+import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+
+const cli = new Cli({
+  name: "select_echo_server.ts",
+  summary: "Echoes whatever each client sends, using select() directly.",
+  options: {
+    host: { value: "HOST", help: "address to listen on", default: "127.0.0.1" },
+    port: { value: "PORT", help: "port to listen on", default: "8881" },
+  },
+});
+const { options } = cli.parse();
+const host = cli.host("--host", options.host);
+const port = cli.port("--port", options.port);
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BrokenPipe;
+}
+
+function remove<T>(list: T[], item: T): void {
+  const index = list.indexOf(item);
+  if (index >= 0) list.splice(index, 1);
+}
+
+const sock = new Socket();
+try {
+  sock.bind({ hostname: host, port });
+  sock.listen(5);
+} catch (error) {
+  sock.close();
+  console.error(`select_echo_server.ts: cannot listen: ${messageOf(error)}`);
+  Deno.exit(1);
+}
+console.log(`listening on ${formatAddress(sock.getsockname())}`);
+
+// lists of sockets to watch for input and output events
+const ins: Socket[] = [sock];
+const ous: Socket[] = [];
+// mapping socket -> data to send on that socket when feasible
+const data = new Map<Socket, Uint8Array>();
+// mapping socket -> host:port on which the client is running
+const adrs = new Map<Socket, string>();
+
+function disconnected(x: Socket): void {
+  // a disconnect: give a message and clean up
+  console.log("disconnected from", adrs.get(x));
+  adrs.delete(x);
+  data.delete(x);
+  remove(ins, x);
+  remove(ous, x);
+  x.close();
+}
+
+using interrupt = catchInterrupt();
+try {
+  while (!interrupt.signal.aborted) {
+    // no excepts nor timeout: wait until something happens (or Ctrl-C)
+    const [i, o] = await select(ins, ous, [], undefined, {
+      signal: interrupt.signal,
+    });
+    for (const x of i) {
+      if (x === sock) {
+        // input event on sock means client trying to connect
+        let newSocket: Socket, address: Deno.Addr;
+        try {
+          [newSocket, address] = sock.accept();
+        } catch (error) {
+          if (error instanceof Deno.errors.WouldBlock) continue;
+          throw error;
+        }
+        console.log("Connected from", formatAddress(address));
+        ins.push(newSocket);
+        adrs.set(newSocket, formatAddress(address));
+        continue;
+      }
+      // other input events mean data arrived, or disconnections
+      let newdata: Uint8Array;
+      try {
+        newdata = x.recv(8192);
+      } catch (error) {
+        if (error instanceof Deno.errors.WouldBlock) continue;
+        if (!isDisconnect(error)) throw error;
+        newdata = new Uint8Array(0);
+      }
+      if (newdata.length > 0) {
+        // data arrived: prepare and queue the response to it
+        console.log(`${newdata.length} bytes from ${adrs.get(x)}`);
+        const queued = data.get(x) ?? new Uint8Array(0);
+        const joined = new Uint8Array(queued.length + newdata.length);
+        joined.set(queued);
+        joined.set(newdata, queued.length);
+        data.set(x, joined);
+        if (!ous.includes(x)) ous.push(x);
+      } else {
+        disconnected(x);
+      }
+    }
+    for (const x of o) {
+      if (!adrs.has(x)) continue; // disconnected during this pass
+      // output events always mean we can send some data
+      let tosend = data.get(x);
+      if (tosend) {
+        let nsent: number;
+        try {
+          nsent = x.send(tosend);
+        } catch (error) {
+          if (error instanceof Deno.errors.WouldBlock) continue;
+          if (!isDisconnect(error)) throw error;
+          disconnected(x);
+          continue;
+        }
+        console.log(`${nsent} bytes to ${adrs.get(x)}`);
+        // remember data still to be sent, if any
+        tosend = tosend.subarray(nsent);
+      }
+      if (tosend && tosend.length > 0) {
+        console.log(`${tosend.length} bytes remain for ${adrs.get(x)}`);
+        data.set(x, tosend);
+      } else {
+        data.delete(x);
+        remove(ous, x);
+        console.log("No data currently remain for", adrs.get(x));
+      }
+    }
+  }
+} finally {
+  for (const x of ins) x.close();
+}

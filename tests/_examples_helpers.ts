@@ -1,0 +1,490 @@
+/**
+ * Helpers for the end-to-end tests of `examples/`: spawn an example as a
+ * subprocess, find the port it prints, talk to it over loopback, and stop it
+ * with SIGINT. Every wait is bounded.
+ *
+ * @module
+ */
+
+import { assert, assertEquals, assertMatch, assertNotMatch } from "@std/assert";
+
+/** The repository root: examples run from here so `deno.json` applies. */
+export const ROOT: string = new URL("../", import.meta.url).pathname;
+
+/** How long a server may take to print its address. */
+export const START_TIMEOUT = 15_000;
+/** How long any one exchange with an example may take. */
+export const IO_TIMEOUT = 10_000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** UTF-8 bytes of `text`. */
+export function bytes(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** UTF-8 text of `data`. */
+export function text(data: Uint8Array): string {
+  return decoder.decode(data);
+}
+
+/** Joins byte chunks. */
+export function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * Runs `work` with a bound: rejects with a message naming `what` when `ms`
+ * pass first, after calling `onTimeout` (which should cancel the work).
+ */
+export async function withTimeout<T>(
+  work: Promise<T>,
+  ms: number,
+  what: string,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`timed out after ${ms} ms: ${what}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function permissionArgs(allowRead: boolean | undefined): string[] {
+  return allowRead ? ["--allow-net", "--allow-read"] : ["--allow-net"];
+}
+
+/** What a finished example left behind. */
+export interface Finished {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options for {@linkcode startServer} and {@linkcode runExample}. */
+export interface ExampleOptions {
+  /** Run with `--allow-read` too. */
+  allowRead?: boolean;
+}
+
+/** A running example whose output is collected as it comes. */
+export class RunningExample implements AsyncDisposable {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  #stdout = "";
+  #stderr = "";
+  #ended = false;
+  #changed: () => void = () => {};
+  #drained: Promise<void>;
+  #status: Promise<Deno.CommandStatus>;
+  #finished = false;
+
+  constructor(name: string, args: string[], options: ExampleOptions = {}) {
+    this.name = name;
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...permissionArgs(options.allowRead),
+        `examples/${name}`,
+        ...args,
+      ],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#status = this.child.status;
+    this.#drained = Promise.all([
+      this.#collect(this.child.stdout, (t) => this.#stdout += t),
+      this.#collect(this.child.stderr, (t) => this.#stderr += t),
+    ]).then(() => {
+      this.#ended = true;
+      this.#changed();
+    });
+  }
+
+  async #collect(
+    stream: ReadableStream<Uint8Array>,
+    append: (text: string) => void,
+  ): Promise<void> {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      append(chunk);
+      this.#changed();
+    }
+  }
+
+  /** Everything the example printed on stdout so far. */
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  /** Everything the example printed on stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Waits until stdout matches `pattern`; fails after `ms`. */
+  async waitForOutput(
+    pattern: RegExp,
+    ms: number = IO_TIMEOUT,
+  ): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const match = this.#stdout.match(pattern);
+      if (match) return match;
+      if (this.#ended) {
+        throw new Error(
+          `${this.name} ended without printing ${pattern}\nstdout:\n${this.#stdout}\nstderr:\n${this.#stderr}`,
+        );
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `${this.name} did not print ${pattern} within ${ms} ms\nstdout:\n${this.#stdout}\nstderr:\n${this.#stderr}`,
+        );
+      }
+      const changed = new Promise<void>((resolve) => this.#changed = resolve);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        changed,
+        new Promise<void>((resolve) => timer = setTimeout(resolve, left)),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends SIGINT and waits (bounded) for the exit and the last output. */
+  async stop(): Promise<Finished> {
+    if (!this.#finished) {
+      try {
+        this.child.kill("SIGINT");
+      } catch {
+        // Already exited.
+      }
+    }
+    return await this.wait();
+  }
+
+  /** Waits (bounded) for the exit and the last output. */
+  async wait(ms: number = IO_TIMEOUT): Promise<Finished> {
+    const status = await withTimeout(
+      this.#status,
+      ms,
+      `${this.name} to exit`,
+      () => this.child.kill("SIGKILL"),
+    ).finally(() => this.#finished = true);
+    await this.#drained;
+    return {
+      code: status.code,
+      signal: status.signal,
+      stdout: this.#stdout,
+      stderr: this.#stderr,
+    };
+  }
+
+  /** Kills the example if it still runs, and releases its streams. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#finished) {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+      await this.#status;
+      this.#finished = true;
+    }
+    await this.#drained;
+  }
+}
+
+/** A server example and the address it printed. */
+export interface Server {
+  example: RunningExample;
+  hostname: string;
+  port: number;
+}
+
+/**
+ * Starts a server example with `--port 0` (plus `args`) and reads the
+ * `listening on HOST:PORT` line it prints.
+ */
+export async function startServer(
+  name: string,
+  args: string[] = [],
+  options: ExampleOptions = {},
+): Promise<RunningExample & { port: number; hostname: string }> {
+  const example = new RunningExample(name, ["--port", "0", ...args], options);
+  try {
+    const match = await example.waitForOutput(
+      /^listening on \[?([^\s\]]+)\]?:(\d+)$/m,
+      START_TIMEOUT,
+    );
+    return Object.assign(example, {
+      hostname: match[1],
+      port: Number(match[2]),
+    });
+  } catch (error) {
+    await example[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
+/**
+ * Asserts a clean SIGINT shutdown: exit code 0 and no output that says
+ * error; returns what the example printed.
+ */
+export async function stopCleanly(example: RunningExample): Promise<Finished> {
+  const finished = await example.stop();
+  assertEquals(
+    [finished.code, finished.signal],
+    [0, null],
+    `${example.name} did not exit cleanly\nstdout:\n${finished.stdout}\nstderr:\n${finished.stderr}`,
+  );
+  assertNotMatch(finished.stdout, /error|uncaptured|exception/i);
+  assertNotMatch(finished.stderr, /error|uncaptured|exception/i);
+  return finished;
+}
+
+/** What a finished client example printed, as bytes too. */
+export interface Output {
+  code: number;
+  stdout: Uint8Array;
+  stderr: string;
+}
+
+/** Runs a client example to completion, bounded by `ms`. */
+export async function runExample(
+  name: string,
+  args: string[],
+  options: ExampleOptions & { timeout?: number } = {},
+): Promise<Output> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...permissionArgs(options.allowRead),
+      `examples/${name}`,
+      ...args,
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = await withTimeout(
+    child.output(),
+    options.timeout ?? IO_TIMEOUT,
+    `${name} ${args.join(" ")} to finish`,
+    () => child.kill("SIGKILL"),
+  ).catch(async (error) => {
+    await child.status;
+    throw error;
+  });
+  return {
+    code: output.code,
+    stdout: output.stdout,
+    stderr: text(output.stderr),
+  };
+}
+
+/**
+ * Runs an example with bad arguments and checks it exits with code 2 and
+ * prints `message` and the usage text on stderr.
+ */
+export async function assertUsageError(
+  name: string,
+  args: string[],
+  message: RegExp,
+  options: ExampleOptions = {},
+): Promise<void> {
+  const { code, stdout, stderr } = await runExample(name, args, options);
+  assertEquals(code, 2, `${name} ${args.join(" ")}: stderr:\n${stderr}`);
+  assertEquals(text(stdout), "");
+  assertMatch(stderr, message);
+  assertMatch(stderr, new RegExp(`^usage: deno run .*examples/${name}`, "m"));
+}
+
+/** Closes a connection unless a timed-out read closed it already. */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BadResource)) throw error;
+  }
+}
+
+/** Connects to a port on 127.0.0.1. */
+export function connect(port: number, hostname = "127.0.0.1") {
+  return Deno.connect({ hostname, port });
+}
+
+/** Writes all of `data`. */
+export async function writeAll(
+  conn: Deno.Conn,
+  data: Uint8Array,
+): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    offset += await conn.write(data.subarray(offset));
+  }
+}
+
+/**
+ * Reads exactly `n` bytes; fails on end of stream, or after `ms` (closing
+ * the connection to cancel the read).
+ */
+export async function readExactly(
+  conn: Deno.Conn,
+  n: number,
+  ms: number = IO_TIMEOUT,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let offset = 0;
+  await withTimeout(
+    (async () => {
+      while (offset < n) {
+        const count = await conn.read(out.subarray(offset));
+        if (count === null) {
+          throw new Error(
+            `end of stream after ${offset} of ${n} bytes: ${
+              JSON.stringify(text(out.subarray(0, offset)))
+            }`,
+          );
+        }
+        offset += count;
+      }
+    })(),
+    ms,
+    `reading ${n} bytes (got ${offset})`,
+    () => conn.close(),
+  );
+  return out;
+}
+
+/** Reads until the peer closes; fails after `ms` (closing the connection). */
+export async function readToEnd(
+  conn: Deno.Conn,
+  ms: number = IO_TIMEOUT,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  await withTimeout(
+    (async () => {
+      for (;;) {
+        const buffer = new Uint8Array(65536);
+        const count = await conn.read(buffer);
+        if (count === null) return;
+        chunks.push(buffer.subarray(0, count));
+      }
+    })(),
+    ms,
+    "reading to the end of the stream",
+    () => conn.close(),
+  );
+  return concat(chunks);
+}
+
+/** Whether the peer closed: the next read sees end of stream (or a reset). */
+export async function assertClosedByPeer(
+  conn: Deno.Conn,
+  ms: number = IO_TIMEOUT,
+): Promise<void> {
+  let rest: Uint8Array;
+  try {
+    rest = await readToEnd(conn, ms);
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return;
+    throw error;
+  }
+  assertEquals(text(rest), "", "expected the peer to close without data");
+}
+
+/** Sends `data` and reads its echo, writing and reading at once. */
+export async function echo(
+  conn: Deno.Conn,
+  data: Uint8Array,
+  ms: number = IO_TIMEOUT,
+): Promise<Uint8Array> {
+  const [, received] = await Promise.all([
+    writeAll(conn, data),
+    readExactly(conn, data.length, ms),
+  ]);
+  return received;
+}
+
+/** Deterministic test bytes of every value. */
+export function pattern(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+/** Whether `python3` can run here (CPython interop tests skip without it). */
+export const hasPython: boolean = await (async () => {
+  try {
+    const { success } = await new Deno.Command("python3", {
+      args: ["-c", "import sys; assert sys.version_info >= (3, 6)"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+})();
+
+/** Runs a CPython script to completion, bounded by `ms`. */
+export async function runPython(
+  script: string,
+  args: string[],
+  ms: number = IO_TIMEOUT,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command("python3", {
+    args: ["-c", script, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = await withTimeout(
+    child.output(),
+    ms,
+    "python3 to finish",
+    () => child.kill("SIGKILL"),
+  ).catch(async (error) => {
+    await child.status;
+    throw error;
+  });
+  return {
+    code: output.code,
+    stdout: text(output.stdout),
+    stderr: text(output.stderr),
+  };
+}
+
+/** Asserts `haystack` holds each of `lines` as a whole line. */
+export function assertLines(haystack: string, lines: string[]): void {
+  const have = new Set(haystack.split("\n"));
+  for (const line of lines) {
+    assert(
+      have.has(line),
+      `missing line ${JSON.stringify(line)} in:\n${haystack}`,
+    );
+  }
+}

@@ -1,0 +1,184 @@
+// End-to-end tests of the echo servers in examples/ and of echo_client.ts:
+// each server runs as a subprocess, real clients talk to it over loopback.
+
+import { assertEquals, assertMatch } from "@std/assert";
+import {
+  assertClosedByPeer,
+  assertLines,
+  bytes,
+  closeQuietly,
+  connect,
+  echo,
+  hasPython,
+  runExample,
+  runPython,
+  startServer,
+  stopCleanly,
+  text,
+} from "./_examples_helpers.ts";
+
+interface EchoServer {
+  name: string;
+  /** The terminator the server splits lines on, if it is line-based. */
+  eol?: string;
+}
+
+const SERVERS: EchoServer[] = [
+  { name: "select_echo_server.ts" },
+  { name: "asyncore_echo_server.ts" },
+  { name: "dispatcher_with_send_echo_server.ts" },
+];
+
+/** Lines of every length up to ~200 bytes; ~250 KiB in all. */
+function manyLines(eol: string): Uint8Array {
+  let out = "";
+  for (let i = 0; out.length < 250_000; i++) {
+    out += `line ${i} ${"abcdefghij".repeat(i % 20)}${eol}`;
+  }
+  return bytes(out);
+}
+
+const BOOK_CLIENT_OUTPUT = `Connected to server
+Sent: A few lines of data
+Received: A few lines of data
+Sent: to test the operation
+Received: to test the operation
+Sent: of both server and client.
+Received: of both server and client.
+`;
+
+for (const server of SERVERS) {
+  Deno.test(`${server.name} echoes concurrent clients byte for byte`, async () => {
+    await using example = await startServer(server.name);
+    assertEquals(example.hostname, "127.0.0.1");
+    const a = await connect(example.port);
+    const b = await connect(example.port);
+    try {
+      const eol = server.eol ?? "\r\n";
+      // A large stream on one client, small lines on the other, at once.
+      const big = manyLines(eol);
+      const [bigEcho, [small1, small2]] = await Promise.all([
+        echo(b, big),
+        (async () => [
+          await echo(a, bytes(`hello${eol}`)),
+          await echo(a, bytes(`wörld ☃${eol}`)),
+        ])(),
+      ]);
+      assertEquals(text(small1), `hello${eol}`);
+      assertEquals(text(small2), `wörld ☃${eol}`);
+      assertEquals(bigEcho, big);
+      a.close();
+      // The server notices the disconnect and goes on serving b.
+      await example.waitForOutput(/^disconnected from /im);
+      assertEquals(text(await echo(b, bytes(`again${eol}`))), `again${eol}`);
+      // Ctrl-C closes b's channel too.
+      const finished = await stopCleanly(example);
+      await assertClosedByPeer(b);
+      assertMatch(finished.stdout, /^Connected from 127\.0\.0\.1:\d+$/m);
+    } finally {
+      closeQuietly(a);
+      closeQuietly(b);
+    }
+  });
+
+  Deno.test(`${server.name} answers echo_client.ts`, async () => {
+    await using example = await startServer(server.name);
+    const { code, stdout, stderr } = await runExample("echo_client.ts", [
+      "--port",
+      String(example.port),
+    ]);
+    assertEquals([code, stderr], [0, ""]);
+    assertEquals(text(stdout), BOOK_CLIENT_OUTPUT);
+    await stopCleanly(example);
+  });
+
+  Deno.test({
+    name: `${server.name} answers the book's CPython client`,
+    ignore: !hasPython,
+    async fn() {
+      await using example = await startServer(server.name);
+      const { code, stdout, stderr } = await runPython(
+        BOOK_CLIENT,
+        [String(example.port), server.eol ?? ""],
+      );
+      assertEquals([code, stderr], [0, ""]);
+      assertEquals(stdout, BOOK_CLIENT_OUTPUT);
+      await stopCleanly(example);
+    },
+  });
+}
+
+// The client of Python in a Nutshell, chapter 19, in Python 3; argv[2] is
+// the terminator to add to each line (the book sends none).
+const BOOK_CLIENT = `
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.settimeout(10)
+sock.connect(('127.0.0.1', int(sys.argv[1])))
+print("Connected to server")
+data = """A few lines of data
+to test the operation
+of both server and client."""
+for line in data.splitlines():
+    sock.sendall((line + sys.argv[2]).encode())
+    print("Sent:", line)
+    response = sock.recv(8192)
+    print("Received:", response.decode().rstrip("\\r\\n"))
+sock.close()
+`;
+
+Deno.test("select_echo_server.ts logs as the book does", async () => {
+  await using example = await startServer("select_echo_server.ts");
+  const conn = await connect(example.port);
+  try {
+    const local = conn.localAddr as Deno.NetAddr;
+    const peer = `127.0.0.1:${local.port}`;
+    assertEquals(text(await echo(conn, bytes("twelve bytes"))), "twelve bytes");
+    conn.close();
+    await example.waitForOutput(/^disconnected from /m);
+    const { stdout } = await stopCleanly(example);
+    assertLines(stdout, [
+      `Connected from ${peer}`,
+      `12 bytes from ${peer}`,
+      `12 bytes to ${peer}`,
+      `No data currently remain for ${peer}`,
+      `disconnected from ${peer}`,
+    ]);
+  } finally {
+    closeQuietly(conn);
+  }
+});
+
+Deno.test("echo_client.ts sends the given lines with the chosen terminator", async () => {
+  await using example = await startServer("select_echo_server.ts");
+  const { code, stdout } = await runExample("echo_client.ts", [
+    "--port",
+    String(example.port),
+    "--eol",
+    "none",
+    "one",
+    "two words",
+  ]);
+  assertEquals(code, 0);
+  assertEquals(
+    text(stdout),
+    "Connected to server\nSent: one\nReceived: one\nSent: two words\nReceived: two words\n",
+  );
+  const { stdout: log } = await stopCleanly(example);
+  assertMatch(log, /^3 bytes from /m);
+  assertMatch(log, /^9 bytes from /m);
+});
+
+Deno.test("echo_client.ts reports a refused connection", async () => {
+  // Find a port nobody listens on.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const { code, stdout, stderr } = await runExample("echo_client.ts", [
+    "--port",
+    String(port),
+  ]);
+  assertEquals(code, 1);
+  assertEquals(text(stdout), "");
+  assertMatch(stderr, new RegExp(`^echo_client.ts: 127.0.0.1:${port}: `));
+});
