@@ -1,0 +1,516 @@
+// Shared pieces of the reliability suite (tests/reliability_*_test.ts):
+// seeded randomness, a streaming hash, bounded waits, servers used by several
+// themes, and peers that misbehave on purpose (resets via python3 or node).
+//
+// Run as a program it is the client side of the scale test, so that the
+// server's process does not hold both ends of 10,000 connections:
+//   deno run --allow-net tests/_reliability_helpers.ts scale-client PORT N
+
+import {
+  type ChannelMap,
+  closeAll,
+  Dispatcher,
+  DispatcherWithSend,
+  loop,
+} from "../asyncore.ts";
+import type { Socket } from "../select.ts";
+
+// ---------------------------------------------------------------------------
+// Randomness and hashing
+
+/** A seeded generator of floats in [0, 1) (mulberry32): sequences replay. */
+export type Random = () => number;
+
+/** Makes a seeded generator; the same seed gives the same sequence. */
+export function seeded(seed: number): Random {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** An integer in [min, max]. */
+export function randInt(random: Random, min: number, max: number): number {
+  return min + Math.floor(random() * (max - min + 1));
+}
+
+/** `length` bytes from the seeded generator. */
+export function randomBytes(random: Random, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let i = 0;
+  for (; i + 4 <= length; i += 4) {
+    const word = (random() * 4294967296) >>> 0;
+    out[i] = word;
+    out[i + 1] = word >>> 8;
+    out[i + 2] = word >>> 16;
+    out[i + 3] = word >>> 24;
+  }
+  for (; i < length; i++) out[i] = (random() * 256) >>> 0;
+  return out;
+}
+
+/**
+ * The seed of a randomised test: `RELIABILITY_SEED` from the environment
+ * when set (to replay a failure), otherwise a fresh one.
+ */
+export function testSeed(): number {
+  const fixed = Deno.env.get("RELIABILITY_SEED");
+  if (fixed !== undefined && fixed !== "") return Number(fixed) >>> 0;
+  return (Math.random() * 4294967296) >>> 0;
+}
+
+/**
+ * Runs `body` with `seed` and, when it fails, says which seed to replay.
+ */
+export async function withSeed<T>(
+  seed: number,
+  body: (seed: number) => Promise<T> | T,
+): Promise<T> {
+  try {
+    return await body(seed);
+  } catch (error) {
+    const message = `failed with seed ${seed} ` +
+      `(replay: RELIABILITY_SEED=${seed} deno task test tests/...)`;
+    console.error(message);
+    if (error instanceof Error) error.message = `${message}: ${error.message}`;
+    throw error;
+  }
+}
+
+/**
+ * A streaming 64-bit hash of a byte stream (two independent 32-bit FNV-1a
+ * style lanes) with its length: equal digests mean equal streams, for the
+ * purpose of catching lost, duplicated, reordered or corrupted bytes.
+ */
+export class StreamHash {
+  #a = 0x811c9dc5;
+  #b = 0x01000193;
+  #length = 0;
+
+  /** Adds bytes to the stream. */
+  update(bytes: Uint8Array): void {
+    let a = this.#a;
+    let b = this.#b;
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i];
+      a = Math.imul(a ^ byte, 0x01000193);
+      b = Math.imul(b ^ byte, 0x5bd1e995) ^ (b >>> 13);
+    }
+    this.#a = a;
+    this.#b = b;
+    this.#length += bytes.length;
+  }
+
+  /** The number of bytes hashed. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** The digest so far: length and both lanes. */
+  digest(): string {
+    return `${this.#length}:${(this.#a >>> 0).toString(16)}:${
+      (this.#b >>> 0).toString(16)
+    }`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Waiting with a bound
+
+/** Thrown when a bounded wait runs out. */
+export class Timeout extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "Timeout";
+  }
+}
+
+/**
+ * Races `promise` against `ms`; rejects with {@linkcode Timeout} naming
+ * `what` when time runs out. The timer is cleared either way.
+ */
+export async function within<T>(
+  ms: number,
+  what: string,
+  promise: Promise<T>,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Timeout(`${what}: not done within ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Serves `map` until it is empty, with a bound: when `ms` pass first the map
+ * is closed (so nothing leaks) and a {@linkcode Timeout} is thrown.
+ */
+export async function serve(
+  map: ChannelMap,
+  ms: number,
+  what = "loop",
+  options: { usePoll?: boolean; timeout?: number } = {},
+): Promise<void> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), ms);
+  try {
+    await loop({
+      map,
+      timeout: options.timeout ?? 1000,
+      usePoll: options.usePoll,
+      signal: abort.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  if (abort.signal.aborted) {
+    const left = map.size;
+    closeAll(map, true);
+    throw new Timeout(`${what}: ${left} channels still open after ${ms} ms`);
+  }
+}
+
+/**
+ * Polls `condition` once per event-loop turn batch until it holds or `ms`
+ * pass; for conditions set by code running elsewhere (loops, callbacks).
+ */
+export async function until(
+  condition: () => boolean,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) {
+      throw new Timeout(`${what}: not true within ${ms} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+/** The listening port of a channel or socket. */
+export function portOf(obj: { getsockname(): Deno.Addr }): number {
+  return (obj.getsockname() as Deno.NetAddr).port;
+}
+
+/** Writes all of `data` to `conn`. */
+export async function writeAll(conn: Deno.Conn, data: Uint8Array) {
+  let offset = 0;
+  while (offset < data.length) {
+    offset += await conn.write(data.subarray(offset));
+  }
+}
+
+/**
+ * Reads from `conn` until end of stream (or a disconnect error, which is
+ * reported rather than thrown), hashing what arrives.
+ */
+export async function readToEnd(
+  conn: Deno.Conn,
+  limit = Infinity,
+): Promise<{ hash: StreamHash; bytes: Uint8Array[]; error: Error | null }> {
+  const hash = new StreamHash();
+  const bytes: Uint8Array[] = [];
+  const buffer = new Uint8Array(65536);
+  try {
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      const chunk = buffer.slice(0, n);
+      hash.update(chunk);
+      if (hash.length <= limit) bytes.push(chunk);
+    }
+  } catch (error) {
+    return { hash, bytes, error: error as Error };
+  }
+  return { hash, bytes, error: null };
+}
+
+/** Joins chunks. */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Capturing what the library logs
+
+/**
+ * Collects what `console.log`/`console.error` print while `body` runs (the
+ * library's `logInfo` and `log` go there), keeping the test output quiet.
+ */
+export async function captureLogs<T>(
+  body: (lines: string[]) => Promise<T> | T,
+): Promise<T> {
+  const lines: string[] = [];
+  const { log, error } = console;
+  console.log = (...args: unknown[]) => lines.push(args.join(" "));
+  console.error = (...args: unknown[]) => lines.push(args.join(" "));
+  try {
+    return await body(lines);
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Servers used by several themes
+
+/** A listening dispatcher on 127.0.0.1 that hands each connection to `make`. */
+export class Server extends Dispatcher {
+  accepted = 0;
+  readonly #make: (sock: Socket, map: ChannelMap) => void;
+  readonly #map: ChannelMap;
+
+  constructor(
+    map: ChannelMap,
+    make: (sock: Socket, map: ChannelMap) => void,
+    backlog = 128,
+  ) {
+    super(undefined, map);
+    this.#map = map;
+    this.#make = make;
+    this.createSocket();
+    this.bind({ hostname: "127.0.0.1", port: 0 });
+    this.listen(backlog);
+  }
+
+  get port(): number {
+    return portOf(this);
+  }
+
+  override handleAccepted(sock: Socket): void {
+    this.accepted++;
+    this.#make(sock, this.#map);
+  }
+}
+
+/** How much an echo channel holds back before it stops reading. */
+export const ECHO_HIGH_WATER = 256 * 1024;
+
+/**
+ * The asyncore echo of the sources (`dispatcher_with_send`), with the one
+ * change a production server needs: it stops reading while more than
+ * {@linkcode ECHO_HIGH_WATER} bytes wait to go out (`sendBuffered`), so a
+ * peer that writes faster than it reads is pushed back instead of growing
+ * memory. At end of stream it sends what remains, then closes.
+ */
+export class EchoHandler extends DispatcherWithSend {
+  /** The most bytes ever queued on this channel. */
+  peakBuffered = 0;
+  /** Whether the peer has ended its stream. */
+  eof = false;
+
+  override readable(): boolean {
+    return !this.eof && this.sendBuffered < ECHO_HIGH_WATER;
+  }
+
+  override writable(): boolean {
+    return super.writable() || this.eof;
+  }
+
+  override handleRead(): void {
+    const data = this.recv(65536);
+    if (data.length > 0) {
+      this.send(data);
+      if (this.sendBuffered > this.peakBuffered) {
+        this.peakBuffered = this.sendBuffered;
+      }
+    }
+  }
+
+  override handleWrite(): void {
+    super.handleWrite();
+    // The socket delivers what it accepted even after close().
+    if (this.eof && this.sendBuffered <= (this.socket?.sendBuffered ?? 0)) {
+      this.close();
+    }
+  }
+
+  override handleClose(): void {
+    // End of stream: finish sending before closing (half-close).
+    if (this.socket?.error || this.socket?.closed) {
+      this.close();
+      return;
+    }
+    this.eof = true;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Peers that misbehave, in another runtime (Deno has no SO_LINGER)
+
+/** A program that can act as a resetting peer, or null when none is found. */
+export async function resetPeer(): Promise<"python3" | "node" | null> {
+  for (const program of ["python3", "node"] as const) {
+    try {
+      const { success } = await new Deno.Command(program, {
+        args: ["--version"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (success) return program;
+    } catch {
+      // Not installed.
+    }
+  }
+  return null;
+}
+
+const PYTHON_RESET = `
+import socket, struct, sys
+port, send, wait = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port))
+data = bytes(i % 251 for i in range(send))
+s.sendall(data)
+got = 0
+while got < wait:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += len(chunk)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+print(got, flush=True)
+`;
+
+const NODE_RESET = `
+const net = require("node:net");
+const [port, send, wait] = process.argv.slice(-3).map(Number);
+const data = Buffer.alloc(send);
+for (let i = 0; i < send; i++) data[i] = i % 251;
+let got = 0;
+const s = net.connect(port, "127.0.0.1", () => {
+  s.write(data, () => { if (got >= wait) done(); });
+});
+let finished = false;
+function done() {
+  if (finished) return;
+  finished = true;
+  s.resetAndDestroy();
+  console.log(got);
+}
+s.on("data", (chunk) => { got += chunk.length; if (got >= wait) done(); });
+s.on("end", done);
+s.on("error", () => {});
+`;
+
+/**
+ * Connects to `port` from another process, sends `send` bytes (`i % 251`),
+ * reads until `wait` bytes came back (or end of stream), then resets the
+ * connection (SO_LINGER 0). Resolves with the bytes it read.
+ */
+export async function resettingPeer(
+  program: "python3" | "node",
+  port: number,
+  send: number,
+  wait: number,
+): Promise<number> {
+  const args = program === "python3"
+    ? ["-c", PYTHON_RESET, String(port), String(send), String(wait)]
+    : ["-e", NODE_RESET, String(port), String(send), String(wait)];
+  const { success, stdout, stderr } = await new Deno.Command(program, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) {
+    throw new Error(
+      `${program} peer failed: ${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  return Number(new TextDecoder().decode(stdout).trim());
+}
+
+// ---------------------------------------------------------------------------
+// The open-file limit
+
+/** The soft open-file limit of this process's shell, or null if unknown. */
+export async function openFileLimit(): Promise<number | null> {
+  try {
+    const { success, stdout } = await new Deno.Command("sh", {
+      args: ["-c", "ulimit -n"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (!success) return null;
+    const text = new TextDecoder().decode(stdout).trim();
+    if (text === "unlimited") return Infinity;
+    const limit = Number(text);
+    return Number.isFinite(limit) ? limit : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The client side of the scale test, run as a separate process
+
+async function scaleClient(port: number, count: number): Promise<void> {
+  const conns: Deno.Conn[] = [];
+  const started = performance.now();
+  // Connect in waves so the listener's kernel backlog never overflows.
+  const wave = 256;
+  for (let i = 0; i < count; i += wave) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + wave); j++) {
+      batch.push(Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    conns.push(...await Promise.all(batch));
+  }
+  const connected = performance.now();
+  // Every connection says its number and waits for the echo, all at once.
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let served = 0;
+  await Promise.all(conns.map(async (conn, i) => {
+    const message = `${i}\n`;
+    await writeAll(conn, encoder.encode(message));
+    const buffer = new Uint8Array(64);
+    let reply = "";
+    while (!reply.endsWith("\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      reply += decoder.decode(buffer.subarray(0, n));
+    }
+    if (reply === message) served++;
+  }));
+  const echoed = performance.now();
+  for (const conn of conns) conn.close();
+  console.log(JSON.stringify({
+    count,
+    served,
+    connectMs: Math.round(connected - started),
+    echoMs: Math.round(echoed - connected),
+  }));
+}
+
+if (import.meta.main) {
+  const [command, port, count] = Deno.args;
+  if (command !== "scale-client") {
+    console.error("usage: _reliability_helpers.ts scale-client PORT N");
+    Deno.exit(2);
+  }
+  await scaleClient(Number(port), Number(count));
+}
