@@ -121,7 +121,11 @@ export const socketMap: ChannelMap = new Map();
  * ```
  */
 export class ExitNow extends Error {
-  /** @param message Why the loop ends. */
+  /**
+   * Makes the error.
+   *
+   * @param message Why the loop ends.
+   */
   constructor(message?: string) {
     super(message);
     this.name = "ExitNow";
@@ -258,7 +262,7 @@ export class Dispatcher {
    * Ms without a byte in or out after which the loop calls
    * `handleTimeout()`; `Infinity` turns it off.
    */
-  idleTimeout = Infinity;
+  idleTimeout: number = Infinity;
 
   #map: ChannelMap;
   #fileno: number | null = null;
@@ -640,6 +644,7 @@ export class Dispatcher {
 export class DispatcherWithSend extends Dispatcher {
   #out = new ByteQueue();
 
+  /** The socket's send buffer plus this channel's output buffer. */
   override get sendBuffered(): number {
     return super.sendBuffered + this.#out.length;
   }
@@ -651,10 +656,12 @@ export class DispatcherWithSend extends Dispatcher {
     this.#out.discard(super.send(chunk));
   }
 
+  /** Sends more of the output buffer. */
   override handleWrite(): void {
     this.initiateSend();
   }
 
+  /** True while connecting or while the output buffer holds bytes. */
   override writable(): boolean {
     return !this.connected || this.#out.length > 0;
   }

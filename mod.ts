@@ -24,3 +24,5 @@
 
 export * from "./select.ts";
 export * from "./asyncore.ts";
+export * from "./asynchat.ts";
+export * from "./producers.ts";
