@@ -1,0 +1,339 @@
+// Shared helpers for the core test suite: address families, bounded waits,
+// bounded loops and spawned peers (CPython, Node).
+
+import { AssertionError } from "@std/assert";
+import { TextLineStream } from "@std/streams";
+import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
+import type { Address } from "../select.ts";
+
+/** Whether a program runs at all (`true`) or is absent/broken (`false`). */
+function probe(command: string, args: string[]): boolean {
+  try {
+    const { success } = new Deno.Command(command, {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** CPython with `asyncore` (3.11 or older) is installed. */
+export const hasPython: boolean = probe("python3", [
+  "-W",
+  "ignore",
+  "-c",
+  "import asyncore, asynchat",
+]);
+
+/** Node.js is installed. */
+export const hasNode: boolean = probe("node", ["-e", ""]);
+
+/** The loopback interface has an IPv6 address. */
+export const hasIPv6: boolean = (() => {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** A place to bind a server: a TCP loopback address or a Unix socket path. */
+export interface Endpoint extends Disposable {
+  /** The transport a `Socket` needs for it. */
+  transport: "tcp" | "unix";
+  /** What to pass to `bind()`. */
+  bindAddress: Address;
+}
+
+/** One address family the tests run over. */
+export interface Family {
+  /** For test names. */
+  name: string;
+  /** Skip the tests of this family (e.g. no IPv6 on this host). */
+  ignore: boolean;
+  /** A fresh endpoint; Unix ones live in a temporary directory removed on dispose. */
+  endpoint(): Endpoint;
+}
+
+function tcpEndpoint(hostname: string): Endpoint {
+  return {
+    transport: "tcp",
+    bindAddress: { hostname, port: 0 },
+    [Symbol.dispose]() {},
+  };
+}
+
+/** A Unix socket path in a new temporary directory, removed on dispose. */
+export function unixEndpoint(): Endpoint & { path: string } {
+  const dir = Deno.makeTempDirSync({ prefix: "asyncore_test_" });
+  const path = `${dir}/sock`;
+  return {
+    transport: "unix",
+    path,
+    bindAddress: { path },
+    [Symbol.dispose]() {
+      Deno.removeSync(dir, { recursive: true });
+    },
+  };
+}
+
+/** IPv4, IPv6 (ignored without `::1`) and Unix sockets. */
+export const FAMILIES: readonly Family[] = [
+  { name: "IPv4", ignore: false, endpoint: () => tcpEndpoint("127.0.0.1") },
+  { name: "IPv6", ignore: !hasIPv6, endpoint: () => tcpEndpoint("::1") },
+  { name: "Unix", ignore: false, endpoint: unixEndpoint },
+];
+
+/** The address to connect to a socket bound at `addr` (from getsockname()). */
+export function connectAddress(addr: Deno.Addr): Address {
+  if (addr.transport === "unix") {
+    if (!addr.path) throw new TypeError("an unnamed Unix socket");
+    return { path: addr.path };
+  }
+  if (addr.transport !== "tcp") {
+    throw new TypeError(`unexpected transport ${addr.transport}`);
+  }
+  return { hostname: addr.hostname, port: addr.port };
+}
+
+/** Opens a plain `Deno.Conn` to a TCP address (a peer that is not a Socket). */
+export function dial(addr: Deno.Addr): Promise<Deno.TcpConn> {
+  return Deno.connect({ hostname: hostOf(addr), port: portOf(addr) });
+}
+
+/** The hostname of a TCP address. */
+export function hostOf(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp") {
+    throw new TypeError(`expected a TCP address, got ${addr.transport}`);
+  }
+  return addr.hostname;
+}
+
+/** The port of a TCP address. */
+export function portOf(addr: Deno.Addr): number {
+  if (addr.transport !== "tcp") {
+    throw new TypeError(`expected a TCP address, got ${addr.transport}`);
+  }
+  return addr.port;
+}
+
+/**
+ * Resolves with `promise`, or rejects with an AssertionError naming `what`
+ * once `ms` pass. The timer is cleared either way, so nothing leaks.
+ */
+export async function within<T>(
+  ms: number,
+  what: string,
+  promise: Promise<T>,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new AssertionError(`${what}: not done within ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves `true` with `promise`, or `false` if `ms` pass first. */
+export async function settlesWithin(
+  ms: number,
+  promise: Promise<unknown>,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Options for {@linkcode runLoop}. */
+export interface RunLoopOptions {
+  /** Use `poll2` instead of `poll`. */
+  usePoll?: boolean;
+  /** The longest wait of one pass, in ms (default 1000). */
+  timeout?: number;
+  /** Fail when the map is not empty after this many ms (default 5000). */
+  bound?: number;
+}
+
+/**
+ * Runs `loop()` on `map` until the map is empty. If that takes longer than
+ * the bound, every channel is closed and the test fails, naming the channels
+ * that were left.
+ */
+export async function runLoop(
+  map: ChannelMap,
+  options: RunLoopOptions = {},
+): Promise<void> {
+  const { usePoll = false, timeout = 1000, bound = 5000 } = options;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), bound);
+  try {
+    await loop({ map, usePoll, timeout, signal: controller.signal });
+  } catch (error) {
+    closeAll(map, true);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (map.size > 0) {
+    const left = [...map.values()].map(String).join(", ");
+    closeAll(map, true);
+    throw new AssertionError(
+      `the loop still had ${left} after ${bound} ms`,
+    );
+  }
+}
+
+/** `size` bytes of a pattern with period 251 (a prime, so shifts show). */
+export function pattern(size: number, offset = 0): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i + offset) % 251;
+  return bytes;
+}
+
+/** Joins byte chunks. */
+export function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** Whether `data` equals `pattern(data.length, offset)`, without a copy. */
+export function isPattern(data: Uint8Array, offset = 0): boolean {
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] !== (i + offset) % 251) return false;
+  }
+  return true;
+}
+
+const FIXTURES = new URL("./fixtures/", import.meta.url);
+
+/** The path of a file under tests/fixtures/. */
+export function fixture(name: string): string {
+  return new URL(name, FIXTURES).pathname;
+}
+
+/**
+ * A child process (a CPython or Node peer) whose stdout is read line by line.
+ * Disposing it kills the child if it still runs and awaits its exit, so no
+ * process or pipe outlives a test.
+ */
+export class Peer implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #lines: ReadableStreamDefaultReader<string>;
+  readonly #stderr: Promise<string>;
+  #exited = false;
+  readonly status: Promise<Deno.CommandStatus>;
+
+  /** Starts `command` with `args`. */
+  constructor(command: string, args: string[]) {
+    this.#child = new Deno.Command(command, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.status = this.#child.status.then((status) => {
+      this.#exited = true;
+      return status;
+    });
+    this.#lines = this.#child.stdout
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(new TextLineStream())
+      .getReader();
+    this.#stderr = new Response(this.#child.stderr).text();
+  }
+
+  /** Starts `python3 -W ignore tests/fixtures/<script> ...args`. */
+  static python(script: string, args: string[]): Peer {
+    return new Peer("python3", ["-W", "ignore", fixture(script), ...args]);
+  }
+
+  /** Starts `node tests/fixtures/<script> ...args`. */
+  static node(script: string, args: string[]): Peer {
+    return new Peer("node", [fixture(script), ...args]);
+  }
+
+  /** The next line of output, within `ms`. */
+  async line(ms = 5000): Promise<string> {
+    const { value, done } = await within(
+      ms,
+      "a line from the peer",
+      this.#lines.read(),
+    );
+    if (done) {
+      throw new AssertionError(
+        `the peer ended its output; stderr: ${await this.stderr()}`,
+      );
+    }
+    return value;
+  }
+
+  /** Waits up to `ms` for the child to exit on its own. */
+  exit(ms = 5000): Promise<Deno.CommandStatus> {
+    return within(ms, "the peer's exit", this.status);
+  }
+
+  /** Everything the child wrote to stderr (once it has exited). */
+  stderr(): Promise<string> {
+    return this.#stderr;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#exited) {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // It exited in the meantime.
+      }
+    }
+    await this.status;
+    await this.#lines.cancel().catch(() => {});
+    await this.#stderr.catch(() => "");
+  }
+}
+
+/** Local ports of the TCP connections in TIME_WAIT, from /proc (Linux); `null` elsewhere. */
+export function timeWaitPorts(): Set<number> | null {
+  const ports = new Set<number>();
+  let found = false;
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    found = true;
+    for (const row of text.split("\n").slice(1)) {
+      const fields = row.trim().split(/\s+/);
+      // sl local_address rem_address st ...; TIME_WAIT is state 06.
+      if (fields.length > 3 && fields[3] === "06") {
+        ports.add(parseInt(fields[1].split(":")[1], 16));
+      }
+    }
+  }
+  return found ? ports : null;
+}

@@ -1,0 +1,715 @@
+// Tests of select.ts: Socket over real loopback sockets (IPv4, IPv6, Unix),
+// select(), Poll, backpressure, and argument checking.
+
+import {
+  assert,
+  assertEquals,
+  assertGreaterOrEqual,
+  assertInstanceOf,
+  assertLess,
+  assertLessOrEqual,
+  assertNotEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "@std/assert";
+import { getAvailablePort } from "@std/net";
+import {
+  Poll,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+  POLLPRI,
+  select,
+  Socket,
+  type SocketOptions,
+} from "../select.ts";
+import {
+  concat,
+  connectAddress,
+  dial,
+  type Endpoint,
+  FAMILIES,
+  hostOf,
+  isPattern,
+  pattern,
+  portOf,
+  settlesWithin,
+  unixEndpoint,
+  within,
+} from "./_helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A listening socket, a client connected to it, and the accepted end. */
+interface Pair extends Disposable {
+  listener: Socket;
+  client: Socket;
+  server: Socket;
+}
+
+async function connectedPair(
+  endpoint: Endpoint,
+  options: Omit<SocketOptions, "transport"> = {},
+): Promise<Pair> {
+  const { transport } = endpoint;
+  const listener = new Socket({ transport, ...options });
+  listener.bind(endpoint.bindAddress);
+  listener.listen();
+  const client = new Socket({ transport, ...options });
+  client.connect(connectAddress(listener.getsockname()));
+  const [readable] = await select([listener], [], [], 5000);
+  assertEquals(readable, [listener], "the connection reached the listener");
+  const [server] = listener.accept();
+  const [, writable] = await select([], [client], [], 5000);
+  assertEquals(writable, [client], "the connect completed");
+  return {
+    listener,
+    client,
+    server,
+    [Symbol.dispose]() {
+      server.close();
+      client.close();
+      listener.close();
+    },
+  };
+}
+
+/** Waits (bounded) until `sock` is readable and takes up to `size` bytes. */
+async function recvSoon(sock: Socket, size = 65536): Promise<Uint8Array> {
+  const [readable] = await select([sock], [], [], 5000);
+  assertEquals(readable, [sock], "the socket became readable");
+  return sock.recv(size);
+}
+
+/** Receives until end of stream (bounded), returning everything. */
+async function recvAll(sock: Socket, ms = 5000): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const left = deadline - performance.now();
+    assert(left > 0, "end of stream did not come in time");
+    const [readable] = await select([sock], [], [], left);
+    if (readable.length === 0) continue;
+    const data = sock.recv(65536);
+    if (data.length === 0) return concat(chunks);
+    chunks.push(data.slice());
+  }
+}
+
+for (const family of FAMILIES) {
+  Deno.test({
+    name:
+      `Socket: bind, listen, connect, accept, send, recv, shutdown and close over ${family.name}`,
+    ignore: family.ignore,
+    async fn() {
+      using endpoint = family.endpoint();
+      const { transport } = endpoint;
+      using listener = new Socket({ transport });
+      assertEquals(listener.transport, transport);
+      listener.bind(endpoint.bindAddress);
+      const bound = listener.getsockname();
+      if (bound.transport === "unix") {
+        assertEquals(
+          bound.path,
+          (endpoint.bindAddress as { path: string }).path,
+        );
+      } else {
+        assertEquals(
+          hostOf(bound),
+          (endpoint.bindAddress as { hostname: string }).hostname,
+        );
+        assertGreaterOrEqual(portOf(bound), 1);
+      }
+      listener.listen(5);
+      assertThrows(() => listener.accept(), Deno.errors.WouldBlock);
+
+      using client = new Socket({ transport });
+      client.connect(connectAddress(bound));
+      // A non-blocking connect: send would block until it completes.
+      assertThrows(() => client.send("x"), Deno.errors.WouldBlock);
+      assertThrows(
+        () => client.connect(connectAddress(bound)),
+        Deno.errors.Busy,
+      );
+
+      assertEquals(await select([listener], [], [], 5000), [
+        [listener],
+        [],
+        [],
+      ]);
+      const [server, addr] = listener.accept();
+      using _server = server;
+      assertEquals(addr, server.getpeername());
+      assertEquals(server.getsockname(), bound);
+      assertEquals(await select([], [client], [], 5000), [[], [client], []]);
+      assertEquals(client.getpeername(), bound);
+      if (addr.transport === "tcp") {
+        assertEquals(portOf(addr), portOf(client.getsockname()));
+      }
+      assertThrows(() => server.recv(10), Deno.errors.WouldBlock);
+
+      // Both directions.
+      assertEquals(client.send("ping"), 4);
+      assertEquals(decoder.decode(await recvSoon(server)), "ping");
+      assertEquals(server.send(encoder.encode("pong")), 4);
+      assertEquals(decoder.decode(await recvSoon(client)), "pong");
+
+      // recv(n) takes no more than n bytes and leaves the rest.
+      client.send("abcdef");
+      const first = await recvSoon(server, 2);
+      assertEquals(decoder.decode(first), "ab");
+      assertEquals(server.recvBuffered, 4);
+      assertEquals(decoder.decode(server.recv(100)), "cdef");
+
+      // Half-close: the server reads end of stream but can still send.
+      client.shutdown("write");
+      assertEquals((await recvSoon(server)).length, 0);
+      assertThrows(() => client.send("late"), Deno.errors.BrokenPipe);
+      server.send("bye");
+      assertEquals(decoder.decode(await recvSoon(client)), "bye");
+
+      // Close: the client reads end of stream.
+      const fd = server.fileno();
+      server.close();
+      assert(server.closed);
+      assertEquals(server.fileno(), -1);
+      assertNotEquals(fd, -1);
+      server.close(); // twice is fine
+      assertEquals((await recvSoon(client)).length, 0);
+      assertEquals(client.error, null);
+    },
+  });
+
+  Deno.test({
+    name:
+      `Socket: bytes sent just before close() are all delivered over ${family.name}`,
+    ignore: family.ignore,
+    async fn() {
+      using endpoint = family.endpoint();
+      using pair = await connectedPair(endpoint, { sendBufferSize: 1 << 20 });
+      const big = pattern(1 << 20);
+      assertEquals(pair.client.send(big), big.length, "1 MiB fits the buffer");
+      pair.client.close();
+      const received = await recvAll(pair.server);
+      assertEquals(received.length, big.length);
+      assert(isPattern(received), "the bytes arrived in order");
+    },
+  });
+}
+
+Deno.test("Socket: fromConn wraps a Deno.Conn as a connected socket", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = listener.accept();
+  const sock = Socket.fromConn(await dial(listener.addr));
+  using _sock = sock;
+  await using peer = await within(1000, "accept", accepting);
+  assertEquals(sock.getpeername(), listener.addr);
+  assertEquals(sock.transport, "tcp");
+  assertEquals(await select([], [sock], [], 0), [[], [sock], []]);
+  sock.send("hi");
+  const buffer = new Uint8Array(8);
+  const n = await within(1000, "read", peer.read(buffer));
+  assertEquals(decoder.decode(buffer.subarray(0, n ?? 0)), "hi");
+  await peer.write(encoder.encode("yo"));
+  assertEquals(decoder.decode(await recvSoon(sock)), "yo");
+});
+
+Deno.test("select: timeout 0 returns at once", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const start = performance.now();
+  assertEquals(await select([listener], [listener], [listener], 0), [
+    [],
+    [],
+    [],
+  ]);
+  assertLess(performance.now() - start, 50);
+});
+
+Deno.test("select: a bound returns empty after the bound, not before", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  for (const bound of [30, 80]) {
+    const start = performance.now();
+    const result = await within(
+      bound + 2000,
+      "select with a bound",
+      select([listener], [], [listener], bound),
+    );
+    const elapsed = performance.now() - start;
+    assertEquals(result, [[], [], []]);
+    assertGreaterOrEqual(elapsed, bound - 1, "did not return early");
+    assertLess(elapsed, bound + 1000, "returned near the bound");
+  }
+});
+
+Deno.test("select: timeout undefined waits until a socket is ready", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const waiting = select([listener], [], []);
+  assertEquals(await settlesWithin(30, waiting), false, "nothing is ready yet");
+  using client = new Socket();
+  client.connect(connectAddress(listener.getsockname()));
+  assertEquals(await within(5000, "select", waiting), [[listener], [], []]);
+  listener.accept()[0].close();
+});
+
+Deno.test("select: an abort signal ends the wait early", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const controller = new AbortController();
+  const waiting = select([listener], [], [], undefined, {
+    signal: controller.signal,
+  });
+  controller.abort();
+  assertEquals(await within(1000, "select", waiting), [[], [], []]);
+});
+
+Deno.test("select: hands back the objects it was given", async () => {
+  using endpoint = unixEndpoint();
+  using pair = await connectedPair(endpoint);
+  const wrapper = { fileno: () => pair.client.fileno(), name: "wrapper" };
+  const fd = pair.client.fileno();
+  const [r, w, x] = await select([wrapper], [wrapper, fd], [fd], 1000);
+  assertEquals(r, []);
+  assertStrictEquals(w[0], wrapper);
+  assertStrictEquals(w[1], fd);
+  assertEquals(x, []);
+  pair.server.send("x");
+  const [r2] = await select([fd, pair.listener], [], [], 5000);
+  assertEquals(r2, [fd]);
+});
+
+Deno.test("select: wakes for a socket that becomes writable again", async () => {
+  using endpoint = FAMILIES[0].endpoint();
+  using pair = await connectedPair(endpoint, { sendBufferSize: 1024 });
+  const { client, server } = pair;
+  // Fill the send buffer; it drains into the kernel in the background.
+  assertEquals(client.send(pattern(4096)), 1024);
+  assertThrows(() => client.send("x"), Deno.errors.WouldBlock);
+  assertEquals(await select([], [client], [], 5000), [[], [client], []]);
+  assertEquals(client.send(pattern(10, 1024)), 10);
+  client.shutdown("write");
+  const received = await recvAll(server);
+  assertEquals(received.length, 1034);
+  assert(isPattern(received));
+});
+
+Deno.test("select: a refused connect is readable, writable and exceptional", async () => {
+  const port = getAvailablePort();
+  using client = new Socket();
+  client.connect({ hostname: "127.0.0.1", port });
+  assertEquals(client.error, null, "the connect is in progress");
+  const result = await select([client], [client], [client], 5000);
+  assertEquals(result, [[client], [client], [client]]);
+  assertInstanceOf(client.error, Deno.errors.ConnectionRefused);
+  assertThrows(() => client.recv(10), Deno.errors.ConnectionRefused);
+  assertThrows(() => client.send("x"), Deno.errors.ConnectionRefused);
+});
+
+Deno.test("select: bad arguments are rejected with errors naming them", async () => {
+  using sock = new Socket();
+  await assertRejects(
+    // @ts-expect-error: not an array
+    () => select(sock, [], []),
+    TypeError,
+    "rlist must be an array",
+  );
+  await assertRejects(
+    // @ts-expect-error: not a socket
+    () => select([], ["x"], []),
+    TypeError,
+    "wlist must hold sockets",
+  );
+  await assertRejects(
+    () => select([], [], [{ fileno: () => 999_999 }]),
+    Deno.errors.BadResource,
+    "xlist",
+  );
+  await assertRejects(
+    () => select([sock], [], [], -1),
+    RangeError,
+    "timeout",
+  );
+  await assertRejects(
+    // @ts-expect-error: not a number
+    () => select([sock], [], [], "10"),
+    TypeError,
+    "timeout",
+  );
+  const closed = new Socket();
+  closed.close();
+  await assertRejects(
+    () => select([closed], [], [], 0),
+    Deno.errors.BadResource,
+  );
+});
+
+Deno.test("Poll: register, modify and unregister", async () => {
+  using endpoint = unixEndpoint();
+  using pair = await connectedPair(endpoint);
+  const { client, server } = pair;
+  const poller = new Poll();
+  poller.register(client);
+  // Connected with room to send: POLLOUT, nothing to read.
+  assertEquals(await poller.poll(0), [[client.fileno(), POLLOUT]]);
+  poller.modify(client, POLLIN | POLLPRI);
+  assertEquals(await poller.poll(0), []);
+  const start = performance.now();
+  assertEquals(await poller.poll(40), []);
+  assertGreaterOrEqual(performance.now() - start, 39);
+  server.send("data");
+  assertEquals(await within(5000, "poll", poller.poll()), [[
+    client.fileno(),
+    POLLIN,
+  ]]);
+  // Registering again replaces the mask; numbers work as well as objects.
+  poller.register(client.fileno(), POLLIN | POLLOUT);
+  assertEquals(await poller.poll(0), [[client.fileno(), POLLIN | POLLOUT]]);
+  poller.unregister(client);
+  assertEquals(await poller.poll(0), []);
+  assertThrows(() => poller.unregister(client), Deno.errors.NotFound);
+  assertThrows(() => poller.modify(client, POLLIN), Deno.errors.NotFound);
+  assertThrows(() => poller.register(client, -1), RangeError, "eventmask");
+  assertThrows(() => poller.register(client, 1.5), RangeError, "eventmask");
+  // @ts-expect-error: not a socket
+  assertThrows(() => poller.register("x"), TypeError, "fd");
+  assertThrows(() => poller.register(-3), TypeError, "fd");
+});
+
+Deno.test("Poll: a negative timeout waits until an event", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const poller = new Poll();
+  poller.register(listener, POLLIN);
+  const waiting = poller.poll(-1);
+  assertEquals(await settlesWithin(30, waiting), false);
+  using client = new Socket();
+  client.connect(connectAddress(listener.getsockname()));
+  assertEquals(await within(5000, "poll", waiting), [[
+    listener.fileno(),
+    POLLIN,
+  ]]);
+  listener.accept()[0].close();
+});
+
+Deno.test("Poll: POLLNVAL for a closed socket, even one closed during the wait", async () => {
+  const a = new Socket();
+  const b = new Socket();
+  a.bind({ hostname: "127.0.0.1", port: 0 });
+  a.listen();
+  b.bind({ hostname: "127.0.0.1", port: 0 });
+  b.listen();
+  const poller = new Poll();
+  const fdA = a.fileno();
+  const fdB = b.fileno();
+  poller.register(a, POLLIN);
+  poller.register(b, POLLIN);
+  a.close();
+  assertEquals(await poller.poll(0), [[fdA, POLLNVAL]]);
+  poller.unregister(fdA); // the number can still be unregistered
+  const waiting = poller.poll();
+  assertEquals(await settlesWithin(20, waiting), false);
+  b.close();
+  assertEquals(await within(1000, "poll", waiting), [[fdB, POLLNVAL]]);
+});
+
+Deno.test("Poll: POLLHUP once both directions are over, POLLERR|POLLHUP on an error", async () => {
+  using pair = await connectedPair(FAMILIES[0].endpoint());
+  const { client, server } = pair;
+  const poller = new Poll();
+  poller.register(server, POLLIN);
+  // The peer ends its stream: readable at end of stream, but not hung up yet.
+  client.shutdown("write");
+  assertEquals(await within(5000, "poll", poller.poll()), [[
+    server.fileno(),
+    POLLIN,
+  ]]);
+  assertEquals(server.recv(10).length, 0);
+  // Once this side ends its own stream as well, the connection is over.
+  server.shutdown("write");
+  assertEquals(await poller.poll(0), [[server.fileno(), POLLIN | POLLHUP]]);
+  poller.modify(server, POLLOUT);
+  assertEquals(await poller.poll(0), [[server.fileno(), POLLOUT | POLLHUP]]);
+
+  // A failed connect: POLLERR and POLLHUP are reported even with no events asked.
+  using refused = new Socket();
+  refused.connect({ hostname: "127.0.0.1", port: getAvailablePort() });
+  const errors = new Poll();
+  errors.register(refused, 0);
+  const events = await within(5000, "poll", errors.poll(5000));
+  assertEquals(events, [[refused.fileno(), POLLERR | POLLHUP]]);
+  errors.modify(refused, POLLIN | POLLOUT);
+  assertEquals(await errors.poll(0), [[
+    refused.fileno(),
+    POLLIN | POLLOUT | POLLERR | POLLHUP,
+  ]]);
+});
+
+Deno.test("Socket: send stops at the bound when the peer never reads", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const peer = await dial(listener.getsockname());
+  await select([listener], [], [], 5000);
+  const [sock] = listener.accept();
+  const chunk = new Uint8Array(65536);
+  const cap = 64 << 20;
+  let total = 0;
+  let wouldBlock = 0;
+  let stalled = false;
+  try {
+    const deadline = performance.now() + 8000;
+    while (total < cap && performance.now() < deadline) {
+      try {
+        total += sock.send(chunk);
+      } catch (error) {
+        assertInstanceOf(error, Deno.errors.WouldBlock);
+        wouldBlock++;
+        assertEquals(sock.sendBuffered, sock.sendBufferSize);
+        const [, writable] = await select([], [sock], [], 150);
+        if (writable.length === 0) {
+          stalled = true;
+          break;
+        }
+      }
+    }
+    assert(stalled, `send never stalled after ${total} bytes`);
+    assertGreaterOrEqual(wouldBlock, 1);
+    assertGreaterOrEqual(total, sock.sendBufferSize);
+    // sendBufferSize plus what the kernels hold, far from the cap.
+    assertLess(total, 32 << 20);
+    assertEquals(sock.sendBuffered, sock.sendBufferSize);
+  } finally {
+    // The peer closes with unread data: a reset, which fails the pending write.
+    peer.close();
+  }
+  const [r, w, x] = await select([sock], [sock], [sock], 5000);
+  assertEquals([r.length, w.length, x.length], [1, 1, 1]);
+  assert(sock.error !== null, "the write failed");
+  assertThrows(() => sock.send("x"));
+  sock.close();
+});
+
+Deno.test("Socket: the receive buffer stops at recvBufferSize and the peer's writes stall", async () => {
+  using listener = new Socket({ recvBufferSize: 16384 });
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const peer = await dial(listener.getsockname());
+  await select([listener], [], [], 5000);
+  const [sock] = listener.accept();
+  using _sock = sock;
+  assertEquals(
+    sock.recvBufferSize,
+    16384,
+    "accepted sockets inherit the bound",
+  );
+
+  const total = 32 << 20;
+  const chunkSize = 65536;
+  let written = 0;
+  // The peer writes 32 MiB of a pattern as fast as it is let.
+  const writing = (async () => {
+    const chunk = new Uint8Array(chunkSize);
+    while (written < total) {
+      for (let i = 0; i < chunkSize; i++) chunk[i] = (written + i) % 251;
+      let offset = 0;
+      while (offset < chunkSize) {
+        offset += await peer.write(chunk.subarray(offset));
+      }
+      written += chunkSize;
+    }
+    peer.close();
+  })();
+  try {
+    const rss = Deno.memoryUsage().rss;
+    // Nobody calls recv: the peer's writes stop making progress.
+    let stalled = false;
+    const deadline = performance.now() + 8000;
+    while (performance.now() < deadline) {
+      const before = written;
+      if (
+        !(await settlesWithin(150, writing)) && written === before
+      ) {
+        stalled = true;
+        break;
+      }
+    }
+    assert(stalled, `the peer's writes never stalled (${written} written)`);
+    assertLess(written, 16 << 20, "the kernels hold a few MiB at most");
+    assertEquals(sock.recvBuffered, 16384, "the receive buffer is full");
+    assertLess(
+      Deno.memoryUsage().rss - rss,
+      12 << 20,
+      "memory stayed flat while the peer pushed",
+    );
+
+    // Reading lets the peer go on; every byte arrives, in order.
+    let received = 0;
+    let inOrder = true;
+    const readDeadline = performance.now() + 15000;
+    for (;;) {
+      assert(performance.now() < readDeadline, "reading took too long");
+      const [readable] = await select([sock], [], [], 5000);
+      assertEquals(readable.length, 1);
+      const data = sock.recv(65536);
+      if (data.length === 0) break;
+      assertLessOrEqual(sock.recvBuffered, 16384);
+      if (inOrder && !isPattern(data, received % 251)) inOrder = false;
+      received += data.length;
+    }
+    assertEquals(received, total);
+    assert(inOrder, "the bytes arrived in order");
+    assertLess(
+      Deno.memoryUsage().rss - rss,
+      16 << 20,
+      "memory stayed flat while 32 MiB went through",
+    );
+    await within(1000, "the writer", writing);
+  } finally {
+    try {
+      peer.close();
+    } catch {
+      // Closed by the writer.
+    }
+    await writing.catch(() => {});
+  }
+});
+
+Deno.test("Socket: bad arguments throw RangeError or TypeError naming them", async () => {
+  using endpoint = unixEndpoint();
+  using pair = await connectedPair(endpoint);
+  const { client } = pair;
+  assertThrows(() => client.recv(0), RangeError, "bufsize");
+  assertThrows(() => client.recv(-1), RangeError, "bufsize");
+  assertThrows(() => client.recv(1.5), RangeError, "bufsize");
+  assertThrows(() => client.recv(NaN), RangeError, "bufsize");
+  // @ts-expect-error: not a number
+  assertThrows(() => client.recv("10"), TypeError, "bufsize");
+  // @ts-expect-error: not bytes
+  assertThrows(() => client.send(42), TypeError, "data");
+  // @ts-expect-error: not bytes
+  assertThrows(() => client.send([1, 2]), TypeError, "data");
+  // @ts-expect-error: not a direction
+  assertThrows(() => client.shutdown("sideways"), TypeError, "how");
+
+  using tcp = new Socket();
+  // @ts-expect-error: not an address
+  assertThrows(() => tcp.bind("127.0.0.1:80"), TypeError, "address");
+  // @ts-expect-error: not an address
+  assertThrows(() => tcp.bind(null), TypeError, "address");
+  // @ts-expect-error: not an address
+  assertThrows(() => tcp.connect({ host: "x" }), TypeError, "address");
+  assertThrows(() => tcp.bind({ port: -1 }), RangeError, "address.port");
+  assertThrows(() => tcp.bind({ port: 65536 }), RangeError, "address.port");
+  assertThrows(() => tcp.bind({ port: 1.5 }), RangeError, "address.port");
+  // @ts-expect-error: not a number
+  assertThrows(() => tcp.bind({ port: "80" }), TypeError, "address.port");
+  // @ts-expect-error: not a string
+  assertThrows(() => tcp.bind({ hostname: 1, port: 0 }), TypeError, "hostname");
+  assertThrows(() => tcp.bind({ path: "/tmp/x.sock" }), TypeError, "address");
+  assertThrows(() => tcp.listen(-1), RangeError, "backlog");
+  assertThrows(() => tcp.listen(2.5), RangeError, "backlog");
+  using unix = new Socket({ transport: "unix" });
+  assertThrows(() => unix.bind({ path: "" }), TypeError, "address.path");
+  assertThrows(() => unix.bind({ port: 0 }), TypeError, "address");
+  assertThrows(
+    () => new Socket({ recvBufferSize: 0 }),
+    RangeError,
+    "recvBufferSize",
+  );
+  assertThrows(
+    () => new Socket({ sendBufferSize: -5 }),
+    RangeError,
+    "sendBufferSize",
+  );
+  assertThrows(
+    // @ts-expect-error: not a transport
+    () => new Socket({ transport: "udp" }),
+    TypeError,
+    "transport",
+  );
+  assertThrows(
+    () => {
+      tcp.recvBufferSize = 0.5;
+    },
+    RangeError,
+    "recvBufferSize",
+  );
+});
+
+Deno.test("Socket: bind errors are thrown synchronously", () => {
+  using first = new Socket();
+  first.bind({ hostname: "127.0.0.1", port: 0 });
+  first.listen();
+  using second = new Socket();
+  assertThrows(
+    () => second.bind(connectAddress(first.getsockname())),
+    Deno.errors.AddrInUse,
+  );
+  // The failed bind left the socket usable.
+  second.bind({ hostname: "127.0.0.1", port: 0 });
+  assertThrows(
+    () => second.bind({ hostname: "127.0.0.1", port: 0 }),
+    Deno.errors.AlreadyExists,
+  );
+  using third = new Socket();
+  assertThrows(() => third.bind({ hostname: "no-such-host.invalid", port: 0 }));
+  assertThrows(() => third.bind({ hostname: "bad host!", port: 0 }));
+  using endpoint = unixEndpoint();
+  using unix = new Socket({ transport: "unix" });
+  unix.bind(endpoint.bindAddress);
+  using unix2 = new Socket({ transport: "unix" });
+  assertThrows(() => unix2.bind(endpoint.bindAddress), Deno.errors.AddrInUse);
+  using unbound = new Socket({ transport: "unix" });
+  assertThrows(() => unbound.listen(), Deno.errors.NotConnected);
+});
+
+Deno.test("Socket: operations on a closed socket throw BadResource", async () => {
+  using endpoint = unixEndpoint();
+  const pair = await connectedPair(endpoint);
+  pair[Symbol.dispose]();
+  for (const sock of [pair.client, pair.server, pair.listener]) {
+    assert(sock.closed);
+    assertThrows(() => sock.recv(1), Deno.errors.BadResource);
+    assertThrows(() => sock.send("x"), Deno.errors.BadResource);
+    assertThrows(() => sock.accept(), Deno.errors.BadResource);
+    assertThrows(() => sock.listen(), Deno.errors.BadResource);
+    assertThrows(() => sock.bind({ path: "/nope" }), Deno.errors.BadResource);
+    assertThrows(
+      () => sock.connect({ path: "/nope" }),
+      Deno.errors.BadResource,
+    );
+    assertThrows(() => sock.shutdown("both"), Deno.errors.BadResource);
+    assertThrows(() => sock.getsockname(), Deno.errors.BadResource);
+    assertThrows(() => sock.getpeername(), Deno.errors.BadResource);
+    assertThrows(() => sock.setNoDelay(), Deno.errors.BadResource);
+    await within(
+      1000,
+      "select on a closed socket",
+      assertRejects(() => select([sock], [], []), Deno.errors.BadResource),
+    );
+    sock.close();
+  }
+  // A socket closed while connecting neither hangs nor leaks the connection.
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const client = new Socket();
+  client.connect(connectAddress(listener.getsockname()));
+  client.close();
+  assertThrows(() => client.send("x"), Deno.errors.BadResource);
+  const [readable] = await select([listener], [], [], 5000);
+  assertEquals(readable, [listener]);
+  using accepted = listener.accept()[0];
+  assertEquals((await recvSoon(accepted)).length, 0, "end of stream");
+});
