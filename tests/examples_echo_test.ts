@@ -27,6 +27,8 @@ const SERVERS: EchoServer[] = [
   { name: "select_echo_server.ts" },
   { name: "asyncore_echo_server.ts" },
   { name: "dispatcher_with_send_echo_server.ts" },
+  { name: "asynchat_echo_server.ts", eol: "\r\n" },
+  { name: "asynchat_line_echo_server.ts", eol: "\n" },
 ];
 
 /** Lines of every length up to ~200 bytes; ~250 KiB in all. */

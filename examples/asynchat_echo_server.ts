@@ -1,0 +1,96 @@
+/**
+ * The line echo server of the blog post "asyncore echo server", second
+ * version: the same `EchoServer` as `asyncore_echo_server.ts`, given an
+ * `EchoHandler` on `AsyncChat` that splits its input on `\r\n` and pushes
+ * each line back with its terminator.
+ *
+ * ```sh
+ * deno run --allow-net examples/asynchat_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * ```
+ *
+ * Differences from the post: the handler stops reading while 128 KiB wait
+ * to be sent (so a client that never reads cannot grow the output queue
+ * without bound), connections are logged, and Ctrl-C closes every channel.
+ * As in the post, a line may be of any length.
+ *
+ * @module
+ */
+
+import { AsyncChat } from "@asyncore/asyncore/asynchat";
+import type { Socket } from "@asyncore/asyncore/select";
+import { EchoServer } from "./asyncore_echo_server.ts";
+import {
+  catchInterrupt,
+  Cli,
+  concat,
+  formatAddress,
+  messageOf,
+} from "./_cli.ts";
+
+const encoder = new TextEncoder();
+
+/** Echoes each `\r\n`-terminated line of one client. */
+export class EchoHandler extends AsyncChat {
+  static readonly LINE_TERMINATOR = "\r\n";
+  readonly server: EchoServer;
+  readonly clientAddress: Deno.Addr;
+  ibuffer: Uint8Array[] = [];
+
+  constructor(connSock: Socket, clientAddress: Deno.Addr, server: EchoServer) {
+    super(connSock);
+    this.server = server;
+    this.clientAddress = clientAddress;
+    this.setTerminator(EchoHandler.LINE_TERMINATOR);
+  }
+
+  override readable(): boolean {
+    return this.sendBuffered < 131072;
+  }
+
+  override collectIncomingData(data: Uint8Array): void {
+    this.ibuffer.push(data);
+  }
+
+  override foundTerminator(): void {
+    // One push per line, so the answer goes out in one piece when it can.
+    this.push(
+      concat([...this.ibuffer, encoder.encode(EchoHandler.LINE_TERMINATOR)]),
+    );
+    this.ibuffer = [];
+  }
+
+  override handleClose(): void {
+    console.log("Disconnected from", formatAddress(this.clientAddress));
+    this.close();
+  }
+}
+
+if (import.meta.main) {
+  const cli = new Cli({
+    name: "asynchat_echo_server.ts",
+    summary: "Echoes each \\r\\n-terminated line (asynchat).",
+    options: {
+      host: {
+        value: "HOST",
+        help: "address to listen on",
+        default: "127.0.0.1",
+      },
+      port: { value: "PORT", help: "port to listen on", default: "8881" },
+    },
+  });
+  const { options } = cli.parse();
+  const hostname = cli.host("--host", options.host);
+  const port = cli.port("--port", options.port);
+  let server: EchoServer;
+  try {
+    server = new EchoServer({ hostname, port }, EchoHandler);
+  } catch (error) {
+    console.error(
+      `asynchat_echo_server.ts: cannot listen: ${messageOf(error)}`,
+    );
+    Deno.exit(1);
+  }
+  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  using interrupt = catchInterrupt();
+  await server.serveForever(interrupt.signal);
+}

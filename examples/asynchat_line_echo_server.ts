@@ -1,0 +1,115 @@
+/**
+ * The asynchat echo server of _Python in a Nutshell_ (2nd edition), Example
+ * 19-8: the `MainServerSocket` of Example 19-7 hands each connection to a
+ * `SecondaryServerSocket` on `AsyncChat`, which splits the input on `\n`
+ * and pushes back each line.
+ *
+ * ```sh
+ * deno run --allow-net examples/asynchat_line_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * ```
+ *
+ * Differences from the book: each line is pushed back with its `\n` (the
+ * book's drops it, so a client cannot tell where one answer ends), the
+ * channel stops reading while 128 KiB wait to be sent, and Ctrl-C closes
+ * every channel. As in the book, a line may be of any length.
+ *
+ * @module
+ */
+
+import { AsyncChat } from "@asyncore/asyncore/asynchat";
+import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+import type { Socket } from "@asyncore/asyncore/select";
+import {
+  catchInterrupt,
+  Cli,
+  concat,
+  formatAddress,
+  messageOf,
+} from "./_cli.ts";
+
+const encoder = new TextEncoder();
+
+/** Accepts connections and starts a `SecondaryServerSocket` for each. */
+export class MainServerSocket extends Dispatcher {
+  constructor(port: number, hostname = "127.0.0.1") {
+    super();
+    this.createSocket();
+    try {
+      this.bind({ hostname, port });
+      this.listen(5);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  override handleAccept(): void {
+    const pair = this.accept();
+    if (pair === null) return;
+    const [newSocket, address] = pair;
+    console.log("Connected from", formatAddress(address));
+    new SecondaryServerSocket(newSocket, address);
+  }
+}
+
+/** Echoes each `\n`-terminated line of one connection. */
+export class SecondaryServerSocket extends AsyncChat {
+  readonly peer: string;
+  data: Uint8Array[] = [];
+
+  constructor(sock: Socket, address: Deno.Addr) {
+    super(sock);
+    this.peer = formatAddress(address);
+    this.setTerminator("\n");
+  }
+
+  override readable(): boolean {
+    return this.sendBuffered < 131072;
+  }
+
+  override collectIncomingData(data: Uint8Array): void {
+    this.data.push(data);
+  }
+
+  override foundTerminator(): void {
+    // One push per line, so the answer goes out in one piece when it can.
+    this.push(concat([...this.data, encoder.encode("\n")]));
+    this.data = [];
+  }
+
+  override handleClose(): void {
+    console.log("Disconnected from", this.peer);
+    this.close();
+  }
+}
+
+if (import.meta.main) {
+  const cli = new Cli({
+    name: "asynchat_line_echo_server.ts",
+    summary: "Echoes each \\n-terminated line (asynchat).",
+    options: {
+      host: {
+        value: "HOST",
+        help: "address to listen on",
+        default: "127.0.0.1",
+      },
+      port: { value: "PORT", help: "port to listen on", default: "8881" },
+    },
+  });
+  const { options } = cli.parse();
+  const hostname = cli.host("--host", options.host);
+  const port = cli.port("--port", options.port);
+  let server: MainServerSocket;
+  try {
+    server = new MainServerSocket(port, hostname);
+  } catch (error) {
+    console.error(
+      `asynchat_line_echo_server.ts: cannot listen: ${messageOf(error)}`,
+    );
+    Deno.exit(1);
+  }
+  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  using interrupt = catchInterrupt();
+  await loop({ signal: interrupt.signal });
+  closeAll();
+}
