@@ -258,6 +258,17 @@ export class AsyncChat extends Dispatcher {
    * @default {65536}
    */
   acOutBufferSize = 65536;
+  /**
+   * The most bytes one record may reach before its terminator, while the
+   * terminator is a byte sequence; past it {@linkcode
+   * AsyncChat.handleRecordTooLarge} is called instead of collecting more, so
+   * a peer that never sends the terminator cannot grow memory. `Infinity`
+   * turns the check off. (A byte-count terminator is a bound the program
+   * chose; `null` collects without records.)
+   *
+   * @default {65536}
+   */
+  maxRecordSize = 65536;
 
   // Input.
   #terminator: Terminator = null;
@@ -269,6 +280,10 @@ export class AsyncChat extends Dispatcher {
   #inputEpoch = 0;
   #incoming: Uint8Array[] = [];
   #incomingLength = 0;
+  /** Bytes of the current record collected so far (sequence terminators). */
+  #recordLength = 0;
+  /** Whether the current record overflowed and is dropped up to its terminator. */
+  #skipping = false;
 
   // Output: the bytes being sent, then the queue (a deque: array + head).
   #front: Uint8Array | null = null;
@@ -310,6 +325,23 @@ export class AsyncChat extends Dispatcher {
   foundTerminator(): void {
     this.logInfo("unhandled found terminator", "warning");
     this.getData();
+  }
+
+  /**
+   * Called when a record grows past `maxRecordSize` bytes without its
+   * terminator. By default it logs an error and closes the channel. An
+   * override that keeps the channel open (say, to push an error reply) may:
+   * the rest of that record, up to and including its terminator, is dropped
+   * without a `foundTerminator()` call, and the next record is read as usual.
+   * What the default `collectIncomingData()` kept of the record is dropped
+   * before the call.
+   */
+  handleRecordTooLarge(): void {
+    this.logInfo(
+      `record longer than ${this.maxRecordSize} bytes, closing channel ${this}`,
+      "error",
+    );
+    this.close();
   }
 
   /**
@@ -527,6 +559,8 @@ export class AsyncChat extends Dispatcher {
     this.#inputEpoch++;
     this.#incoming = [];
     this.#incomingLength = 0;
+    this.#recordLength = 0;
+    this.#skipping = false;
     this.#front = null;
     this.#queue = [];
     this.#head = 0;
@@ -590,18 +624,35 @@ export class AsyncChat extends Dispatcher {
         } else {
           const needle = this.#terminatorBytes;
           const at = findIn(carry, data, needle, pos);
+          const from = pos;
+          let to: number; // the end of this record's bytes in this read
           if (at >= 0) {
-            const from = pos;
+            to = at;
             pos = at + needle.length;
-            if (at > from) this.#emit(carry, data, from, at, epoch);
-            if (this.#inputEpoch !== epoch) return;
-            this.foundTerminator();
           } else {
-            held = total - prefixAtEndIn(carry, data, needle, pos);
-            const from = pos;
+            to = held = total - prefixAtEndIn(carry, data, needle, pos);
             pos = total;
-            if (held > from) this.#emit(carry, data, from, held, epoch);
-            break;
+          }
+          if (!this.#skipping && to > from) {
+            if (this.#recordLength + (to - from) > this.maxRecordSize) {
+              this.#overflow();
+              if (this.socket?.closed) {
+                held = -1;
+                pos = total;
+                return;
+              }
+            } else {
+              this.#recordLength += to - from;
+              this.#emit(carry, data, from, to, epoch);
+              if (this.#inputEpoch !== epoch) return;
+            }
+          }
+          if (at < 0) break;
+          this.#recordLength = 0;
+          if (this.#skipping) {
+            this.#skipping = false;
+          } else {
+            this.foundTerminator();
           }
         }
       }
@@ -613,6 +664,15 @@ export class AsyncChat extends Dispatcher {
         this.#carry = sliceOf(carry, data, keep, total);
       }
     }
+  }
+
+  /** Starts dropping the current record and calls `handleRecordTooLarge()`. */
+  #overflow(): void {
+    this.#skipping = true;
+    this.#recordLength = 0;
+    this.#incoming = [];
+    this.#incomingLength = 0;
+    this.handleRecordTooLarge();
   }
 
   /** Hands `[from, to)` of the virtual buffer to `collectIncomingData()`. */
