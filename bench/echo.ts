@@ -1,0 +1,886 @@
+/**
+ * The echo benchmark: every echo server under the same closed-loop load, in
+ * one run, compared with a raw `Deno.Conn` echo server.
+ *
+ * Each server runs in its own process, the load generator in another; the
+ * server's own CPU time per round trip (user and system, from
+ * `/proc/PID/stat`) and its peak RSS are measured over the measured window,
+ * so the generator's speed does not blur the comparison.
+ *
+ * ```sh
+ * deno task bench                     # everything, moderate defaults
+ * deno task bench --quick             # 1 s per run
+ * deno task bench --only=asyncore,asynchat --scenarios=50x64,idle10k
+ * ```
+ *
+ * Options: `--duration=SECONDS` (measured window per run, default 3),
+ * `--warmup=SECONDS` (default 0.5), `--repeat=N` (runs per server and
+ * scenario, in rounds; medians are shown; default 3), `--quick`, `--only=ID,...` (servers; the
+ * raw Deno reference always runs), `--scenarios=ID,...`,
+ * `--loadgen=node|deno`, `--idle=N` (idle connections, default 10000),
+ * `--out=PATH` (Markdown report; a full run writes `bench/results/latest.md`,
+ * a partial one `bench/results/last-partial.md`), `--help`.
+ *
+ * @module
+ */
+
+import {
+  Child,
+  clockTicks,
+  countOpenFiles,
+  type CpuTicks,
+  hardOpenFilesLimit,
+  maxOpenFiles,
+  readCmdline,
+  readCpu,
+  readMachineBusy,
+  readMemory,
+  runText,
+} from "./_proc.ts";
+import type { IdleResult, LoadResult } from "./_loadgen_common.ts";
+import {
+  type IdleRow,
+  type LoadRow,
+  renderIdleTable,
+  renderLoadTable,
+  renderReport,
+  type Report,
+  type Row,
+  type ScenarioResult,
+  type SkippedRow,
+  type TargetCheck,
+} from "./_report.ts";
+
+/** A server under test. */
+export interface ServerSpec {
+  /** Short id used by `--only` and in the tables. */
+  id: string;
+  /** What it is, for the tables. */
+  label: string;
+  /** Ours (built on this module) or a baseline. */
+  group: "ours" | "baseline";
+  /** The runtime it needs. */
+  runtime: "deno" | "python" | "node";
+  /** The script, relative to `bench/servers/`. */
+  script: string;
+  /** Extra arguments after the port. */
+  extraArgs?: string[];
+  /** Scenarios it runs in; all when absent. */
+  scenarios?: string[];
+}
+
+/** A load scenario: `conns` connections of `size`-byte messages, or idle. */
+export interface Scenario {
+  id: string;
+  label: string;
+  conns: number;
+  size: number;
+  /** Idle connections instead of load. */
+  idle?: boolean;
+}
+
+/** The reference every ratio is taken against. */
+export const REFERENCE = "raw-deno";
+
+/** Every server, in table order. */
+export const SERVERS: ServerSpec[] = [
+  {
+    id: REFERENCE,
+    label: "raw Deno.Conn echo (64 KiB buffer)",
+    group: "baseline",
+    runtime: "deno",
+    script: "raw_deno_echo.ts",
+  },
+  {
+    id: "raw-deno-512",
+    label: "raw Deno.Conn echo (512 B buffer)",
+    group: "baseline",
+    runtime: "deno",
+    script: "raw_deno_echo.ts",
+    extraArgs: ["--buffer=512"],
+    scenarios: ["idle10k"],
+  },
+  {
+    id: "asyncore",
+    label: "Dispatcher echo (own buffer)",
+    group: "ours",
+    runtime: "deno",
+    script: "asyncore_echo.ts",
+  },
+  {
+    id: "with-send",
+    label: "DispatcherWithSend echo",
+    group: "ours",
+    runtime: "deno",
+    script: "dispatcher_with_send_echo.ts",
+  },
+  {
+    id: "asynchat",
+    label: "AsyncChat line echo",
+    group: "ours",
+    runtime: "deno",
+    script: "asynchat_echo.ts",
+  },
+  {
+    id: "py-asyncore",
+    label: "CPython asyncore echo (poll)",
+    group: "baseline",
+    runtime: "python",
+    script: "asyncore_echo.py",
+  },
+  {
+    id: "py-asyncio",
+    label: "CPython asyncio echo (Protocol)",
+    group: "baseline",
+    runtime: "python",
+    script: "asyncio_echo.py",
+  },
+  {
+    id: "node",
+    label: "Node net echo",
+    group: "baseline",
+    runtime: "node",
+    script: "node_echo.mjs",
+  },
+];
+
+/** Every scenario, in run order. */
+export const SCENARIOS: Scenario[] = [
+  { id: "1x64", label: "1 connection × 64 B", conns: 1, size: 64 },
+  { id: "50x64", label: "50 connections × 64 B", conns: 50, size: 64 },
+  { id: "1000x64", label: "1000 connections × 64 B", conns: 1000, size: 64 },
+  { id: "10x16k", label: "10 connections × 16 KiB", conns: 10, size: 16384 },
+  {
+    id: "idle10k",
+    label: "10,000 idle connections",
+    conns: 10_000,
+    size: 64,
+    idle: true,
+  },
+];
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  only: string[] | null;
+  scenarios: string[] | null;
+  loadgen: "node" | "deno" | null;
+  idle: number;
+  out: string | null;
+  quick: boolean;
+  repeat: number;
+}
+
+const USAGE = `Usage: deno task bench [options]
+  --duration=SECONDS   measured window per run (default 3; --quick: 1)
+  --warmup=SECONDS     load before the window, not measured (default 0.5)
+  --repeat=N           runs per server and load scenario, in rounds; the
+                       tables show medians (default 3; --quick: 1)
+  --quick              short runs (1 s window, 0.25 s warmup, 1 run,
+                       2000 idle connections)
+  --only=ID,...        servers to run (raw-deno always runs): ${
+  SERVERS.map((s) => s.id).join(", ")
+}
+  --scenarios=ID,...   scenarios to run: ${
+  SCENARIOS.map((s) => s.id).join(", ")
+}
+  --loadgen=node|deno  load generator (default node when present)
+  --idle=N             connections in the idle scenario (default 10000)
+  --out=PATH           where to write the Markdown report`;
+
+function parseOptions(args: string[]): Options {
+  const opts: Options = {
+    durationS: 5,
+    warmupS: 0.5,
+    only: null,
+    scenarios: null,
+    loadgen: null,
+    idle: 10_000,
+    out: null,
+    quick: false,
+    repeat: 3,
+  };
+  let duration: number | null = null;
+  let warmup: number | null = null;
+  let idle: number | null = null;
+  let repeat: number | null = null;
+  for (const arg of args) {
+    const [name, value = ""] = arg.split("=", 2);
+    switch (name) {
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        Deno.exit(0);
+        break;
+      case "--quick":
+        opts.quick = true;
+        break;
+      case "--duration":
+        duration = positive(name, value);
+        break;
+      case "--warmup":
+        warmup = Number(value);
+        if (!(warmup >= 0)) throw new RangeError(`${name} must be >= 0`);
+        break;
+      case "--idle":
+        idle = Math.round(positive(name, value));
+        break;
+      case "--repeat":
+        repeat = Math.round(positive(name, value));
+        break;
+      case "--only":
+        opts.only = listOf(name, value, SERVERS.map((s) => s.id));
+        break;
+      case "--scenarios":
+        opts.scenarios = listOf(name, value, SCENARIOS.map((s) => s.id));
+        break;
+      case "--loadgen":
+        if (value !== "node" && value !== "deno") {
+          throw new TypeError(`--loadgen must be node or deno, got ${value}`);
+        }
+        opts.loadgen = value;
+        break;
+      case "--out":
+        opts.out = value;
+        break;
+      default:
+        throw new TypeError(`unknown option ${arg}\n${USAGE}`);
+    }
+  }
+  opts.durationS = duration ?? (opts.quick ? 1 : 3);
+  opts.repeat = repeat ?? (opts.quick ? 1 : 3);
+  opts.warmupS = warmup ?? (opts.quick ? 0.25 : 0.5);
+  opts.idle = idle ?? (opts.quick ? 2000 : 10_000);
+  return opts;
+}
+
+function positive(name: string, value: string): number {
+  const n = Number(value);
+  if (!(n > 0)) throw new RangeError(`${name} must be > 0, got ${value}`);
+  return n;
+}
+
+function listOf(name: string, value: string, known: string[]): string[] {
+  const ids = value.split(",").filter((id) => id !== "");
+  for (const id of ids) {
+    if (!known.includes(id)) {
+      throw new TypeError(`${name}: unknown id ${id} (known: ${known})`);
+    }
+  }
+  return ids;
+}
+
+/** How to start each runtime, or why it cannot be used. */
+interface Runtimes {
+  deno: { exe: string; version: string };
+  python: { exe: string; version: string } | { missing: string };
+  pythonAsyncore: string | null;
+  node: { exe: string; version: string } | { missing: string };
+}
+
+async function detectRuntimes(): Promise<Runtimes> {
+  const deno = {
+    exe: Deno.execPath(),
+    version: `Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`,
+  };
+  let python: Runtimes["python"] = { missing: "python3 not found" };
+  let pythonAsyncore: string | null = "python3 not found";
+  const pyOut = await runText("python3", [
+    "-c",
+    "import sys; print(sys.executable); print(sys.version.split()[0])",
+  ]);
+  if (pyOut !== null) {
+    const [exe, version] = pyOut.trim().split("\n");
+    python = { exe, version: `CPython ${version}` };
+    // asyncore left the standard library in Python 3.12.
+    pythonAsyncore =
+      await runText(exe, ["-W", "ignore", "-c", "import asyncore"]) ===
+          null
+        ? `CPython ${version} has no asyncore module`
+        : null;
+  }
+  let node: Runtimes["node"] = { missing: "node not found" };
+  const nodeOut = await runText("node", [
+    "-e",
+    "console.log(process.execPath); console.log(process.version)",
+  ]);
+  if (nodeOut !== null) {
+    const [exe, version] = nodeOut.trim().split("\n");
+    node = { exe, version: `Node ${version}` };
+  }
+  return { deno, python, pythonAsyncore, node };
+}
+
+const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
+
+/** The command that starts `server`, or the reason it cannot run here. */
+function serverCommand(
+  server: ServerSpec,
+  runtimes: Runtimes,
+): { cmd: string; args: string[] } | { skip: string } {
+  const script = `${BENCH_DIR}servers/${server.script}`;
+  const extra = server.extraArgs ?? [];
+  switch (server.runtime) {
+    case "deno":
+      try {
+        Deno.statSync(script);
+      } catch {
+        return { skip: `bench/servers/${server.script} does not exist yet` };
+      }
+      return {
+        cmd: runtimes.deno.exe,
+        args: ["run", "--allow-net", script, "0", ...extra],
+      };
+    case "python":
+      if ("missing" in runtimes.python) {
+        return { skip: runtimes.python.missing };
+      }
+      if (server.script === "asyncore_echo.py" && runtimes.pythonAsyncore) {
+        return { skip: runtimes.pythonAsyncore };
+      }
+      return {
+        cmd: runtimes.python.exe,
+        args: ["-W", "ignore", script, "0", ...extra],
+      };
+    case "node":
+      if ("missing" in runtimes.node) return { skip: runtimes.node.missing };
+      return { cmd: runtimes.node.exe, args: [script, "0", ...extra] };
+  }
+}
+
+/** Thrown for a run that could not be measured; the message says why. */
+class RunFailed extends Error {}
+
+const LISTENING = /listening on (?:127\.0\.0\.1|\[?::1\]?):(\d+)/;
+
+async function startServer(
+  server: ServerSpec,
+  command: { cmd: string; args: string[] },
+): Promise<{ child: Child; port: number }> {
+  const child = new Child(command.cmd, command.args);
+  const match = await child.waitFor(LISTENING, 15_000);
+  if (match === null) {
+    await child.stop(500);
+    throw new RunFailed(
+      `no "listening on" line within 15 s${describeExit(child)}`,
+    );
+  }
+  // The pid must be the server itself (sh exec'd it), or /proc lies.
+  if (!readCmdline(child.pid).includes(server.script)) {
+    await child.stop(500);
+    throw new RunFailed(`pid ${child.pid} is not the server process`);
+  }
+  return { child, port: Number(match[1]) };
+}
+
+function describeExit(child: Child): string {
+  const tail = child.stderrTail.split("\n").slice(-6).join("\n");
+  return tail === "" ? "" : `; stderr: ${tail}`;
+}
+
+/** Everything a run needs to know about the whole benchmark. */
+interface Context {
+  opts: Options;
+  runtimes: Runtimes;
+  ticks: number;
+  loadgen: { name: "node" | "deno"; cmd: string; args: string[] };
+}
+
+function loadgenCommand(
+  runtimes: Runtimes,
+  wanted: "node" | "deno" | null,
+): Context["loadgen"] {
+  const useNode = wanted === "node" ||
+    (wanted === null && !("missing" in runtimes.node));
+  if (useNode) {
+    if ("missing" in runtimes.node) {
+      throw new TypeError(`--loadgen=node: ${runtimes.node.missing}`);
+    }
+    return {
+      name: "node",
+      cmd: runtimes.node.exe,
+      args: [`${BENCH_DIR}loadgen_node.mjs`],
+    };
+  }
+  return {
+    name: "deno",
+    cmd: runtimes.deno.exe,
+    args: ["run", "--allow-net", `${BENCH_DIR}loadgen.ts`],
+  };
+}
+
+function ticksBetween(a: CpuTicks, b: CpuTicks): CpuTicks {
+  return { user: b.user - a.user, system: b.system - a.system };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function runLoad(
+  ctx: Context,
+  server: ServerSpec,
+  command: { cmd: string; args: string[] },
+  scenario: Scenario,
+): Promise<LoadRow> {
+  const durationMs = Math.round(ctx.opts.durationS * 1000);
+  const warmupMs = Math.round(ctx.opts.warmupS * 1000);
+  const { child, port } = await startServer(server, command);
+  let gen: Child | null = null;
+  try {
+    gen = new Child(ctx.loadgen.cmd, [
+      ...ctx.loadgen.args,
+      `--port=${port}`,
+      `--conns=${scenario.conns}`,
+      `--size=${scenario.size}`,
+      `--duration=${durationMs}`,
+      `--warmup=${warmupMs}`,
+      "--connect-timeout=30000",
+    ]);
+    if (await gen.waitFor(/^connected \d+/, 35_000) === null) {
+      throw new RunFailed(`load generator did not connect${describeExit(gen)}`);
+    }
+    if (await gen.waitFor(/^start$/, warmupMs + 5000) === null) {
+      throw new RunFailed(`load generator did not start${describeExit(gen)}`);
+    }
+    const cpu0 = readCpu(child.pid);
+    const gen0 = readCpu(gen.pid);
+    const busy0 = readMachineBusy();
+    const t0 = performance.now();
+    if (await gen.waitFor(/^end$/, durationMs + 5000) === null) {
+      throw new RunFailed(`load generator did not end${describeExit(gen)}`);
+    }
+    const cpu1 = readCpu(child.pid);
+    const gen1 = readCpu(gen.pid);
+    const busy1 = readMachineBusy();
+    const seconds = (performance.now() - t0) / 1000;
+    const memory = readMemory(child.pid);
+    if (cpu0 === null || cpu1 === null || memory === null) {
+      throw new RunFailed(`the server died under load${describeExit(child)}`);
+    }
+    const json = await gen.waitFor(/^\{.*\}$/, 10_000);
+    if (json === null) {
+      throw new RunFailed(`load generator gave no result${describeExit(gen)}`);
+    }
+    const result = JSON.parse(json[0]) as LoadResult;
+    const cpu = ticksBetween(cpu0, cpu1);
+    const genCpu = gen0 && gen1 ? ticksBetween(gen0, gen1) : null;
+    const usPerTick = 1e6 / ctx.ticks;
+    const rtts = Math.max(1, result.rtts);
+    const pct = (ticks: number): number => ticks * 100 / ctx.ticks / seconds;
+    const genTicks = genCpu === null ? NaN : genCpu.user + genCpu.system;
+    const other = busy0 === null || busy1 === null
+      ? NaN
+      : busy1 - busy0 - cpu.user - cpu.system - genTicks;
+    return {
+      kind: "load",
+      server: server.id,
+      result,
+      userUsPerRt: cpu.user * usPerTick / rtts,
+      sysUsPerRt: cpu.system * usPerTick / rtts,
+      serverCpuPct: pct(cpu.user + cpu.system),
+      genCpuPct: pct(genTicks),
+      genUsPerRt: genTicks * usPerTick / rtts,
+      otherCpuPct: Math.max(0, pct(other)),
+      runs: 1,
+      peakRssMiB: memory.hwmKiB / 1024,
+    };
+  } finally {
+    await gen?.stop();
+    await child.stop();
+  }
+}
+
+async function runIdle(
+  ctx: Context,
+  server: ServerSpec,
+  command: { cmd: string; args: string[] },
+  count: number,
+): Promise<IdleRow> {
+  const { child, port } = await startServer(server, command);
+  let gen: Child | null = null;
+  try {
+    const limit = maxOpenFiles(child.pid);
+    if (limit !== null && limit < count + 64) {
+      throw new RunFailed(
+        `the server may open only ${limit} files, ${count} connections need more`,
+      );
+    }
+    await sleep(500);
+    const before = readMemory(child.pid);
+    const filesBefore = countOpenFiles(child.pid);
+    gen = new Child(ctx.loadgen.cmd, [
+      ...ctx.loadgen.args,
+      `--port=${port}`,
+      `--idle=${count}`,
+      "--connect-timeout=60000",
+      "--hold=120000",
+    ], { stdin: true });
+    const ready = await gen.waitFor(/^ready (\d+)$/, 130_000);
+    if (ready === null) {
+      throw new RunFailed(`load generator never got ready${describeExit(gen)}`);
+    }
+    const echoed = Number(ready[1]);
+    // Let the connections settle, then see what holding them costs.
+    await sleep(1000);
+    const cpu0 = readCpu(child.pid);
+    const t0 = performance.now();
+    await sleep(2000);
+    const cpu1 = readCpu(child.pid);
+    const seconds = (performance.now() - t0) / 1000;
+    const after = readMemory(child.pid);
+    const files = countOpenFiles(child.pid);
+    if (before === null || after === null || cpu0 === null || cpu1 === null) {
+      throw new RunFailed(`the server died${describeExit(child)}`);
+    }
+    await gen.writeLine("close");
+    const json = await gen.waitFor(/^\{.*\}$/, 30_000);
+    const result = json === null ? null : (JSON.parse(json[0]) as IdleResult);
+    const cpu = ticksBetween(cpu0, cpu1);
+    return {
+      kind: "idle",
+      server: server.id,
+      requested: count,
+      echoed,
+      errors: result?.errors ?? NaN,
+      errorSamples: result?.errorSamples ?? ["no result from the generator"],
+      openSeconds: (result?.openMs ?? NaN) / 1000,
+      rssBeforeMiB: before.rssKiB / 1024,
+      rssAfterMiB: after.rssKiB / 1024,
+      peakRssMiB: after.hwmKiB / 1024,
+      kibPerConn: echoed > 0 ? (after.rssKiB - before.rssKiB) / echoed : NaN,
+      idleCpuPct: (cpu.user + cpu.system) * 100 / ctx.ticks / seconds,
+      serverFiles: files !== null && filesBefore !== null
+        ? files - filesBefore
+        : NaN,
+    };
+  } finally {
+    await gen?.stop();
+    await child.stop();
+  }
+}
+
+function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
+  const find = (scenario: string, server: string): Row | undefined =>
+    scenarios.find((s) => s.scenario.id === scenario)?.rows.find((r) =>
+      r.server === server
+    );
+  const load = (scenario: string, server: string): LoadRow | null => {
+    const row = find(scenario, server);
+    return row?.kind === "load" && row.result.errors === 0 ? row : null;
+  };
+  const cpu = (row: LoadRow): number => row.userUsPerRt + row.sysUsPerRt;
+  const checks: TargetCheck[] = [];
+  const cpuTarget = (server: string, bound: number): void => {
+    const ours = load("50x64", server);
+    const raw = load("50x64", REFERENCE);
+    const text = `${server} CPU per round trip at 50 × 64 B ≤ ${
+      bound.toFixed(2)
+    }× raw Deno`;
+    if (ours === null || raw === null) {
+      checks.push({ text, pass: null, detail: "not measured" });
+    } else {
+      const ratio = cpu(ours) / cpu(raw);
+      checks.push({
+        text,
+        pass: ratio <= bound,
+        detail: `${cpu(ours).toFixed(1)} vs ${cpu(raw).toFixed(1)} µs: ${
+          ratio.toFixed(2)
+        }×`,
+      });
+    }
+  };
+  cpuTarget("asyncore", 1.10);
+  cpuTarget("asynchat", 1.25);
+  for (const scenario of ["50x64", "1000x64"]) {
+    const ours = load(scenario, "asyncore");
+    const py = load(scenario, "py-asyncore");
+    const text = `asyncore round trips/s at ${scenario} ≥ CPython asyncore's`;
+    checks.push(
+      ours === null || py === null
+        ? { text, pass: null, detail: "not measured" }
+        : {
+          text,
+          pass: ours.result.rtPerSec >= py.result.rtPerSec,
+          detail: `${Math.round(ours.result.rtPerSec)} vs ${
+            Math.round(py.result.rtPerSec)
+          }`,
+        },
+    );
+  }
+  {
+    const ours = load("1000x64", "asyncore");
+    const others = [load("1000x64", "py-asyncore"), load("1000x64", REFERENCE)]
+      .filter((r): r is LoadRow => r !== null);
+    const text =
+      "asyncore p99 at 1000 × 64 B ≤ the better of CPython asyncore's and raw Deno's";
+    if (ours === null || others.length === 0) {
+      checks.push({ text, pass: null, detail: "not measured" });
+    } else {
+      const best = Math.min(...others.map((r) => r.result.p99Us));
+      checks.push({
+        text,
+        pass: ours.result.p99Us <= best,
+        detail: `${(ours.result.p99Us / 1000).toFixed(2)} vs ${
+          (best / 1000).toFixed(2)
+        } ms`,
+      });
+    }
+  }
+  {
+    const row = scenarios.find((s) => s.scenario.idle)?.rows.find((r) =>
+      r.server === "asyncore"
+    );
+    const text = "asyncore RSS per idle connection ≤ 4 KiB";
+    checks.push(
+      row?.kind === "idle"
+        ? {
+          text,
+          pass: row.kibPerConn <= 4,
+          detail: `${row.kibPerConn.toFixed(2)} KiB at ${row.echoed}`,
+        }
+        : { text, pass: null, detail: "not measured" },
+    );
+  }
+  return checks;
+}
+
+async function machine(): Promise<Report["machine"]> {
+  let cpu = "unknown CPU";
+  let cores = navigator.hardwareConcurrency;
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1].trim() ?? cpu;
+    cores = info.match(/^processor\s*:/gm)?.length ?? cores;
+  } catch {
+    // Not Linux: keep what the runtime says.
+  }
+  const load = (await Deno.readTextFile("/proc/loadavg").catch(() => ""))
+    .split(" ").slice(0, 3).join(" ");
+  return {
+    cpu,
+    cores,
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    loadAverage: load,
+  };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(Deno.args);
+  if (Deno.build.os !== "linux") {
+    console.error("The echo benchmark reads /proc and needs Linux.");
+    Deno.exit(1);
+  }
+  const interrupt = (): void => {
+    Child.killAll();
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", interrupt);
+  Deno.addSignalListener("SIGTERM", interrupt);
+
+  const runtimes = await detectRuntimes();
+  const ctx: Context = {
+    opts,
+    runtimes,
+    ticks: await clockTicks(),
+    loadgen: loadgenCommand(runtimes, opts.loadgen),
+  };
+  const servers = SERVERS.filter((s) =>
+    s.id === REFERENCE || opts.only === null || opts.only.includes(s.id)
+  );
+  const scenarios = SCENARIOS.filter((s) =>
+    opts.scenarios === null || opts.scenarios.includes(s.id)
+  );
+  const hardLimit = await hardOpenFilesLimit();
+  const started = new Date();
+  const machineInfo = await machine();
+  const log = (line: string): void => console.error(line);
+  log(
+    `echo benchmark: ${servers.length} servers × ${scenarios.length} scenarios, ` +
+      `${opts.repeat} × ${opts.durationS} s per server and scenario ` +
+      `(+${opts.warmupS} s warmup each), ` +
+      `load generator: ${ctx.loadgen.name}`,
+  );
+
+  const results: ScenarioResult[] = [];
+  for (const baseScenario of scenarios) {
+    const scenario = baseScenario.idle
+      ? {
+        ...baseScenario,
+        conns: opts.idle,
+        label: `${opts.idle.toLocaleString("en-US")} idle connections`,
+      }
+      : baseScenario;
+    let scenarioSkip: string | null = null;
+    if (
+      scenario.idle && hardLimit !== null && hardLimit < scenario.conns + 64
+    ) {
+      scenarioSkip = `the hard open-files limit (${hardLimit}) is below ${
+        scenario.conns + 64
+      }`;
+    }
+    const plan = servers.filter((s) =>
+      !s.scenarios || s.scenarios.includes(baseScenario.id)
+    );
+    const outcome = new Map<string, Row[] | SkippedRow>();
+    for (const server of plan) {
+      const command = serverCommand(server, runtimes);
+      if (scenarioSkip !== null || "skip" in command) {
+        const reason = scenarioSkip ?? (command as { skip: string }).skip;
+        outcome.set(server.id, { kind: "skipped", server: server.id, reason });
+        log(
+          `${scenario.id.padEnd(8)} ${server.id.padEnd(12)} skipped: ${reason}`,
+        );
+      } else {
+        outcome.set(server.id, []);
+      }
+    }
+    // Rounds over all servers, so interference from outside hits them alike.
+    const rounds = scenario.idle ? 1 : opts.repeat;
+    for (let round = 1; round <= rounds; round++) {
+      for (const server of plan) {
+        const runs = outcome.get(server.id);
+        if (!Array.isArray(runs)) continue;
+        const command = serverCommand(server, runtimes) as {
+          cmd: string;
+          args: string[];
+        };
+        const label = `${scenario.id.padEnd(8)} ${server.id.padEnd(12)}` +
+          (rounds > 1 ? ` ${round}/${rounds}` : "");
+        try {
+          const row = scenario.idle
+            ? await runIdle(ctx, server, command, scenario.conns)
+            : await runLoad(ctx, server, command, scenario);
+          runs.push(row);
+          log(`${label} ${summarize(row)}`);
+        } catch (error) {
+          const why = error instanceof RunFailed
+            ? error.message
+            : `harness error: ${
+              error instanceof Error ? error.stack ?? error.message : error
+            }`;
+          const reason = rounds > 1 ? `run ${round}/${rounds}: ${why}` : why;
+          outcome.set(server.id, { kind: "failed", server: server.id, reason });
+          log(`${label} FAILED: ${why}`);
+        }
+      }
+    }
+    const rows: Row[] = plan.map((server) => {
+      const runs = outcome.get(server.id)!;
+      if (!Array.isArray(runs)) return runs;
+      const load = runs.filter((r): r is LoadRow => r.kind === "load");
+      return load.length > 0 ? medianRow(load) : runs[0];
+    });
+    const result = { scenario, rows };
+    results.push(result);
+    console.log(`\n### ${scenario.label}\n`);
+    console.log(
+      (scenario.idle ? renderIdleTable(result) : renderLoadTable(result))
+        .join("\n"),
+    );
+  }
+
+  const report: Report = {
+    started,
+    machine: machineInfo,
+    runtimes: [
+      runtimes.deno.version,
+      "missing" in runtimes.python ? null : runtimes.python.version,
+      "missing" in runtimes.node ? null : runtimes.node.version,
+    ].filter((v): v is string => v !== null),
+    loadgen: ctx.loadgen.name,
+    durationS: opts.durationS,
+    warmupS: opts.warmupS,
+    repeat: opts.repeat,
+    clockTicks: ctx.ticks,
+    servers: servers.map((s) => ({ id: s.id, label: s.label, group: s.group })),
+    scenarios: results,
+    targets: checkTargets(results),
+  };
+  const markdown = renderReport(report);
+  console.log(
+    "\n" + markdown.split("## Targets")[1]?.replace(/^/, "## Targets"),
+  );
+  const full = opts.only === null && opts.scenarios === null && !opts.quick;
+  const out = opts.out ??
+    `${BENCH_DIR}results/${full ? "latest" : "last-partial"}.md`;
+  await Deno.mkdir(out.slice(0, out.lastIndexOf("/") + 1) || ".", {
+    recursive: true,
+  });
+  await Deno.writeTextFile(out, markdown);
+  await Deno.writeTextFile(
+    out.replace(/\.md$/, "") + ".json",
+    JSON.stringify(report, null, 2) + "\n",
+  );
+  log(`\nwrote ${out}`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[mid]
+    : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** One row from repeated runs: the median of each figure, errors summed. */
+function medianRow(runs: LoadRow[]): LoadRow {
+  if (runs.length === 1) return runs[0];
+  const of = (pick: (row: LoadRow) => number): number => median(runs.map(pick));
+  const first = runs[0];
+  return {
+    ...first,
+    result: {
+      ...first.result,
+      rtts: runs.reduce((n, r) => n + r.result.rtts, 0),
+      rtPerSec: of((r) => r.result.rtPerSec),
+      p50Us: of((r) => r.result.p50Us),
+      p99Us: of((r) => r.result.p99Us),
+      maxUs: Math.max(...runs.map((r) => r.result.maxUs)),
+      perConnMin: Math.min(...runs.map((r) => r.result.perConnMin)),
+      perConnMax: Math.max(...runs.map((r) => r.result.perConnMax)),
+      errors: runs.reduce((n, r) => n + r.result.errors, 0),
+      errorSamples: runs.flatMap((r) => r.result.errorSamples).slice(0, 10),
+    },
+    userUsPerRt: of((r) => r.userUsPerRt),
+    sysUsPerRt: of((r) => r.sysUsPerRt),
+    serverCpuPct: of((r) => r.serverCpuPct),
+    genCpuPct: of((r) => r.genCpuPct),
+    genUsPerRt: of((r) => r.genUsPerRt),
+    otherCpuPct: of((r) => r.otherCpuPct),
+    peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+    runs: runs.length,
+    perRun: runs.map((r) => ({
+      rtPerSec: r.result.rtPerSec,
+      p99Us: r.result.p99Us,
+      cpuUsPerRt: r.userUsPerRt + r.sysUsPerRt,
+      otherCpuPct: r.otherCpuPct,
+    })),
+  };
+}
+
+function summarize(row: Row): string {
+  if (row.kind === "load") {
+    const r = row.result;
+    return `${Math.round(r.rtPerSec)} rt/s, p99 ${
+      (r.p99Us / 1000).toFixed(2)
+    } ms, cpu ${(row.userUsPerRt + row.sysUsPerRt).toFixed(1)} µs/rt, ` +
+      `gen ${row.genUsPerRt.toFixed(1)} µs/rt, other ${
+        row.otherCpuPct.toFixed(0)
+      }%` +
+      (r.errors > 0 ? `, ${r.errors} ERRORS` : "");
+  }
+  if (row.kind === "idle") {
+    return `${row.echoed} conns, ${row.kibPerConn.toFixed(2)} KiB/conn` +
+      (row.errors > 0 ? `, ${row.errors} ERRORS` : "");
+  }
+  return row.reason;
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } finally {
+    Child.killAll();
+  }
+}
