@@ -209,6 +209,11 @@ function formatAddr(addr: Deno.Addr): string {
 }
 
 const EMPTY = new Uint8Array(0);
+/**
+ * Sockets a channel has taken with `setSocket()`: an accepted socket that none
+ * took is closed when `handleAccepted()` throws.
+ */
+const adopted = new WeakSet<Socket>();
 const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
 
 /**
@@ -334,6 +339,7 @@ export class Dispatcher {
     }
     this.socket = sock;
     this.#fileno = sock.fileno();
+    adopted.add(sock);
     this.addChannel(map);
   }
 
@@ -597,7 +603,13 @@ export class Dispatcher {
     while (this.accepting) {
       const pair = this.accept();
       if (pair === null) return;
-      this.handleAccepted(pair[0], pair[1]);
+      try {
+        this.handleAccepted(pair[0], pair[1]);
+      } catch (error) {
+        // No channel took the socket: close it rather than leak it.
+        if (!adopted.has(pair[0])) pair[0].close();
+        throw error;
+      }
     }
   }
 
@@ -686,16 +698,34 @@ function guard(obj: Dispatcher, handle: () => void): void {
   try {
     handle();
   } catch (error) {
-    if (error instanceof ExitNow) throw error;
+    fault(obj, error);
+  }
+}
+
+/**
+ * Sends `error` to `obj.handleError()`. If that throws too, the failure is
+ * logged and the channel closed; should the channel's own `logInfo()` or
+ * `close()` throw as well, the plain ones are used, so nothing a channel
+ * does can end the loop but `ExitNow`.
+ */
+function fault(obj: Dispatcher, error: unknown): void {
+  if (error instanceof ExitNow) throw error;
+  try {
+    obj.handleError(error);
+  } catch (inner) {
+    if (inner instanceof ExitNow) throw inner;
+    const message = `handleError failed, closing channel: ${
+      compactTraceback(inner).value
+    }`;
     try {
-      obj.handleError(error);
-    } catch (inner) {
-      if (inner instanceof ExitNow) throw inner;
-      obj.logInfo(
-        `handleError failed, closing channel: ${compactTraceback(inner).value}`,
-        "error",
-      );
+      obj.logInfo(message, "error");
+    } catch {
+      console.log(`error: ${message}`);
+    }
+    try {
       obj.close();
+    } catch {
+      Dispatcher.prototype.close.call(obj);
     }
   }
 }
@@ -855,9 +885,18 @@ async function pass(
       if (map.get(obj.fileno()) !== obj) continue;
     }
     const sock = obj.socket;
-    const isR = obj.readable();
-    // Listening channels are never waited on for writing.
-    const isW = obj.writable() && !obj.accepting;
+    let isR: boolean;
+    let isW: boolean;
+    try {
+      isR = obj.readable();
+      // Listening channels are never waited on for writing.
+      isW = obj.writable() && !obj.accepting;
+    } catch (error) {
+      // A faulty predicate is a handler fault: it must not end the loop.
+      fault(obj, error);
+      if (map.get(obj.fileno()) !== obj) continue;
+      isR = isW = false;
+    }
     const mask = isR || isW
       ? (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL
       : 0;
