@@ -20,7 +20,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** UTF-8 bytes of `text`. */
-export function bytes(text: string): Uint8Array {
+export function bytes(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(text);
 }
 
@@ -426,7 +426,7 @@ export async function echo(
 }
 
 /** Deterministic test bytes of every value. */
-export function pattern(length: number, seed = 1): Uint8Array {
+export function pattern(length: number, seed = 1): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
   let x = seed;
   for (let i = 0; i < length; i++) {
