@@ -80,6 +80,8 @@ export interface Finished {
 export interface ExampleOptions {
   /** Run with `--allow-read` too. */
   allowRead?: boolean;
+  /** The option that takes the port to listen on. @default {"--port"} */
+  portFlag?: string;
 }
 
 /** A running example whose output is collected as it comes. */
@@ -220,15 +222,19 @@ export interface Server {
 }
 
 /**
- * Starts a server example with `--port 0` (plus `args`) and reads the
- * `listening on HOST:PORT` line it prints.
+ * Starts a server example with `--port 0` (or `options.portFlag`), plus
+ * `args`, and reads the `listening on HOST:PORT` line it prints.
  */
 export async function startServer(
   name: string,
   args: string[] = [],
   options: ExampleOptions = {},
 ): Promise<RunningExample & { port: number; hostname: string }> {
-  const example = new RunningExample(name, ["--port", "0", ...args], options);
+  const example = new RunningExample(
+    name,
+    [options.portFlag ?? "--port", "0", ...args],
+    options,
+  );
   try {
     const match = await example.waitForOutput(
       /^listening on \[?([^\s\]]+)\]?:(\d+)$/m,

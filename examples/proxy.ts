@@ -1,0 +1,223 @@
+/**
+ * Medusa's logging proxy (`proxy.py` of Sam Rushing's asyncore tutorial):
+ * a `ProxyServer` accepts each client on `PORT + 8000` and starts a
+ * `ProxyReceiver` for it, which opens a `ProxySender` to the real server.
+ * Both are `AsyncChat` channels split on `\n`: every line is logged with its
+ * channel id and pushed to the other side. When either side closes, the
+ * other is closed once what it still has to send is sent.
+ *
+ * ```sh
+ * deno run --allow-net examples/proxy.ts [--host 127.0.0.1] [--listen PORT] SERVER_HOST SERVER_PORT
+ * ```
+ *
+ * The log arrows are Medusa's: `<== (id)` is a line from the client to the
+ * server, `==> (id)` a line from the server to the client.
+ *
+ * Differences from Medusa: channel ids count up (Medusa's counter stays at
+ * 0, as it increments an instance attribute), the side that closes second
+ * sends what is queued first, a last line without `\n` is passed on too,
+ * each side stops reading while the other has 128 KiB to send, and Ctrl-C
+ * closes every channel.
+ *
+ * @module
+ */
+
+import { AsyncChat } from "@asyncore/asyncore/asynchat";
+import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+import type { Socket } from "@asyncore/asyncore/select";
+import {
+  catchInterrupt,
+  Cli,
+  concat,
+  formatAddress,
+  messageOf,
+} from "./_cli.ts";
+
+/** How much one side may have queued before the other stops reading. */
+const HIGH_WATER = 131072;
+const NEWLINE = new Uint8Array([0x0a]);
+const decoder = new TextDecoder();
+
+/** Python's `repr()` of a line, near enough: a JSON string. */
+function repr(data: Uint8Array): string {
+  return JSON.stringify(decoder.decode(data));
+}
+
+/** Listens on `listen` and proxies each client to `there`. */
+export class ProxyServer extends Dispatcher {
+  readonly there: { hostname: string; port: number };
+
+  constructor(
+    there: { hostname: string; port: number },
+    here: { hostname: string; port: number },
+  ) {
+    super();
+    this.there = there;
+    this.createSocket();
+    this.setReuseAddr();
+    try {
+      this.bind(here);
+      this.listen(5);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  override handleAccepted(sock: Socket, addr: Deno.Addr): void {
+    new ProxyReceiver(this, sock, addr);
+  }
+}
+
+/** What both halves of a proxied connection share. */
+abstract class ProxyHalf extends AsyncChat {
+  id = 0;
+  buffer: Uint8Array[] = [];
+  #closed = false;
+
+  /** The other half, where this half's lines go. */
+  abstract get other(): ProxyHalf;
+  /** The arrow logged with each line this half reads. */
+  abstract readonly arrow: string;
+
+  override readable(): boolean {
+    return this.other.sendBuffered < HIGH_WATER;
+  }
+
+  override collectIncomingData(data: Uint8Array): void {
+    this.buffer.push(data);
+  }
+
+  override foundTerminator(): void {
+    const data = concat(this.buffer);
+    this.buffer = [];
+    console.log(`${this.arrow} (${this.id}) ${repr(data)}`);
+    this.other.push(concat([data, NEWLINE]));
+  }
+
+  /** Passes on a last unterminated line, then closes the other half when done. */
+  override handleClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.buffer.length > 0) {
+      const data = concat(this.buffer);
+      this.buffer = [];
+      console.log(`${this.arrow} (${this.id}) ${repr(data)} (no newline)`);
+      this.other.push(data);
+    }
+    this.close();
+    this.other.closeWhenDone();
+  }
+}
+
+/** The client's side of a proxied connection. */
+export class ProxyReceiver extends ProxyHalf {
+  static channelCounter = 0;
+  readonly arrow = "<==";
+  readonly server: ProxyServer;
+  readonly sender: ProxySender;
+
+  constructor(server: ProxyServer, conn: Socket, addr: Deno.Addr) {
+    super(conn);
+    this.setTerminator("\n");
+    this.server = server;
+    this.id = ProxyReceiver.channelCounter++;
+    console.log(`Accepted (${this.id}) from ${formatAddress(addr)}`);
+    this.sender = new ProxySender(this, server.there);
+    this.sender.id = this.id;
+  }
+
+  get other(): ProxyHalf {
+    return this.sender;
+  }
+
+  override handleClose(): void {
+    console.log(`Closing (${this.id})`);
+    super.handleClose();
+  }
+}
+
+/** The server's side of a proxied connection. */
+export class ProxySender extends ProxyHalf {
+  readonly arrow = "==>";
+  readonly receiver: ProxyReceiver;
+  readonly address: { hostname: string; port: number };
+
+  constructor(
+    receiver: ProxyReceiver,
+    address: { hostname: string; port: number },
+  ) {
+    super();
+    this.receiver = receiver;
+    this.address = address;
+    this.setTerminator("\n");
+    this.createSocket();
+    this.connect(address);
+  }
+
+  get other(): ProxyHalf {
+    return this.receiver;
+  }
+
+  override handleConnect(): void {
+    console.log(
+      `Connected (${this.id}) to ${formatAddress(this.getpeername())}`,
+    );
+  }
+
+  /** A failed connect (or any other failure) closes both halves. */
+  override handleError(error: unknown): void {
+    console.log(`Failed (${this.id}): ${messageOf(error)}`);
+    this.handleClose();
+  }
+}
+
+if (import.meta.main) {
+  const cli = new Cli({
+    name: "proxy.ts",
+    summary:
+      "Forwards each client to SERVER_HOST SERVER_PORT, logging every line each way.",
+    positionals: "SERVER_HOST SERVER_PORT",
+    minPositionals: 2,
+    maxPositionals: 2,
+    options: {
+      host: {
+        value: "HOST",
+        help: "address to listen on",
+        default: "127.0.0.1",
+      },
+      listen: {
+        value: "PORT",
+        help: "port to listen on (default: SERVER_PORT + 8000)",
+      },
+    },
+  });
+  const { options, positionals } = cli.parse();
+  const there = {
+    hostname: cli.host("SERVER_HOST", positionals[0]),
+    port: cli.port("SERVER_PORT", positionals[1]),
+  };
+  if (options.listen === undefined && there.port + 8000 > 65535) {
+    cli.fail(
+      `SERVER_PORT + 8000 is past 65535; choose a port with --listen`,
+    );
+  }
+  const here = {
+    hostname: cli.host("--host", options.host),
+    port: options.listen === undefined
+      ? there.port + 8000
+      : cli.port("--listen", options.listen),
+  };
+  let server: ProxyServer;
+  try {
+    server = new ProxyServer(there, here);
+  } catch (error) {
+    console.error(`proxy.ts: cannot listen: ${messageOf(error)}`);
+    Deno.exit(1);
+  }
+  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  console.log(`forwarding to ${formatAddress({ transport: "tcp", ...there })}`);
+  using interrupt = catchInterrupt();
+  await loop({ signal: interrupt.signal });
+  closeAll();
+}
