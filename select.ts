@@ -765,6 +765,17 @@ export class Socket {
   #onAcceptError(error: Error): void {
     this.#acceptingNow = false;
     if (this.#fd < 0) return;
+    if (
+      error instanceof Deno.errors.ConnectionAborted ||
+      error instanceof Deno.errors.ConnectionReset ||
+      error instanceof Deno.errors.NotConnected
+    ) {
+      // The peer reset before the accept was done (Deno then fails to read
+      // its address): that connection is gone, the listener is fine. Skip
+      // it, as a kernel's accept() does.
+      this.#startAccept();
+      return;
+    }
     this.#acceptError = error;
     notify(this);
   }
