@@ -71,6 +71,7 @@ import {
   POLLPRI,
   Socket,
   type SocketOptions,
+  type TlsOptions,
 } from "./select.ts";
 import {
   type Address,
@@ -271,6 +272,7 @@ export class Dispatcher {
 
   #map: ChannelMap;
   #fileno: number | null = null;
+  #startingTls = false;
 
   /**
    * Creates a channel; with a socket (or a `Deno.Conn`) it is connected and
@@ -410,7 +412,8 @@ export class Dispatcher {
   }
 
   /**
-   * Starts connecting; `handleConnect()` is called once it completes.
+   * Starts connecting; `handleConnect()` is called once it completes (after
+   * the TLS handshake, for a socket made with `createSocket({ tls })`).
    *
    * @param address `{ hostname?, port }` or `{ path }`.
    */
@@ -426,6 +429,46 @@ export class Dispatcher {
         hostname: address.hostname ?? "127.0.0.1",
         port: address.port,
       };
+  }
+
+  /**
+   * Upgrades the connection to TLS in place (STARTTLS), as
+   * {@linkcode Socket.startTls} does: call it right after sending (server)
+   * or receiving (client) the reply that announces the upgrade. Until the
+   * handshake is over the channel is `connecting` and not `connected`, so
+   * output it queues waits; then `handleStartTls()` is called. A failed
+   * handshake reaches `handleError()` with Deno's error, as a failed connect
+   * does. Bytes a channel has already taken with `recv()` (an `AsyncChat`
+   * holds what follows the current line) stay plaintext: a server should
+   * drop them, as RFC 3207 asks, since a client may not pipeline past
+   * STARTTLS.
+   *
+   * @example A client that upgrades after the server's go-ahead
+   * ```ts
+   * import { Dispatcher } from "@asyncore/asyncore/asyncore";
+   *
+   * class StartTlsClient extends Dispatcher {
+   *   override handleRead(): void {
+   *     const reply = new TextDecoder().decode(this.recv(512));
+   *     if (reply.startsWith("220 ")) {
+   *       this.startTls({ hostname: "mail.example.com" });
+   *     }
+   *   }
+   *   override handleStartTls(): void {
+   *     this.send("EHLO client.example.com\r\n"); // encrypted
+   *   }
+   * }
+   * new StartTlsClient(undefined, new Map());
+   * ```
+   *
+   * @param options `cert` and `key` for the server's side; `hostname` and
+   *   `caCerts` for the client's.
+   */
+  startTls(options?: TlsOptions): void {
+    this.#requireSocket("startTls").startTls(options);
+    this.connected = false;
+    this.connecting = true;
+    this.#startingTls = true;
   }
 
   /**
@@ -533,11 +576,19 @@ export class Dispatcher {
     }
   }
 
-  /** Completes a connect: throws its error, or calls `handleConnect()`. */
+  /**
+   * Completes a connect: throws its error, or calls `handleConnect()` (or
+   * `handleStartTls()`, for a STARTTLS upgrade).
+   */
   handleConnectEvent(): void {
     const error = this.socket?.error;
     if (error) throw error;
-    this.handleConnect();
+    if (this.#startingTls) {
+      this.#startingTls = false;
+      this.handleStartTls();
+    } else {
+      this.handleConnect();
+    }
     this.connected = true;
     this.connecting = false;
   }
@@ -592,6 +643,14 @@ export class Dispatcher {
   /** Called once a connect succeeds; logs a warning by default. */
   handleConnect(): void {
     this.logInfo("unhandled connect event", "warning");
+  }
+
+  /**
+   * Called once a `startTls()` handshake succeeds; logs a warning by
+   * default.
+   */
+  handleStartTls(): void {
+    this.logInfo("unhandled starttls event", "warning");
   }
 
   /**

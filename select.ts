@@ -47,6 +47,13 @@ import {
   WRITABLE,
 } from "./_readiness.ts";
 import {
+  checkTlsOptions,
+  clientHandshake,
+  isServerSide,
+  type TlsOptions,
+  TlsSplice,
+} from "./_tls.ts";
+import {
   type Address,
   checkAddress,
   checkCount,
@@ -57,6 +64,7 @@ import {
 } from "./_validate.ts";
 
 export type { Address } from "./_validate.ts";
+export type { TlsOptions } from "./_tls.ts";
 
 /** Options for {@linkcode Socket}. */
 export interface SocketOptions {
@@ -80,6 +88,14 @@ export interface SocketOptions {
    * @default {65536}
    */
   sendBufferSize?: number;
+  /**
+   * Makes the socket TLS: with `cert` and `key`, `bind()` listens with
+   * `Deno.listenTls` and accepted sockets speak TLS from the first byte;
+   * otherwise `connect()` runs the client's handshake (verifying
+   * `hostname`, trusting `caCerts` too) before it reports completion. TCP
+   * only; see {@linkcode Socket.startTls} to upgrade a plaintext connection.
+   */
+  tls?: TlsOptions;
 }
 
 /** How much of a connection {@linkcode Socket.shutdown} ends. */
@@ -100,6 +116,14 @@ const EMPTY = new Uint8Array(0);
 const fds = new FdTable<Socket>();
 
 type State = "fresh" | "bound" | "listening" | "connecting" | "connected";
+
+// Deno.startTls() returns a connection whose addresses lack `transport`.
+function tcpAddr(addr: Deno.Addr): Deno.Addr {
+  return addr.transport === undefined
+    // The same shape as Deno's own addresses: no prototype.
+    ? Object.assign(Object.create(null), addr, { transport: "tcp" })
+    : addr;
+}
 
 function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
@@ -161,6 +185,19 @@ export class Socket {
   #noDelay: boolean | undefined;
   #keepAlive: boolean | undefined;
 
+  #tls: TlsOptions | null = null;
+  #peerName = "";
+  // A TLS handshake is in progress on a connected socket (an accepted TLS
+  // connection, or STARTTLS): nothing is read or written on `#conn` yet.
+  #securing = false;
+  #secure = false;
+  // STARTTLS: the plaintext connection under the TLS splice, and how many
+  // bytes at the head of the send buffer still go out on it in plaintext.
+  #raw: Deno.Conn | null = null;
+  #splice: TlsSplice | null = null;
+  #plainTx = 0;
+  #handoff = false;
+
   /**
    * Creates an unconnected socket.
    *
@@ -187,6 +224,14 @@ export class Socket {
       "options.sendBufferSize",
       options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
     );
+    if (options.tls !== undefined) {
+      if (transport !== "tcp") {
+        throw new TypeError(
+          'options.tls needs the "tcp" transport; upgrade a Unix connection with startTls()',
+        );
+      }
+      this.#tls = checkTlsOptions("options.tls", options.tls);
+    }
     this.#fd = fds.allocate(this);
   }
 
@@ -206,17 +251,23 @@ export class Socket {
    * (await listener.accept()).close();
    * ```
    *
-   * @param conn The connection to take over; the socket closes it.
+   * @param conn The connection to take over; the socket closes it. A
+   *   `Deno.TlsConn` is neither readable nor writable until its handshake
+   *   completes.
    * @param options Buffer sizes.
    * @returns A connected socket.
    */
   static fromConn(
     conn: Deno.Conn,
-    options: Omit<SocketOptions, "transport"> = {},
+    options: Omit<SocketOptions, "transport" | "tls"> = {},
   ): Socket {
     const transport = conn.localAddr.transport === "unix" ? "unix" : "tcp";
-    const sock = new Socket({ ...options, transport });
-    sock.#attach(conn);
+    const sock = new Socket({
+      recvBufferSize: options.recvBufferSize,
+      sendBufferSize: options.sendBufferSize,
+      transport,
+    });
+    sock.#attach(conn, typeof (conn as Deno.TlsConn).handshake === "function");
     return sock;
   }
 
@@ -241,6 +292,15 @@ export class Socket {
   /** The transport this socket was made for. */
   get transport(): "tcp" | "unix" {
     return this.#transport;
+  }
+
+  /**
+   * Whether the connection is encrypted: a TLS handshake (on connect, on
+   * accept from a TLS listener, or by {@linkcode Socket.startTls}) has
+   * completed.
+   */
+  get secure(): boolean {
+    return this.#secure;
   }
 
   /** The bound of the receive buffer, in bytes. */
@@ -274,7 +334,9 @@ export class Socket {
 
   /**
    * Binds the socket to a local address and starts listening at the OS level.
-   * Errors (address in use, permission) are thrown here, synchronously.
+   * Errors (address in use, permission, a bad certificate or key) are thrown
+   * here, synchronously. A socket made with `tls: { cert, key }` listens with
+   * `Deno.listenTls`.
    *
    * @param address `{ hostname, port }` (hostname defaults to `"0.0.0.0"`)
    *   or `{ path }` for a Unix socket.
@@ -292,8 +354,14 @@ export class Socket {
         `bind: the socket is already ${this.#state}`,
       );
     }
+    const tls = this.#tls;
+    if (tls !== null && !isServerSide(tls)) {
+      throw new TypeError("bind: options.tls needs cert and key to listen");
+    }
     this.#listener = options.transport === "unix"
       ? Deno.listen(options)
+      : tls !== null
+      ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
       : Deno.listen(options);
     this.#state = "bound";
   }
@@ -348,13 +416,15 @@ export class Socket {
       throw new Deno.errors.WouldBlock("accept: no connection is pending");
     }
     this.#startAccept();
-    return [sock, sock.#conn!.remoteAddr];
+    return [sock, sock.getpeername()];
   }
 
   /**
    * Starts connecting and returns at once. Completion shows as writability;
    * failure as {@linkcode Socket.error}, which makes the socket readable and
-   * writable.
+   * writable. A socket made with `tls` completes only once the TLS handshake
+   * has; a failed handshake (an unknown CA, a wrong name) is Deno's error
+   * (`InvalidData`) in {@linkcode Socket.error}.
    *
    * @param address `{ hostname, port }` (hostname defaults to
    *   `"127.0.0.1"`) or `{ path }` for a Unix socket.
@@ -375,6 +445,12 @@ export class Socket {
         `connect: the socket is already ${this.#state}`,
       );
     }
+    const tls = this.#tls;
+    if (tls !== null && isServerSide(tls)) {
+      throw new Deno.errors.NotSupported(
+        "connect: client certificates are not supported; options.tls.cert and key are for listening",
+      );
+    }
     this.#state = "connecting";
     let connecting: Promise<Deno.Conn>;
     try {
@@ -384,16 +460,125 @@ export class Socket {
     } catch (error) {
       connecting = Promise.reject(error);
     }
+    if (options.transport === "tcp") {
+      this.#peerName = options.hostname;
+      if (tls !== null) {
+        connecting = connecting.then((conn) => {
+          this.#applyOptions(conn);
+          return clientHandshake(conn as Deno.TcpConn, tls, options.hostname);
+        });
+      }
+    }
     connecting.then(
       (conn) => {
-        if (this.closed) conn.close();
-        else this.#attach(conn);
+        if (this.closed) {
+          conn.close();
+        } else {
+          this.#secure = tls !== null;
+          this.#attach(conn);
+        }
       },
       (error: Error) => {
         if (this.closed) return;
         this.#error = error;
         notify(this);
       },
+    );
+  }
+
+  /**
+   * Upgrades the connection to TLS in place (STARTTLS) and returns at once.
+   * With `cert` and `key` the socket takes the server's side of the
+   * handshake, otherwise the client's. Call it at the point of the byte
+   * stream where TLS starts: right after sending (server) or receiving
+   * (client) the reply that announces the upgrade, in the same handler.
+   *
+   * The upgrade happens where the application has read and written up to:
+   * bytes `send()` accepted before the call go out in plaintext first, and
+   * bytes received but not yet taken by `recv()` are TLS input, as a
+   * kernel's buffer is to Python's `ssl.wrap_socket()` (so plaintext a peer
+   * injects after STARTTLS fails the handshake instead of passing for
+   * encrypted input). Until the handshake completes the socket is neither
+   * readable nor writable (`send()` still buffers, for after it);
+   * completion shows as writability, failure as {@linkcode Socket.error}
+   * (Deno's `InvalidData` for a certificate the client rejects).
+   *
+   * Deno upgrades only the client's side of a connection with no read in
+   * flight, so the TLS engine runs on a private loopback connection
+   * (127.0.0.1, an ephemeral port) that the socket splices onto this one:
+   * `--allow-net` must cover 127.0.0.1.
+   *
+   * @example Upgrade both ends of a connection
+   * ```ts
+   * import { select, Socket } from "@asyncore/asyncore/select";
+   * import { assert } from "@std/assert";
+   *
+   * const dir = "tests/fixtures/tls";
+   * const cert = Deno.readTextFileSync(`${dir}/localhost.crt`);
+   * const key = Deno.readTextFileSync(`${dir}/localhost.key`);
+   * const caCert = Deno.readTextFileSync(`${dir}/ca.crt`);
+   * using server = new Socket();
+   * server.bind({ hostname: "127.0.0.1", port: 0 });
+   * server.listen();
+   * using client = new Socket();
+   * client.connect(server.getsockname() as Deno.NetAddr);
+   * await select([server], [], [], 5000);
+   * using conn = server.accept()[0];
+   * conn.startTls({ cert, key });
+   * client.startTls({ hostname: "localhost", caCerts: [caCert] });
+   * await select([], [conn], [], 5000);
+   * await select([], [client], [], 5000);
+   * assert(conn.secure && client.secure);
+   * ```
+   *
+   * @param options `cert` and `key` for the server's side; `hostname` (by
+   *   default the hostname connected to, else the peer's address) and
+   *   `caCerts` for the client's.
+   * @throws {Deno.errors.NotConnected} when the socket is not connected.
+   * @throws {Deno.errors.AlreadyExists} when it already uses TLS.
+   */
+  startTls(options: TlsOptions = {}): void {
+    this.#checkOpen("startTls");
+    const tls = checkTlsOptions("options", options);
+    if (this.#secure || this.#securing) {
+      throw new Deno.errors.AlreadyExists(
+        "startTls: the connection already uses TLS",
+      );
+    }
+    if (this.#state !== "connected" || this.#conn === null) {
+      throw new Deno.errors.NotConnected(
+        "startTls: the socket is not connected",
+      );
+    }
+    if (this.#error) throw this.#error;
+    if (this.#shutWrite) {
+      throw new Deno.errors.BrokenPipe(
+        "startTls: the socket is shut for writing",
+      );
+    }
+    const raw = this.#conn;
+    const remote = raw.remoteAddr;
+    const splice = new TlsSplice({
+      raw,
+      tls,
+      hostname: this.#peerName ||
+        (remote.transport === "tcp" ? remote.hostname : "localhost"),
+      buffered: this.#rx.take(this.#rx.length).slice(),
+      readInFlight: this.#reading,
+      onError: (error) => {
+        if (this.#fd >= 0) this.#fail(error);
+      },
+    });
+    this.#raw = raw;
+    this.#conn = null;
+    this.#splice = splice;
+    this.#securing = true;
+    this.#handoff = this.#reading;
+    this.#plainTx = this.#tx.length;
+    if (this.#plainTx === 0) splice.startOutput();
+    splice.ready.then(
+      (conn) => this.#secured(conn),
+      (error) => this.#insecure(error),
     );
   }
 
@@ -514,8 +699,9 @@ export class Socket {
   /** The local address. */
   getsockname(): Deno.Addr {
     this.#checkOpen("getsockname");
-    const local = this.#listener?.addr ?? this.#conn?.localAddr;
-    if (local) return local;
+    const local = this.#listener?.addr ??
+      (this.#raw ?? this.#conn)?.localAddr;
+    if (local) return tcpAddr(local);
     return this.#transport === "unix"
       ? { transport: "unix", path: "" }
       : { transport: "tcp", hostname: "0.0.0.0", port: 0 };
@@ -528,17 +714,20 @@ export class Socket {
    */
   getpeername(): Deno.Addr {
     this.#checkOpen("getpeername");
-    if (this.#conn === null) {
+    const conn = this.#raw ?? this.#conn;
+    if (conn === null) {
       throw new Deno.errors.NotConnected(
         "getpeername: the socket is not connected",
       );
     }
-    return this.#conn.remoteAddr;
+    return tcpAddr(conn.remoteAddr);
   }
 
   /**
    * Turns Nagle's algorithm off (`true`) or on; applied once connected.
-   * Ignored on Unix sockets.
+   * Ignored on Unix sockets, and on TLS connections once made by `connect()`
+   * or accepted from a TLS listener (Deno's `TlsConn` has no such setting:
+   * set it before `connect()`).
    */
   setNoDelay(noDelay = true): void {
     this.#checkOpen("setNoDelay");
@@ -546,7 +735,10 @@ export class Socket {
     this.#applyOptions();
   }
 
-  /** Turns TCP keep-alive on or off; applied once connected. Ignored on Unix sockets. */
+  /**
+   * Turns TCP keep-alive on or off; applied once connected. Ignored where
+   * {@linkcode Socket.setNoDelay} is.
+   */
   setKeepAlive(keepAlive = true): void {
     this.#checkOpen("setKeepAlive");
     this.#keepAlive = keepAlive;
@@ -564,6 +756,7 @@ export class Socket {
     if (this.#error) return READABLE | WRITABLE | EXCEPTIONAL;
     switch (this.#state) {
       case "connected":
+        if (this.#securing) return 0;
         if (this.#rx.length > 0 || this.#eof || this.#shutRead) {
           bits |= READABLE;
         }
@@ -598,20 +791,53 @@ export class Socket {
     if (this.#fd < 0) throw closedError(operation);
   }
 
-  #attach(conn: Deno.Conn): void {
+  #attach(conn: Deno.Conn, handshake = false): void {
     this.#conn = conn;
     this.#state = "connected";
     this.#activity++;
     this.#applyOptions();
+    if (handshake) {
+      // Nothing shows until the handshake is over: an accepted TLS connection
+      // is not ready before the peer has proved it speaks TLS.
+      this.#securing = true;
+      (conn as Deno.TlsConn).handshake().then(
+        () => this.#secured(conn),
+        (error) => this.#insecure(error),
+      );
+      return;
+    }
     this.#startRead();
     notify(this);
   }
 
-  #applyOptions(): void {
-    const conn = this.#conn as Deno.TcpConn | null;
-    if (conn === null || conn.localAddr.transport !== "tcp") return;
-    if (this.#noDelay !== undefined) conn.setNoDelay(this.#noDelay);
-    if (this.#keepAlive !== undefined) conn.setKeepAlive(this.#keepAlive);
+  /** A handshake completed: `conn` carries the plaintext from now on. */
+  #secured(conn: Deno.Conn): void {
+    this.#securing = false;
+    this.#secure = true;
+    this.#conn = conn;
+    this.#activity++;
+    this.#startRead();
+    this.#startWrite();
+    this.#finishWrites();
+    if (this.#fd >= 0) notify(this);
+  }
+
+  #insecure(error: Error): void {
+    if (this.#fd < 0) {
+      this.#release();
+      return;
+    }
+    this.#fail(error);
+  }
+
+  #applyOptions(
+    conn: Deno.Conn | null = this.#raw ?? this.#conn,
+  ): void {
+    const tcp = conn as Deno.TcpConn | null;
+    // A TlsConn has no socket options; neither has a Unix connection.
+    if (tcp === null || typeof tcp.setNoDelay !== "function") return;
+    if (this.#noDelay !== undefined) tcp.setNoDelay(this.#noDelay);
+    if (this.#keepAlive !== undefined) tcp.setKeepAlive(this.#keepAlive);
   }
 
   // Receive side: one read in flight while there is room in the buffer.
@@ -619,7 +845,7 @@ export class Socket {
   #startRead(): void {
     if (
       this.#reading || this.#eof || this.#error || this.#conn === null ||
-      this.#fd < 0
+      this.#fd < 0 || this.#securing
     ) return;
     const size = Math.min(this.#readSize, this.#rxLimit - this.#rx.length);
     if (size <= 0) return;
@@ -642,6 +868,15 @@ export class Socket {
     this.#reading = false;
     if (this.#fd < 0) return;
     this.#activity++;
+    if (this.#handoff) {
+      // The read in flight at a STARTTLS upgrade: its bytes are TLS records.
+      this.#handoff = false;
+      const target = this.#readTarget!;
+      this.#readTarget = null;
+      this.#splice?.feed(count === null ? null : target.slice(0, count));
+      this.#startRead();
+      return;
+    }
     if (count === null) {
       this.#eof = true;
       this.#arena = this.#readTarget = null;
@@ -667,6 +902,7 @@ export class Socket {
 
   #onReadError = (error: Error): void => {
     this.#reading = false;
+    this.#handoff = false;
     if (this.#fd < 0) return;
     this.#fail(error);
   };
@@ -674,16 +910,22 @@ export class Socket {
   // Send side: one write in flight while there is something to send.
 
   #startWrite(): void {
-    if (this.#writing || this.#conn === null || this.#tx.length === 0) return;
+    if (this.#writing || this.#tx.length === 0) return;
+    // Before a STARTTLS upgrade completes, only the plaintext head goes out.
+    const plain = this.#plainTx > 0;
+    const conn = plain ? this.#raw : this.#securing ? null : this.#conn;
+    if (conn === null) return;
     this.#writing = true;
     // Made on first use: an idle connection carries as few closures as it can.
     this.#writeCallbacks ??= [
       (count) => this.#onWrite(count),
       (error) => this.#onWriteError(error),
     ];
-    this.#conn.write(this.#tx.peek(MAX_WRITE_SIZE)).then(
-      ...this.#writeCallbacks,
-    );
+    conn.write(
+      this.#tx.peek(
+        plain ? Math.min(this.#plainTx, MAX_WRITE_SIZE) : MAX_WRITE_SIZE,
+      ),
+    ).then(...this.#writeCallbacks);
   }
 
   #onWrite(count: number): void {
@@ -691,6 +933,10 @@ export class Socket {
     this.#activity++;
     const wasFull = this.#tx.length >= this.#txLimit;
     this.#tx.discard(count);
+    if (this.#plainTx > 0) {
+      this.#plainTx = Math.max(0, this.#plainTx - count);
+      if (this.#plainTx === 0) this.#splice?.startOutput();
+    }
     if (this.#tx.length > 0) this.#startWrite();
     else this.#finishWrites();
     if (wasFull && this.#tx.length < this.#txLimit && this.#fd >= 0) {
@@ -701,6 +947,7 @@ export class Socket {
   #onWriteError(error: Error): void {
     this.#writing = false;
     this.#tx.clear();
+    this.#plainTx = 0;
     if (this.#fd < 0) this.#release();
     else this.#fail(error);
   }
@@ -710,26 +957,33 @@ export class Socket {
     if (this.#writing || this.#tx.length > 0) return;
     if (this.#lingering) {
       this.#release();
-    } else if (this.#shutWrite && this.#conn !== null) {
+    } else if (this.#shutWrite && this.#conn !== null && !this.#securing) {
       this.#conn.closeWrite().catch(() => {});
     }
   }
 
   #fail(error: Error): void {
-    this.#error = error;
+    // The first error is the cause; later ones (a TLS read after the raw
+    // connection under it failed) follow from it.
+    this.#error ??= error;
     this.#tx.clear();
+    this.#plainTx = 0;
     notify(this);
   }
 
   #release(): void {
     const conn = this.#conn;
     this.#conn = null;
-    if (conn === null) return;
-    try {
-      conn.close();
-    } catch {
-      // Already closed by a failed operation.
+    if (conn !== null) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed by a failed operation.
+      }
     }
+    // A STARTTLS splice closes the raw connection once the TLS side is done.
+    this.#splice?.release();
+    this.#splice = null;
   }
 
   // Listening side: one accept in flight while the backlog has room.
