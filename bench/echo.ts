@@ -455,7 +455,10 @@ async function runLoad(
     const busy1 = readMachineBusy();
     const seconds = (performance.now() - t0) / 1000;
     const memory = readMemory(child.pid);
-    if (cpu0 === null || cpu1 === null || memory === null) {
+    if (
+      cpu0 === null || cpu1 === null || memory === null || child.exited ||
+      Number.isNaN(memory.hwmKiB)
+    ) {
       throw new RunFailed(`the server died under load${describeExit(child)}`);
     }
     const json = await gen.waitFor(/^\{.*\}$/, 10_000);
@@ -530,7 +533,10 @@ async function runIdle(
     const seconds = (performance.now() - t0) / 1000;
     const after = readMemory(child.pid);
     const files = countOpenFiles(child.pid);
-    if (before === null || after === null || cpu0 === null || cpu1 === null) {
+    if (
+      before === null || after === null || cpu0 === null || cpu1 === null ||
+      child.exited || Number.isNaN(after.rssKiB)
+    ) {
       throw new RunFailed(`the server died${describeExit(child)}`);
     }
     await gen.writeLine("close");
