@@ -6,8 +6,10 @@ export const EMPTY: Uint8Array = new Uint8Array(0);
 
 /**
  * The index of the first `needle` in `haystack` at or after `from`, or -1.
- * `needle` must not be empty. The first byte is found with the built-in
- * `indexOf` (fast), and only those places are checked further.
+ * `needle` must not be empty. Candidates are found with the built-in
+ * `indexOf` on the first byte (fast where that byte is rare); where false
+ * candidates come thick, a plain loop takes over for a stretch, since a
+ * built-in call per byte would be slower still.
  */
 export function indexOfBytes(
   haystack: Uint8Array,
@@ -17,17 +19,46 @@ export function indexOfBytes(
   const first = needle[0];
   const m = needle.length;
   if (m === 1) return haystack.indexOf(first, from);
+  const second = needle[1];
   const last = haystack.length - m;
   let i = from;
   while (i <= last) {
-    i = haystack.indexOf(first, i);
-    if (i === -1 || i > last) return -1;
-    let j = 1;
-    while (j < m && haystack[i + j] === needle[j]) j++;
-    if (j === m) return i;
-    i++;
+    const at = haystack.indexOf(first, i);
+    if (at === -1 || at > last) return -1;
+    if (haystack[at + 1] === second && matchesAt(haystack, needle, at)) {
+      return at;
+    }
+    if (at - i >= DENSE) {
+      i = at + 1;
+      continue;
+    }
+    // Dense candidates: scan the next stretch byte by byte.
+    const end = Math.min(last, at + STRETCH);
+    for (i = at + 1; i <= end; i++) {
+      if (
+        haystack[i] === first && haystack[i + 1] === second &&
+        matchesAt(haystack, needle, i)
+      ) return i;
+    }
   }
   return -1;
+}
+
+/** A false candidate closer than this to the last one counts as dense. */
+const DENSE = 16;
+/** How far the plain loop scans before trying `indexOf` again. */
+const STRETCH = 256;
+
+/** Whether `needle` (of 2 or more bytes) occurs at `at`, given its first two match. */
+function matchesAt(
+  haystack: Uint8Array,
+  needle: Uint8Array,
+  at: number,
+): boolean {
+  for (let j = 2; j < needle.length; j++) {
+    if (haystack[at + j] !== needle[j]) return false;
+  }
+  return true;
 }
 
 /**

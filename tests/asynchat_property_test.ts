@@ -259,3 +259,49 @@ Deno.test("asynchat property: a long terminator split across 1-byte reads", () =
     }
   }
 });
+
+Deno.test("asynchat property: the byte search agrees with a naive one", async () => {
+  const { indexOfBytes, prefixAtEnd } = await import("../_bytes.ts");
+  const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
+  const rand = prng(seed);
+  const naiveIndex = (h: Uint8Array, n: Uint8Array, from: number) => {
+    outer: for (let i = from; i + n.length <= h.length; i++) {
+      for (let j = 0; j < n.length; j++) if (h[i + j] !== n[j]) continue outer;
+      return i;
+    }
+    return -1;
+  };
+  const naivePrefix = (h: Uint8Array, n: Uint8Array, from: number) => {
+    for (let l = Math.min(n.length - 1, h.length - from); l > 0; l--) {
+      if (h.subarray(h.length - l).every((b, j) => b === n[j])) return l;
+    }
+    return 0;
+  };
+  try {
+    for (let round = 0; round < 300; round++) {
+      // Two-letter alphabets make candidates dense; long arrays cross the
+      // stretch the plain loop scans.
+      const alphabet = [97, 98, 99, 13, 10].slice(0, 2 + (round % 4));
+      const pick = () => alphabet[Math.floor(rand() * alphabet.length)];
+      const hay = Uint8Array.from({ length: Math.floor(rand() * 3000) }, pick);
+      const needle = Uint8Array.from(
+        { length: 1 + Math.floor(rand() * 6) },
+        pick,
+      );
+      const from = Math.floor(rand() * (hay.length + 1));
+      assertEquals(
+        indexOfBytes(hay, needle, from),
+        naiveIndex(hay, needle, from),
+        `round ${round}`,
+      );
+      assertEquals(
+        prefixAtEnd(hay, needle, from),
+        naivePrefix(hay, needle, from),
+        `round ${round}`,
+      );
+    }
+  } catch (error) {
+    console.error(`byte search failed: seed ${seed} (ASYNCHAT_SEED=${seed})`);
+    throw error;
+  }
+});
