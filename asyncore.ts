@@ -1016,8 +1016,12 @@ async function pass(
  * @param timeout The longest wait in ms.
  * @param map The channels; {@linkcode socketMap} by default.
  */
-export function poll(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
-  return pass(false, checkTimeout("timeout", timeout), map);
+export async function poll(
+  timeout = 0,
+  map: ChannelMap = socketMap,
+): Promise<void> {
+  // Async, so a bad timeout rejects the promise instead of throwing.
+  await pass(false, checkTimeout("timeout", timeout), map);
 }
 
 /**
@@ -1033,8 +1037,12 @@ export function poll(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
  * @param timeout The longest wait in ms.
  * @param map The channels; {@linkcode socketMap} by default.
  */
-export function poll2(timeout = 0, map: ChannelMap = socketMap): Promise<void> {
-  return pass(true, checkTimeout("timeout", timeout), map);
+export async function poll2(
+  timeout = 0,
+  map: ChannelMap = socketMap,
+): Promise<void> {
+  // Async, so a bad timeout rejects the promise instead of throwing.
+  await pass(true, checkTimeout("timeout", timeout), map);
 }
 
 /** Options for {@linkcode loop}. */
