@@ -896,7 +896,7 @@ Deno.test("asynchat: a 1 GiB producer is pulled lazily and stops when the peer g
   // What was pulled is what the reader took plus what the buffers on the
   // way hold (a few MiB), not the gigabyte.
   assertLessOrEqual(pulled, 64 * 1024 * 1024, `pulled ${pulled} bytes`);
-  
+
   assertEquals(chat.connected, false);
 });
 
