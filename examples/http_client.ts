@@ -93,7 +93,7 @@ if (import.meta.main) {
     try {
       url = new URL(text);
     } catch {
-      cli.fail(`not a URL: ${JSON.stringify(text)}`);
+      return cli.fail(`not a URL: ${JSON.stringify(text)}`);
     }
     if (url.protocol !== "http:") {
       cli.fail(`HTTP URLs only, please: ${JSON.stringify(text)}`);
