@@ -178,8 +178,8 @@ Deno.test("http_client.ts rejects what it cannot fetch", async () => {
   );
   await assertUsageError(
     "http_client.ts",
-    ["http://127.0.0.1/", "https://127.0.0.1/"],
-    /HTTP URLs only, please: "https:/,
+    ["http://127.0.0.1/", "ws://127.0.0.1/"],
+    /HTTP URLs only, please: "ws:/,
   );
   await assertUsageError("http_client.ts", ["not a url"], /not a URL/);
   await assertUsageError("http_client.ts", [], /missing URL\.\.\./);
