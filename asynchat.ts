@@ -442,6 +442,16 @@ export class AsyncChat extends Dispatcher {
     this.close();
   }
 
+  /**
+   * Closes the channel and drops the output still queued. Queued producers
+   * that hold resources (those with `[Symbol.dispose]`, such as a
+   * `FileProducer`) are disposed, since nothing will pull them any more.
+   */
+  override close(): void {
+    super.close();
+    this.#dropOutput();
+  }
+
   /** Always true: the channel always reads. */
   override readable(): boolean {
     return true;
@@ -552,7 +562,8 @@ export class AsyncChat extends Dispatcher {
 
   /**
    * Drops all buffered input and queued output (an emergency measure);
-   * a split under way stops.
+   * a split under way stops, and queued producers with `[Symbol.dispose]`
+   * are disposed.
    */
   discardBuffers(): void {
     this.#carry = EMPTY;
@@ -561,10 +572,18 @@ export class AsyncChat extends Dispatcher {
     this.#incomingLength = 0;
     this.#recordLength = 0;
     this.#skipping = false;
+    this.#dropOutput();
+  }
+
+  /** Empties the output queue, disposing the producers in it. */
+  #dropOutput(): void {
+    const queue = this.#queue;
+    const head = this.#head;
     this.#front = null;
     this.#queue = [];
     this.#head = 0;
     this.#queuedBytes = 0;
+    disposeAll(queue.slice(head));
   }
 
   #enqueue(entry: Outgoing): void {
@@ -695,6 +714,25 @@ export class AsyncChat extends Dispatcher {
         : data.subarray(from - k, to - k),
     );
   }
+}
+
+/**
+ * Disposes the producers among `entries` that have `[Symbol.dispose]`; if
+ * some throw, the first error is thrown once all have been tried.
+ */
+function disposeAll(entries: readonly Outgoing[]): void {
+  let failure: { error: unknown } | null = null;
+  for (const entry of entries) {
+    if (entry === null || entry instanceof Uint8Array) continue;
+    const dispose = (entry as Partial<Disposable>)[Symbol.dispose];
+    if (typeof dispose !== "function") continue;
+    try {
+      dispose.call(entry);
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure !== null) throw failure.error;
 }
 
 /** Byte `i` of the virtual buffer `carry + data`. */

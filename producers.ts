@@ -2,7 +2,10 @@
  * Medusa's producers: sources of output for `AsyncChat.pushWithProducer()`.
  * Each has a `more()` that returns the next piece of output as bytes, and
  * an empty array once exhausted; the wrappers (globbing, hooked, chunked,
- * escaping) take another producer and transform what it yields.
+ * escaping, composite) take other producers and transform what they yield.
+ * A `FileProducer` holds an open file, and the wrappers pass
+ * `[Symbol.dispose]()` on to what they wrap, so an `AsyncChat` that closes
+ * with such a chain still queued closes the file.
  *
  * @example An HTTP/1.1 chunked body made of lines
  * ```ts
@@ -53,11 +56,30 @@ function checkProducer(name: string, value: unknown): Producer {
   return value as Producer;
 }
 
+/** Disposes each producer that can be; the first error is thrown at the end. */
+function disposeAll(producers: readonly (Producer | null)[]): void {
+  let failure: { error: unknown } | null = null;
+  for (const producer of producers) {
+    try {
+      disposeProducer(producer);
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure !== null) throw failure.error;
+}
+
 function checkArray(name: string, value: unknown): readonly unknown[] {
   if (!Array.isArray(value)) {
     throw new TypeError(`${name} must be an array, got ${describe(value)}`);
   }
   return value;
+}
+
+/** Disposes `producer` if it holds resources (`[Symbol.dispose]`). */
+function disposeProducer(producer: Producer | null): void {
+  const dispose = (producer as Partial<Disposable> | null)?.[Symbol.dispose];
+  if (typeof dispose === "function") dispose.call(producer);
 }
 
 /** Pulls the next piece from `producer` as bytes. */
@@ -250,7 +272,7 @@ export class FileProducer implements Producer, Disposable {
  * assertEquals(producer.more().length, 0);
  * ```
  */
-export class CompositeProducer implements Producer {
+export class CompositeProducer implements Producer, Disposable {
   #producers: Producer[];
   #index = 0;
 
@@ -287,6 +309,13 @@ export class CompositeProducer implements Producer {
     }
     return EMPTY;
   }
+
+  /** Disposes the producers not yet exhausted (those that can be); ends it. */
+  [Symbol.dispose](): void {
+    const rest = this.#producers.slice(this.#index);
+    this.#index = this.#producers.length;
+    disposeAll(rest);
+  }
 }
 
 /**
@@ -310,7 +339,7 @@ export class CompositeProducer implements Producer {
  * assertEquals(producer.more().length, 0);
  * ```
  */
-export class GlobbingProducer implements Producer {
+export class GlobbingProducer implements Producer, Disposable {
   #producer: Producer | null;
   #bufferSize: number;
 
@@ -340,6 +369,13 @@ export class GlobbingProducer implements Producer {
     }
     return concatBytes(parts, total);
   }
+
+  /** Disposes the wrapped producer (if it can be); ends this one. */
+  [Symbol.dispose](): void {
+    const producer = this.#producer;
+    this.#producer = null;
+    disposeProducer(producer);
+  }
 }
 
 /**
@@ -363,7 +399,7 @@ export class GlobbingProducer implements Producer {
  * assertEquals(sent, 11);
  * ```
  */
-export class HookedProducer implements Producer {
+export class HookedProducer implements Producer, Disposable {
   #producer: Producer | null;
   #hook: (bytes: number) => void;
   #bytes = 0;
@@ -394,6 +430,16 @@ export class HookedProducer implements Producer {
     }
     return data;
   }
+
+  /**
+   * Disposes the wrapped producer (if it can be) and ends this one, without
+   * calling the hook.
+   */
+  [Symbol.dispose](): void {
+    const producer = this.#producer;
+    this.#producer = null;
+    disposeProducer(producer);
+  }
 }
 
 /**
@@ -417,7 +463,7 @@ export class HookedProducer implements Producer {
  * assertEquals(producer.more().length, 0);
  * ```
  */
-export class ChunkedProducer implements Producer {
+export class ChunkedProducer implements Producer, Disposable {
   #producer: Producer | null;
   #trailers: Uint8Array[];
   #done = false;
@@ -465,6 +511,17 @@ export class ChunkedProducer implements Producer {
     parts.push(CRLF);
     return concatBytes(parts);
   }
+
+  /**
+   * Disposes the wrapped producer (if it can be) and ends this one, without
+   * the last chunk.
+   */
+  [Symbol.dispose](): void {
+    const producer = this.#producer;
+    this.#producer = null;
+    this.#done = true;
+    disposeProducer(producer);
+  }
 }
 
 /**
@@ -488,7 +545,7 @@ export class ChunkedProducer implements Producer {
  * assertEquals(text, "line\r\n..starts with a dot\r\n");
  * ```
  */
-export class EscapingProducer implements Producer {
+export class EscapingProducer implements Producer, Disposable {
   #producer: Producer | null;
   #from: Uint8Array;
   #to: Uint8Array;
@@ -550,5 +607,13 @@ export class EscapingProducer implements Producer {
     const rest = this.#pending;
     this.#pending = EMPTY;
     return rest;
+  }
+
+  /** Disposes the wrapped producer (if it can be); ends this one. */
+  [Symbol.dispose](): void {
+    const producer = this.#producer;
+    this.#producer = null;
+    this.#pending = EMPTY;
+    disposeProducer(producer);
   }
 }

@@ -668,6 +668,42 @@ Deno.test("asynchat: nothing is sent before the connection is up", () => {
   assertEquals(chat.writable(), false);
 });
 
+Deno.test("asynchat: close and discardBuffers dispose the producers still queued", () => {
+  const disposals: string[] = [];
+  const producer = (name: string): Producer & Disposable => ({
+    more: () => name, // never exhausted
+    [Symbol.dispose]: () => {
+      disposals.push(name);
+    },
+  });
+  const chat = new Out();
+  chat.room = 0;
+  chat.pushWithProducer(producer("a"));
+  chat.push("bytes");
+  chat.pushWithProducer({ more: () => "plain" }); // nothing to dispose
+  chat.pushWithProducer(producer("b"));
+  chat.discardBuffers();
+  assertEquals(disposals, ["a", "b"]);
+  assertEquals(chat.writable(), false);
+  chat.pushWithProducer(producer("c"));
+  chat.closeWhenDone();
+  chat.pushWithProducer(producer("d"));
+  chat.close();
+  assertEquals(disposals, ["a", "b", "c", "d"]);
+  // A disposal error surfaces once all have been disposed.
+  const failing = new Out();
+  failing.room = 0;
+  failing.pushWithProducer({
+    more: () => "x",
+    [Symbol.dispose]: () => {
+      throw new Error("first");
+    },
+  } as Producer);
+  failing.pushWithProducer(producer("e"));
+  assertThrows(() => failing.close(), Error, "first");
+  assertEquals(disposals.at(-1), "e");
+});
+
 Deno.test("asynchat: discardBuffers drops input and output", () => {
   const chat = new Out();
   chat.room = 2;
@@ -874,11 +910,15 @@ Deno.test("asynchat: a 1 GiB producer is pulled lazily and stops when the peer g
   const GiB = 1024 * 1024 * 1024;
   const piece = new Uint8Array(65536).fill(42);
   let pulled = 0;
-  const producer: Producer = {
+  let disposed = 0;
+  const producer: Producer & Disposable = {
     more() {
       if (pulled >= GiB) return new Uint8Array(0);
       pulled += piece.length;
       return piece;
+    },
+    [Symbol.dispose]() {
+      disposed++;
     },
   };
   const map: ChannelMap = new Map();
@@ -896,8 +936,9 @@ Deno.test("asynchat: a 1 GiB producer is pulled lazily and stops when the peer g
   // What was pulled is what the reader took plus what the buffers on the
   // way hold (a few MiB), not the gigabyte.
   assertLessOrEqual(pulled, 64 * 1024 * 1024, `pulled ${pulled} bytes`);
-
   assertEquals(chat.connected, false);
+  // Closing dropped it, and disposed it once.
+  assertEquals(disposed, 1);
 });
 
 Deno.test("asynchat: a channel over a Deno.Conn", async () => {

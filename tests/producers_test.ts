@@ -431,6 +431,46 @@ Deno.test("producers: an HTTP response built of producers, sent over a socket", 
   }
 });
 
+Deno.test("producers: disposing a wrapper disposes what it wraps, e.g. closes files", () => {
+  const path = Deno.makeTempFileSync({ prefix: "producers_test_" });
+  try {
+    Deno.writeFileSync(path, pattern(100_000));
+    const files = [0, 1, 2].map(() =>
+      new FileProducer(Deno.openSync(path), 1000)
+    );
+    let hooked = false;
+    const chain = new ChunkedProducer(
+      new GlobbingProducer(
+        new EscapingProducer(
+          new HookedProducer(files[0], () => hooked = true),
+        ),
+        5000,
+      ),
+    );
+    assertEquals(decodeChunkSize(chain.more()), 5000);
+    const composite = new CompositeProducer([
+      new Pieces(["a"]),
+      files[1],
+      files[2],
+    ]);
+    assertEquals(text(composite.more()), "a");
+    assertEquals(composite.more().length, 1000);
+    chain[Symbol.dispose]();
+    composite[Symbol.dispose]();
+    assert(files.every((f) => !f.open));
+    assertEquals(hooked, false);
+    // Disposed producers are exhausted: no last chunk, nothing more.
+    assertEquals(chain.more().length, 0);
+    assertEquals(composite.more().length, 0);
+  } finally {
+    Deno.removeSync(path);
+  }
+});
+
+function decodeChunkSize(chunk: Uint8Array): number {
+  return parseInt(latin1(chunk).split("\r\n")[0], 16);
+}
+
 Deno.test("producers: errors name the producer argument", () => {
   for (
     const make of [
