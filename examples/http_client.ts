@@ -94,6 +94,8 @@ if (import.meta.main) {
     options: {},
   });
   const { positionals } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const urls = positionals.map((text) => {
     let url: URL;
     try {
@@ -107,7 +109,6 @@ if (import.meta.main) {
     return url;
   });
   const clients = urls.map((url) => new HttpClient(url));
-  using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
   if (clients.some((client) => client.failed)) Deno.exitCode = 1;
