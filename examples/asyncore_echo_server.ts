@@ -154,6 +154,8 @@ if (import.meta.main) {
     },
   });
   const { options } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
   let server: EchoServer;
@@ -166,6 +168,5 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   console.log(`listening on ${formatAddress(server.getsockname())}`);
-  using interrupt = catchInterrupt();
   await server.serveForever(interrupt.signal);
 }

@@ -40,6 +40,8 @@ const cli = new Cli({
   },
 });
 const { options, positionals } = cli.parse();
+// Ctrl-C from here on closes every channel and exits cleanly.
+using interrupt = catchInterrupt();
 const hostname = cli.host("--host", options.host);
 const port = cli.port("--port", options.port);
 const eolName = options.eol ?? "crlf";
@@ -59,7 +61,6 @@ const decoder = new TextDecoder();
 /** Thrown when Ctrl-C ends a wait. */
 class Interrupted extends Error {}
 
-using interrupt = catchInterrupt();
 const { signal } = interrupt;
 
 /** Waits until `sock` is ready to read (`"r"`) or write (`"w"`). */

@@ -107,12 +107,13 @@ if (import.meta.main) {
     options: {},
   });
   const { positionals } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const addresses = positionals.map((text) => cli.address("address", text));
   const start = performance.now();
   const clients = addresses.map((address, i) =>
     new PoetryClient(i + 1, address)
   );
-  using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
   const elapsed = ((performance.now() - start) / 1000).toFixed(3);

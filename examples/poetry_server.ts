@@ -81,6 +81,8 @@ if (import.meta.main) {
     },
   });
   const { options, positionals } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
   const poemFile = positionals[0] ??
@@ -106,7 +108,6 @@ if (import.meta.main) {
   }
   console.log(`Serving ${poemName} (${poem.length} bytes)`);
   console.log(`listening on ${formatAddress(factory.getsockname())}`);
-  using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
 }

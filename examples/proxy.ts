@@ -193,6 +193,8 @@ if (import.meta.main) {
     },
   });
   const { options, positionals } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const there = {
     hostname: cli.host("SERVER_HOST", positionals[0]),
     port: cli.port("SERVER_PORT", positionals[1]),
@@ -217,7 +219,6 @@ if (import.meta.main) {
   }
   console.log(`listening on ${formatAddress(server.getsockname())}`);
   console.log(`forwarding to ${formatAddress({ transport: "tcp", ...there })}`);
-  using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
 }

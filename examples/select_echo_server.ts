@@ -26,6 +26,8 @@ const cli = new Cli({
   },
 });
 const { options } = cli.parse();
+// Ctrl-C from here on closes every channel and exits cleanly.
+using interrupt = catchInterrupt();
 const host = cli.host("--host", options.host);
 const port = cli.port("--port", options.port);
 
@@ -69,7 +71,6 @@ function disconnected(x: Socket): void {
   x.close();
 }
 
-using interrupt = catchInterrupt();
 try {
   while (!interrupt.signal.aborted) {
     // no excepts nor timeout: wait until something happens (or Ctrl-C)

@@ -89,6 +89,8 @@ if (import.meta.main) {
     },
   });
   const { options, positionals } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const xformName = options.transform ?? "cummingsify";
   if (!/^[^.]+$/.test(xformName)) {
     cli.fail(
@@ -125,7 +127,6 @@ if (import.meta.main) {
       });
     });
   });
-  using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
   for (const poem of poems) if (poem !== null) writeStdout(poem);

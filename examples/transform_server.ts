@@ -163,6 +163,8 @@ if (import.meta.main) {
     },
   });
   const { options } = cli.parse();
+  // Ctrl-C from here on closes every channel and exits cleanly.
+  using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
   const maxLength = cli.positiveInteger("--max-length", options["max-length"]);
@@ -178,7 +180,6 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   console.log(`listening on ${formatAddress(factory.getsockname())}`);
-  using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
 }

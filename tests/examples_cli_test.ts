@@ -1,0 +1,228 @@
+// The command lines of every example: usage text on bad options, --help,
+// a port already in use, Ctrl-C in a client, the default port, IPv6.
+
+import { assert, assertEquals, assertMatch } from "@std/assert";
+import {
+  assertClosedByPeer,
+  assertUsageError,
+  bytes,
+  closeQuietly,
+  connect,
+  echo,
+  runExample,
+  RunningExample,
+  startServer,
+  stopCleanly,
+  text,
+  withTimeout,
+} from "./_examples_helpers.ts";
+
+/** Every server example, the arguments it needs and its default port. */
+const SERVERS: {
+  name: string;
+  args: string[];
+  port: string;
+  read?: boolean;
+}[] = [
+  { name: "select_echo_server.ts", args: [], port: "8881" },
+  { name: "asyncore_echo_server.ts", args: [], port: "8881" },
+  { name: "dispatcher_with_send_echo_server.ts", args: [], port: "8881" },
+  { name: "asynchat_echo_server.ts", args: [], port: "8881" },
+  { name: "asynchat_line_echo_server.ts", args: [], port: "8881" },
+  { name: "poetry_server.ts", args: [], port: "10000", read: true },
+  { name: "transform_server.ts", args: [], port: "11000" },
+];
+
+const CLIENTS = [
+  "echo_client.ts",
+  "http_client.ts",
+  "poetry_client.ts",
+  "transform_client.ts",
+];
+
+for (const name of [...SERVERS.map((s) => s.name), "proxy.ts", ...CLIENTS]) {
+  Deno.test(`${name} --help prints usage; a bad option prints it on stderr`, async () => {
+    const help = await runExample(name, ["--help"], { allowRead: true });
+    assertEquals([help.code, help.stderr], [0, ""]);
+    assertMatch(
+      text(help.stdout),
+      new RegExp(`^usage: deno run .*examples/${name}`),
+    );
+    assertMatch(text(help.stdout), /^ {2}--help +show this text and exit$/m);
+    await assertUsageError(name, ["--bogus"], /unknown option "--bogus"/, {
+      allowRead: true,
+    });
+    await assertUsageError(name, ["-x"], /unknown option "-x"/, {
+      allowRead: true,
+    });
+  });
+}
+
+for (const server of SERVERS) {
+  Deno.test(`${server.name} checks --port and --host`, async () => {
+    const options = { allowRead: server.read };
+    const help = await runExample(server.name, ["--help"], options);
+    assertMatch(
+      text(help.stdout),
+      new RegExp(
+        `--port PORT +port to listen on \\(default: ${server.port}\\)`,
+      ),
+    );
+    assertMatch(
+      text(help.stdout),
+      /--host HOST +address to listen on \(default: 127\.0\.0\.1\)/,
+    );
+    await assertUsageError(
+      server.name,
+      ["--port", "65536"],
+      /--port must be a port number from 0 to 65535, got "65536"/,
+      options,
+    );
+    await assertUsageError(
+      server.name,
+      ["--port=eighty"],
+      /--port must be a port number/,
+      options,
+    );
+    await assertUsageError(
+      server.name,
+      ["--port"],
+      /option --port needs a value \(PORT\)/,
+      options,
+    );
+    await assertUsageError(
+      server.name,
+      ["--host", ""],
+      /--host must be a host name or address/,
+      options,
+    );
+  });
+
+  Deno.test(`${server.name} reports a port already in use`, async () => {
+    using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { code, stdout, stderr } = await runExample(
+      server.name,
+      ["--port", String(taken.addr.port), ...server.args],
+      { allowRead: server.read },
+    );
+    assertEquals(code, 1);
+    assertEquals(text(stdout).includes("listening on"), false);
+    assertMatch(stderr, new RegExp(`^${server.name}: cannot listen: `));
+  });
+}
+
+Deno.test("asyncore_echo_server.ts (deno task start) listens on 127.0.0.1:8881 by default", async () => {
+  // Only when 8881 is free on this machine.
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port: 8881 }).close();
+  } catch {
+    console.log("8881 is in use here: skipped");
+    return;
+  }
+  await using server = new RunningExample("asyncore_echo_server.ts", []);
+  await server.waitForOutput(/^listening on 127\.0\.0\.1:8881$/m);
+  const conn = await connect(8881);
+  try {
+    assertEquals(text(await echo(conn, bytes("default\n"))), "default\n");
+  } finally {
+    conn.close();
+  }
+  await stopCleanly(server);
+});
+
+const hasIPv6 = (() => {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "asyncore_echo_server.ts listens on IPv6 with --host ::1",
+  ignore: !hasIPv6,
+  async fn() {
+    await using server = await startServer("asyncore_echo_server.ts", [
+      "--host",
+      "::1",
+    ]);
+    assertEquals(server.hostname, "::1");
+    assertMatch(server.stdout, /^listening on \[::1\]:\d+$/m);
+    const conn = await connect(server.port, "::1");
+    try {
+      assertEquals(text(await echo(conn, bytes("six\n"))), "six\n");
+    } finally {
+      conn.close();
+    }
+    await stopCleanly(server);
+  },
+});
+
+/**
+ * A server that accepts one connection and never answers: `accepted`
+ * resolves once the client is connected, `received` with what it read once
+ * the client closed.
+ */
+function silentServer() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const received = accepted.then(async (conn) => {
+    let all = "";
+    const buffer = new Uint8Array(4096);
+    try {
+      for (;;) {
+        const count = await conn.read(buffer);
+        if (count === null) return all;
+        all += text(buffer.subarray(0, count));
+      }
+    } finally {
+      conn.close();
+    }
+  });
+  return { port: listener.addr.port, accepted, received, listener };
+}
+
+const WAITING_CLIENTS: [string, (port: number) => string[], RegExp][] = [
+  ["echo_client.ts", (port) => ["--port", String(port)], /^Sent: /m],
+  ["http_client.ts", (port) => [`http://127.0.0.1:${port}/`], /^$/],
+  ["poetry_client.ts", (port) => [String(port)], /^$/],
+  ["transform_client.ts", (port) => ["1", String(port)], /^$/],
+];
+
+for (const [name, args, ready] of WAITING_CLIENTS) {
+  Deno.test(`${name} stops cleanly on Ctrl-C, closing its connections`, async () => {
+    const server = silentServer();
+    try {
+      await using client = new RunningExample(name, args(server.port));
+      await withTimeout(server.accepted, 10_000, "the client to connect");
+      await client.waitForOutput(ready);
+      // The client is connected and waits for an answer that never comes.
+      const finished = await client.stop();
+      assertEquals(
+        [finished.code, finished.signal],
+        [0, null],
+        `stdout:\n${finished.stdout}\nstderr:\n${finished.stderr}`,
+      );
+      assert(!/error|uncaught/i.test(finished.stderr), finished.stderr);
+      await withTimeout(server.received, 10_000, "the client to close");
+    } finally {
+      server.listener.close();
+      await server.received.catch(() => {});
+    }
+  });
+}
+
+Deno.test("a server stops cleanly on Ctrl-C with clients connected", async () => {
+  await using server = await startServer("asynchat_line_echo_server.ts");
+  const conns = await Promise.all([1, 2, 3].map(() => connect(server.port)));
+  try {
+    // One mid-line: the server holds an incomplete line for it.
+    await conns[0].write(bytes("half a li"));
+    assertEquals(text(await echo(conns[1], bytes("whole\n"))), "whole\n");
+    await stopCleanly(server);
+    for (const conn of conns) await assertClosedByPeer(conn);
+  } finally {
+    conns.forEach(closeQuietly);
+  }
+});
