@@ -506,7 +506,7 @@ export class Socket {
    * Deno upgrades only the client's side of a connection with no read in
    * flight, so the TLS engine runs on a private loopback connection
    * (127.0.0.1, an ephemeral port) that the socket splices onto this one:
-   * `--allow-net` must cover 127.0.0.1.
+   * `--allow-net` must cover 127.0.0.1 on any port.
    *
    * @example Upgrade both ends of a connection
    * ```ts
@@ -536,6 +536,8 @@ export class Socket {
    *   `caCerts` for the client's.
    * @throws {Deno.errors.NotConnected} when the socket is not connected.
    * @throws {Deno.errors.AlreadyExists} when it already uses TLS.
+   * @throws {Deno.errors.NotCapable} without permission for 127.0.0.1; and
+   *   Deno's error for a bad certificate or key. The socket is unchanged.
    */
   startTls(options: TlsOptions = {}): void {
     this.#checkOpen("startTls");
@@ -563,12 +565,14 @@ export class Socket {
       tls,
       hostname: this.#peerName ||
         (remote.transport === "tcp" ? remote.hostname : "localhost"),
-      buffered: this.#rx.take(this.#rx.length).slice(),
+      buffered: this.#rx.peek(this.#rx.length).slice(),
       readInFlight: this.#reading,
       onError: (error) => {
         if (this.#fd >= 0) this.#fail(error);
       },
     });
+    this.#rx.clear(); // handed to the TLS engine
+    this.#eof = false; // the raw end of stream is the engine's to report
     this.#raw = raw;
     this.#conn = null;
     this.#splice = splice;
@@ -586,7 +590,8 @@ export class Socket {
    * Returns up to `bufsize` bytes already received.
    *
    * @param bufsize The most bytes to return: a positive integer.
-   * @returns The bytes; an empty array at end of stream.
+   * @returns The bytes; an empty array at end of stream. The array is the
+   *   caller's to keep: the socket never writes to that memory again.
    * @throws {Deno.errors.WouldBlock} when nothing is buffered.
    * @throws {Deno.errors.ConnectionReset} (or another disconnect error) once
    *   the peer is gone and the buffer is drained.
