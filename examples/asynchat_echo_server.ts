@@ -1,6 +1,6 @@
 /**
- * The line echo server of the blog post "asyncore echo server", second
- * version: the same `EchoServer` as `asyncore_echo_server.ts`, given an
+ * The blog's asynchat line echo server, the second version of its echo
+ * server: the same `EchoServer` as `asyncore_echo_server.ts`, given an
  * `EchoHandler` on `AsyncChat` that splits its input on `\r\n` and pushes
  * each line back with its terminator.
  *

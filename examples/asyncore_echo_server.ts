@@ -1,8 +1,7 @@
 /**
- * The echo server of the blog post "asyncore echo server", shaped like
- * Python's `SocketServer`: an `EchoServer` dispatcher with `serverBind`,
- * `serverActivate`, `verifyRequest`, `processRequest` and `serveForever`,
- * and an `EchoHandler` that buffers what it reads and says `writable()` only
+ * The blog's asyncore echo server, shaped like Python's `SocketServer`: an
+ * `EchoServer` dispatcher with `serverBind`, `serverActivate`,
+ * `verifyRequest`, `processRequest` and `serveForever`, and an `EchoHandler` that buffers what it reads and says `writable()` only
  * while it has something to send. `deno task start` runs it.
  *
  * ```sh

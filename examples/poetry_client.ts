@@ -1,6 +1,6 @@
 /**
  * The asynchronous poetry client of Dave Peticolas's Twisted tutorial
- * (`async-client/get-poetry.py`, Part 2, and `twisted-client-1`, Part 4):
+ * (`async-client/get-poetry.py`, Part 2; `twisted-client-1` later):
  * it connects to every poetry server at once and collects each poem as it
  * arrives, on one loop, one `PoetryClient` channel per server.
  *

@@ -1,5 +1,5 @@
 /**
- * Medusa's logging proxy (`proxy.py` of Sam Rushing's asyncore tutorial):
+ * Medusa's logging proxy (`proxy.py`, by Sam Rushing):
  * a `ProxyServer` accepts each client on `PORT + 8000` and starts a
  * `ProxyReceiver` for it, which opens a `ProxySender` to the real server.
  * Both are `AsyncChat` channels split on `\n`: every line is logged with its

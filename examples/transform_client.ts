@@ -1,6 +1,6 @@
 /**
  * The poetry client of Dave Peticolas's Twisted tutorial that uses the
- * transformation service (`twisted-client-6/get-poetry.py`, Part 12): it
+ * transformation service (`twisted-client-6/get-poetry.py`): it
  * gets a poem from each poetry server at once and, as each arrives, sends
  * it to the transformation server as a `NAME.POEM` netstring and prints the
  * answer. If the transform fails, it says so and prints the poem as it was.
