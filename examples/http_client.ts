@@ -1,5 +1,5 @@
 /**
- * The HTTP client of Sam Rushing's asyncore tutorial (Medusa): one
+ * Medusa's HTTP client, from Sam Rushing's asyncore documentation: one
  * `HttpClient` dispatcher per URL, all fetched at once by one loop. Each
  * sends an HTTP/1.0 `GET` kept in an output buffer, with `writable()` true
  * only while some of it is unsent, and collects the response until the
@@ -15,7 +15,7 @@
  *
  * Each response is printed whole, as it completes, after a line naming its
  * URL and size: `--- http://127.0.0.1:8000/ (1234 bytes)`. Differences from
- * the tutorial: the request carries a `Host` header (which HTTP/1.1 servers
+ * Medusa's: the request carries a `Host` header (which HTTP/1.1 servers
  * expect even of HTTP/1.0 clients), responses are not interleaved, a failed
  * fetch is reported on stderr (and the exit code is 1), and Ctrl-C closes
  * every channel.
