@@ -170,11 +170,24 @@ export class TlsSplice {
   #fed = Promise.withResolvers<Uint8Array | null>();
   #output = Promise.withResolvers<void>();
 
+  /**
+   * Opens the engine's private listener at once, so that what makes it fail
+   * (permission for 127.0.0.1, a bad certificate or key) is thrown here.
+   */
   constructor(options: SpliceOptions) {
     this.#raw = options.raw;
     this.#options = options;
+    const { tls } = options;
+    const listener = isServerSide(tls)
+      ? Deno.listenTls({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: tls.cert!,
+        key: tls.key!,
+      })
+      : Deno.listen({ hostname: "127.0.0.1", port: 0 });
     if (!options.readInFlight) this.#fed.resolve(new Uint8Array(0));
-    this.ready = this.#open();
+    this.ready = this.#open(listener);
     // A failure is reported through `ready`; these only end the pumps.
     this.ready.catch(() => {});
   }
@@ -200,17 +213,11 @@ export class TlsSplice {
     if ((!this.#handed && !this.#refused) || this.#outboundDone) this.#close();
   }
 
-  async #open(): Promise<Deno.TlsConn> {
+  async #open(
+    listener: Deno.Listener<Deno.Conn, Deno.NetAddr>,
+  ): Promise<Deno.TlsConn> {
     const { tls: options } = this.#options;
     const server = isServerSide(options);
-    const listener = server
-      ? Deno.listenTls({
-        hostname: "127.0.0.1",
-        port: 0,
-        cert: options.cert!,
-        key: options.key!,
-      })
-      : Deno.listen({ hostname: "127.0.0.1", port: 0 });
     let near: Deno.TcpConn;
     let far: Deno.Conn;
     try {

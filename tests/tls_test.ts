@@ -590,6 +590,19 @@ Deno.test("Socket.startTls: state checks", async () => {
   );
 });
 
+Deno.test("Socket.startTls: a bad certificate throws and leaves the socket as it was", async () => {
+  using pair = await plainPair();
+  const { client, server } = pair;
+  client.send("before");
+  await buffered(server, 6);
+  assertThrows(() => server.startTls({ cert: "junk", key: "junk" }));
+  assertFalse(server.secure);
+  assertEquals(server.recvBuffered, 6, "nothing was handed over");
+  assertEquals(text(server.recv(100)), "before");
+  server.send("still plaintext");
+  assertEquals(text(await recvExactly(client, 15)), "still plaintext");
+});
+
 Deno.test("Socket.startTls: closing during the handshake leaks nothing", async () => {
   using pair = await plainPair();
   pair.client.startTls(CLIENT_TLS);
@@ -801,4 +814,149 @@ Deno.test("Dispatcher.startTls: a rejected certificate reaches handleError on bo
   assertEquals(client.securedEvents, 0);
   assertInstanceOf(sessionError, Deno.errors.InvalidData);
   assertStrictEquals(server.sessions[0].securedEvents, 0);
+});
+
+// ---------------------------------------------------------------------------
+// STARTTLS against CPython's ssl module, on both sides.
+
+const hasPython = (() => {
+  try {
+    return new Deno.Command("python3", {
+      args: ["-c", "import ssl"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+const FIXTURES = new URL("./fixtures/tls/", import.meta.url).pathname;
+
+const PY_CLIENT = `
+import socket, ssl, sys
+port, fixtures = int(sys.argv[1]), sys.argv[2]
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+f = sock.makefile("rb", buffering=0)
+def line(f):
+    out = b""
+    while not out.endswith(b"\\r\\n"):
+        out += f.read(1)
+    return out.decode()
+print(line(f), end="")
+sock.sendall(b"STARTTLS\\r\\n")
+print(line(f), end="")
+ctx = ssl.create_default_context(cafile=fixtures + "ca.crt")
+tls = ctx.wrap_socket(sock, server_hostname="localhost")
+f = tls.makefile("rb", buffering=0)
+tls.sendall(b"HELO python\\r\\n")
+print(line(f), end="")
+tls.sendall(b"QUIT\\r\\n")
+print(line(f), end="")
+print(tls.version())
+`;
+
+const PY_SERVER = `
+import socket, ssl, sys
+fixtures = sys.argv[1]
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.settimeout(10)
+f = conn.makefile("rb", buffering=0)
+def line(f):
+    out = b""
+    while not out.endswith(b"\\r\\n"):
+        out += f.read(1)
+    return out.decode()
+conn.sendall(b"220 python here\\r\\n")
+assert line(f) == "STARTTLS\\r\\n"
+conn.sendall(b"220 go\\r\\n")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(fixtures + "localhost.crt", fixtures + "localhost.key")
+tls = ctx.wrap_socket(conn, server_side=True)
+f = tls.makefile("rb", buffering=0)
+got = line(f)
+tls.sendall(("echo " + got).encode())
+print(tls.version(), got, end="")
+tls.unwrap()
+tls.close()
+`;
+
+Deno.test({
+  name: "Dispatcher.startTls (server side) with CPython's ssl as the client",
+  ignore: !hasPython,
+  async fn() {
+    const map: ChannelMap = new Map();
+    const server = new SmtpLikeServer(map);
+    const python = new Deno.Command("python3", {
+      args: ["-c", PY_CLIENT, String(portOf(server)), FIXTURES],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = python.output();
+    // The session closes itself after QUIT; then the listener goes too.
+    const serving = run(map);
+    const { code, stdout, stderr } = await output;
+    server.close();
+    await serving;
+    assertEquals([code, text(stderr)], [0, ""]);
+    assertMatch(
+      text(stdout),
+      /^220 ready\r\n220 go ahead\r\n250 HELO python\r\n221 bye\r\nTLSv1\.[23]\n$/,
+    );
+    assertEquals(server.sessions[0].lines, [
+      "plain: STARTTLS",
+      "tls: HELO python",
+      "tls: QUIT",
+    ]);
+  },
+});
+
+Deno.test({
+  name: "Socket.startTls (client side) with CPython's ssl as the server",
+  ignore: !hasPython,
+  async fn() {
+    const python = new Deno.Command("python3", {
+      args: ["-c", PY_SERVER, FIXTURES],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const reader = python.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let printed = "";
+    while (!printed.includes("\n")) {
+      const { value, done } = await reader.read();
+      assertFalse(done, "python3 printed its port");
+      printed += value;
+    }
+    const port = Number(printed.split("\n")[0]);
+    using client = new Socket();
+    client.connect({ hostname: "127.0.0.1", port });
+    const recvLine = async () => {
+      let line = "";
+      while (!line.endsWith("\r\n")) line += text(await recvExactly(client, 1));
+      return line;
+    };
+    assertEquals(await recvLine(), "220 python here\r\n");
+    client.send("STARTTLS\r\n");
+    assertEquals(await recvLine(), "220 go\r\n");
+    client.startTls(CLIENT_TLS);
+    client.send("ping\r\n");
+    assertEquals(await recvLine(), "echo ping\r\n");
+    assert(client.secure);
+    // Python's unwrap() sends close_notify (a clean end of stream here) and
+    // waits for ours, which shutdown("write") sends.
+    assertEquals(await recvAll(client), new Uint8Array(0));
+    client.shutdown("write");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      printed += value;
+    }
+    const { code } = await python.status;
+    const stderr = await new Response(python.stderr).text();
+    assertEquals([code, stderr], [0, ""]);
+    assertMatch(printed, /^\d+\nTLSv1\.[23] ping\r\n$/);
+  },
 });
