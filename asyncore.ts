@@ -87,8 +87,10 @@ import {
   kActivity,
   kHangup,
   kReadiness,
+  notify,
   passWithoutWait,
   READABLE,
+  type Source,
   waitFor,
   WRITABLE,
 } from "./_readiness.ts";
@@ -352,7 +354,9 @@ export class Dispatcher {
         "addChannel: the channel has no socket",
       );
     }
-    (map ?? this.#map).set(this.#fileno, this);
+    const channels = map ?? this.#map;
+    channels.set(this.#fileno, this);
+    wakeLoop(channels);
   }
 
   /** Removes the channel from `map` (its own map by default). */
@@ -822,19 +826,6 @@ export function readwrite(obj: Dispatcher, flags: number): void {
   });
 }
 
-function sleep(ms: number | undefined, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = ms === undefined ? undefined : setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
 const idleClocks = new WeakMap<
   Dispatcher,
   { activity: number; since: number }
@@ -864,23 +855,46 @@ function checkIdle(obj: Dispatcher, now: number): number {
 }
 
 // What each map's loop waits for, by socket: kept from pass to pass (mio's
-// Registry) so a pass only writes the masks that changed.
-const registries = new WeakMap<ChannelMap, Map<Socket, number>>();
+// Registry) so a pass only writes the masks that changed. Each registry also
+// holds its map's waker.
+const registries = new WeakMap<ChannelMap, Map<Source, number>>();
 
-function registryOf(map: ChannelMap): Map<Socket, number> {
+/**
+ * Wakes a map's loop from its wait when a channel or a timer is added from
+ * outside a pass (from other async code), so that it is served now rather
+ * than once the wait times out.
+ */
+class Waker implements Source {
+  get [kReadiness](): number {
+    return 0;
+  }
+}
+
+const wakers = new WeakMap<ChannelMap, Waker>();
+
+function wakeLoop(map: ChannelMap): void {
+  const waker = wakers.get(map);
+  if (waker !== undefined) notify(waker, true);
+}
+
+function registryOf(map: ChannelMap): Map<Source, number> {
   let registry = registries.get(map);
   if (registry === undefined) {
-    registry = new Map();
+    const waker = new Waker();
+    registry = new Map([[waker, READABLE]]);
     registries.set(map, registry);
+    wakers.set(map, waker);
   }
   return registry;
 }
 
 /** Forgets sockets whose channels left the map, once they outnumber the rest. */
-function pruneRegistry(registry: Map<Socket, number>, map: ChannelMap): void {
+function pruneRegistry(registry: Map<Source, number>, map: ChannelMap): void {
   if (registry.size <= 2 * map.size + 64) return;
-  for (const sock of registry.keys()) {
-    if (map.get(sock.fileno())?.socket !== sock) registry.delete(sock);
+  for (const source of registry.keys()) {
+    if (
+      source instanceof Socket && map.get(source.fileno())?.socket !== source
+    ) registry.delete(source);
   }
 }
 
@@ -911,13 +925,20 @@ async function pass(
   map: ChannelMap,
   signal?: AbortSignal,
 ): Promise<void> {
+  if (map.size === 0) {
+    // Nothing to serve: return at once, as Python's poll() does (letting the
+    // event loop turn now and then, so polling an empty map cannot starve it).
+    runTimers(map);
+    const turn = passWithoutWait();
+    if (turn) await turn;
+    return;
+  }
   const now = performance.now();
   let until = Math.min(
     timeout === undefined ? Infinity : now + timeout,
     nextTimer(map),
   );
   const registry = registryOf(map);
-  let watched = 0;
   const r: Dispatcher[] = [];
   const w: Dispatcher[] = [];
   const e: Dispatcher[] = [];
@@ -967,7 +988,6 @@ async function pass(
       guard(obj, () => obj.handleClose());
       continue;
     }
-    watched++;
     collect(obj, mask, sock);
   }
   if (r.length + w.length + e.length + ready.length > 0) {
@@ -978,16 +998,13 @@ async function pass(
     const wait = until === Infinity
       ? undefined
       : Math.max(0, until - performance.now());
-    if (watched === 0) {
-      await sleep(wait, signal);
-    } else {
-      for (const source of await waitFor(registry, wait, signal)) {
-        const sock = source as Socket;
-        const obj = map.get(sock.fileno());
-        const mask = registry.get(sock);
-        if (obj !== undefined && obj.socket === sock && mask) {
-          collect(obj, mask, sock);
-        }
+    // With nothing watched this only sleeps, unless the map's waker fires.
+    for (const source of await waitFor(registry, wait, signal)) {
+      if (!(source instanceof Socket)) continue; // the waker
+      const obj = map.get(source.fileno());
+      const mask = registry.get(source);
+      if (obj !== undefined && obj.socket === source && mask) {
+        collect(obj, mask, source);
       }
     }
   }
@@ -1115,6 +1132,7 @@ function schedule(map: ChannelMap, entry: Omit<TimerEntry, "seq">): void {
     timerQueues.set(map, queue);
   }
   queue.push({ ...entry, seq: timerSeq++ });
+  wakeLoop(map);
 }
 
 function isLive(entry: TimerEntry): boolean {
