@@ -201,6 +201,35 @@ export async function until(
   }
 }
 
+/**
+ * Waits until `value()` has stayed the same for `quietMs` (say, bytes pushed
+ * to a peer that stopped reading), with a bound of `ms`; returns the value.
+ */
+export async function settled(
+  value: () => number,
+  quietMs: number,
+  ms: number,
+  what: string,
+): Promise<number> {
+  const deadline = performance.now() + ms;
+  let last = value();
+  let since = performance.now();
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const now = performance.now();
+    const current = value();
+    if (current !== last) {
+      last = current;
+      since = now;
+    } else if (now - since >= quietMs) {
+      return current;
+    }
+    if (now > deadline) {
+      throw new Timeout(`${what}: still changing after ${ms} ms`);
+    }
+  }
+}
+
 /** The listening port of a channel or socket. */
 export function portOf(obj: { getsockname(): Deno.Addr }): number {
   return (obj.getsockname() as Deno.NetAddr).port;
@@ -361,8 +390,9 @@ export class EchoHandler extends DispatcherWithSend {
 // ---------------------------------------------------------------------------
 // Peers that misbehave, in another runtime (Deno has no SO_LINGER)
 
-/** A program that can act as a resetting peer, or null when none is found. */
-export async function resetPeer(): Promise<"python3" | "node" | null> {
+/** The programs that can act as resetting peers here (python3, node). */
+export async function resetPeers(): Promise<("python3" | "node")[]> {
+  const found: ("python3" | "node")[] = [];
   for (const program of ["python3", "node"] as const) {
     try {
       const { success } = await new Deno.Command(program, {
@@ -370,12 +400,12 @@ export async function resetPeer(): Promise<"python3" | "node" | null> {
         stdout: "null",
         stderr: "null",
       }).output();
-      if (success) return program;
+      if (success) found.push(program);
     } catch {
       // Not installed.
     }
   }
-  return null;
+  return found;
 }
 
 const PYTHON_RESET = `
