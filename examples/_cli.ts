@@ -209,10 +209,20 @@ export interface Interrupt extends Disposable {
   readonly signal: AbortSignal;
 }
 
+/** How long closed sockets may go on sending after Ctrl-C, in ms. */
+export const LINGER_AFTER_INTERRUPT = 2000;
+
 /**
  * Turns Ctrl-C (SIGINT) into an aborted signal instead of killing the
  * process, so the program can close its channels and exit with code 0.
  * Disposing the handle removes the signal listener.
+ *
+ * After Ctrl-C, disposing it also bounds how long the process lingers: a
+ * closed `Socket` goes on writing what `send()` accepted, as a kernel does,
+ * but while a peer that never reads holds such a write up, Deno's process
+ * cannot exit (a kernel would let it exit and linger on its own). So once
+ * the channels are closed the process gets `LINGER_AFTER_INTERRUPT` ms to
+ * finish those writes, and then exits anyway.
  */
 export function catchInterrupt(): Interrupt {
   const controller = new AbortController();
@@ -222,6 +232,10 @@ export function catchInterrupt(): Interrupt {
     signal: controller.signal,
     [Symbol.dispose]() {
       Deno.removeSignalListener("SIGINT", onInterrupt);
+      if (controller.signal.aborted) {
+        const timer = setTimeout(() => Deno.exit(), LINGER_AFTER_INTERRUPT);
+        Deno.unrefTimer(Number(timer));
+      }
     },
   };
 }

@@ -226,3 +226,32 @@ Deno.test("a server stops cleanly on Ctrl-C with clients connected", async () =>
     conns.forEach(closeQuietly);
   }
 });
+
+for (const name of ["select_echo_server.ts", "asyncore_echo_server.ts"]) {
+  Deno.test(`${name} exits on Ctrl-C even when a client never reads`, async () => {
+    await using server = await startServer(name);
+    const conn = await connect(server.port);
+    // Flood the server without reading its echo, until its buffers are full.
+    const chunk = new Uint8Array(1 << 20).fill(0x2e);
+    const flooding = (async () => {
+      try {
+        for (let i = 0; i < 64; i++) await conn.write(chunk);
+      } catch {
+        // The server closed.
+      }
+    })();
+    try {
+      await server.waitForOutput(/^Connected from /m);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Its closed sockets still hold unsent echoes: the process gives
+      // them LINGER_AFTER_INTERRUPT ms and then exits anyway.
+      const started = performance.now();
+      const finished = await stopCleanly(server);
+      assert(performance.now() - started < 8000, "exited within the bound");
+      assertEquals(finished.code, 0);
+    } finally {
+      conn.close();
+      await flooding;
+    }
+  });
+}
