@@ -1108,6 +1108,8 @@ function resolveSocket(name: string, item: FileLike): Socket {
  *   is ready, `0` polls.
  * @param options An abort signal.
  * @returns The ready subsets of the three lists: the same objects.
+ * @throws {Deno.errors.BadResource} when a socket is closed, before the call
+ *   or while it waits.
  */
 export async function select<
   R extends FileLike,
@@ -1161,6 +1163,11 @@ export async function select<
     const left = deadline - performance.now();
     if (left <= 0 || signal?.aborted) return result;
     await waitFor(interest, left === Infinity ? undefined : left, signal);
+    // As if select() were called again: a socket closed meanwhile is an
+    // error, not something to wait on forever.
+    for (const sock of interest.keys()) {
+      if ((sock as Socket).closed) throw closedError("select");
+    }
     result = scan();
     if (!isEmpty(result)) return result;
   }

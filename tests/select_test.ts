@@ -273,6 +273,25 @@ Deno.test("select: an abort signal ends the wait early", async () => {
   assertEquals(await within(1000, "select", waiting), [[], [], []]);
 });
 
+Deno.test("select: a socket closed during the wait rejects it with BadResource", async () => {
+  for (const timeout of [undefined, 30_000]) {
+    using listener = new Socket();
+    listener.bind({ hostname: "127.0.0.1", port: 0 });
+    listener.listen();
+    using other = new Socket();
+    other.bind({ hostname: "127.0.0.1", port: 0 });
+    other.listen();
+    const waiting = select([listener, other], [], [], timeout);
+    assertEquals(await settlesWithin(20, waiting), false);
+    listener.close();
+    await within(
+      1000,
+      "select",
+      assertRejects(() => waiting, Deno.errors.BadResource, "select"),
+    );
+  }
+});
+
 Deno.test("select: hands back the objects it was given", async () => {
   using endpoint = unixEndpoint();
   using pair = await connectedPair(endpoint);
