@@ -54,6 +54,39 @@ export function randomBytes(random: Random, length: number): Uint8Array {
 }
 
 /**
+ * Byte `offset + i` of a seeded stream, for every `i < length`: a function
+ * of the absolute offset only, so any cut of the stream into chunks can be
+ * checked chunk by chunk.
+ */
+export function streamBytes(
+  seed: number,
+  offset: number,
+  length: number,
+): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    let x = Math.imul((offset + i) ^ seed, 0x9e3779b1);
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x85ebca6b);
+    out[i] = (x ^ (x >>> 13)) >>> 5;
+  }
+  return out;
+}
+
+/** Whether `chunk` is the seeded stream's bytes at `offset` (see {@linkcode streamBytes}). */
+export function isStreamAt(
+  seed: number,
+  offset: number,
+  chunk: Uint8Array,
+): boolean {
+  const expected = streamBytes(seed, offset, chunk.length);
+  for (let i = 0; i < chunk.length; i++) {
+    if (chunk[i] !== expected[i]) return false;
+  }
+  return true;
+}
+
+/**
  * The seed of a randomised test: `RELIABILITY_SEED` from the environment
  * when set (to replay a failure), otherwise a fresh one.
  */
