@@ -606,9 +606,10 @@ export class Socket {
     }
     if (this.#error) throw this.#error;
     if (this.#eof || this.#shutRead) return EMPTY;
-    if (this.#state !== "connected") {
+    if (this.#state !== "connected" && this.#state !== "connecting") {
       throw new Deno.errors.NotConnected("recv: the socket is not connected");
     }
+    // While connecting, too: a kernel says EAGAIN then, not ENOTCONN.
     throw new Deno.errors.WouldBlock("recv: no data is buffered");
   }
 

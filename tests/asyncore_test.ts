@@ -1109,3 +1109,25 @@ Deno.test("loop: emptying the map from outside ends a waiting or idle loop at on
     }
   }
 });
+
+Deno.test("Dispatcher: recv before the connect completes would block; it does not close", async () => {
+  const map: ChannelMap = new Map();
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const channel = new Quiet(undefined, map);
+  channel.createSocket();
+  channel.connect(connectAddress(listener.getsockname()));
+  try {
+    assertThrows(() => channel.recv(10), Deno.errors.WouldBlock);
+    assert(channel.connecting);
+    assertEquals(map.get(channel.fileno()), channel, "still in the map");
+    assertEquals(channel.logs, []);
+  } finally {
+    closeAll(map);
+  }
+  // The connection reached the listener: take it, so nothing is left over.
+  const [readable] = await select([listener], [], [], 5000);
+  assertEquals(readable, [listener]);
+  listener.accept()[0].close();
+});

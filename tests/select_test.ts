@@ -129,8 +129,10 @@ for (const family of FAMILIES) {
 
       using client = new Socket({ transport });
       client.connect(connectAddress(bound));
-      // A non-blocking connect: send would block until it completes.
+      // A non-blocking connect: send and recv would block until it
+      // completes (EAGAIN, as a kernel says, not ENOTCONN).
       assertThrows(() => client.send("x"), Deno.errors.WouldBlock);
+      assertThrows(() => client.recv(10), Deno.errors.WouldBlock);
       assertThrows(
         () => client.connect(connectAddress(bound)),
         Deno.errors.Busy,
@@ -622,6 +624,7 @@ Deno.test("Socket: bad arguments throw RangeError or TypeError naming them", asy
   assertThrows(() => client.shutdown("sideways"), TypeError, "how");
 
   using tcp = new Socket();
+  assertThrows(() => tcp.recv(10), Deno.errors.NotConnected, "not connected");
   // @ts-expect-error: not an address
   assertThrows(() => tcp.bind("127.0.0.1:80"), TypeError, "address");
   // @ts-expect-error: not an address
