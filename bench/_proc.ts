@@ -41,16 +41,27 @@ export function readCpu(pid: number): CpuTicks | null {
   return { user: Number(fields[11]), system: Number(fields[12]) };
 }
 
-/**
- * Busy clock ticks of the whole machine (all cores, steal included) from
- * `/proc/stat`; null if unreadable.
- */
-export function readMachineBusy(): number | null {
+/** Busy clock ticks of the whole machine, all cores together. */
+export interface MachineTicks {
+  /** Everything but idle and iowait, steal included. */
+  busy: number;
+  /**
+   * Softirq time alone: on loopback it is mostly the benchmark's own packet
+   * processing, which is charged to no process.
+   */
+  softirq: number;
+}
+
+/** Busy ticks of the whole machine from `/proc/stat`; null if unreadable. */
+export function readMachineTicks(): MachineTicks | null {
   try {
     const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0];
     const [user, nice, system, _idle, _iowait, irq, softirq, steal] = line
       .trim().split(/\s+/).slice(1).map(Number);
-    return user + nice + system + irq + softirq + (steal || 0);
+    return {
+      busy: user + nice + system + irq + softirq + (steal || 0),
+      softirq,
+    };
   } catch {
     return null;
   }

@@ -33,8 +33,13 @@ export interface LoadRow {
   /** Load generator CPU per round trip, µs. */
   genUsPerRt: number;
   /**
-   * CPU use of everything else on the machine over the window, % of one
-   * core: interference from outside the benchmark.
+   * Softirq time of the whole machine over the window, % of one core: on
+   * loopback mostly the benchmark's own packets, charged to no process.
+   */
+  softirqPct: number;
+  /**
+   * CPU use of everything else on the machine over the window (softirq
+   * excluded), % of one core: interference from outside the benchmark.
    */
   otherCpuPct: number;
   /** Runs whose median this row is. */
@@ -176,6 +181,7 @@ export function renderLoadTable(result: ScenarioResult): string[] {
     "peak RSS MiB",
     "server CPU %",
     "gen CPU %",
+    "softirq %",
     "other CPU %",
     "rt/conn min–max",
     "errors",
@@ -204,6 +210,7 @@ export function renderLoadTable(result: ScenarioResult): string[] {
       withRatio(row.peakRssMiB, refOf((x) => x.peakRssMiB), 1),
       fixed(row.serverCpuPct, 0),
       fixed(row.genCpuPct, 0),
+      fixed(row.softirqPct, 0),
       fixed(row.otherCpuPct, 0),
       `${r.perConnMin}–${r.perConnMax}`,
       r.errors === 0
@@ -271,13 +278,16 @@ export function renderReport(report: Report): string {
     `(closed loop), ${report.durationS} s measured after ${report.warmupS} s ` +
     `of warmup. Each load figure is the median of ${report.repeat} ` +
     `run${report.repeat === 1 ? "" : "s"}, taken in rounds over all servers ` +
-    `(peak RSS: the largest; rt/conn: the extremes). Latency is per round trip as the generator sees it. CPU per ` +
+    `(peak RSS: the largest). Latency is per round trip as the generator sees it. CPU per ` +
     `round trip is the server's own (utime and stime from /proc/PID/stat, ` +
     `CLK_TCK ${report.clockTicks}) over the measured window; peak RSS is its ` +
     `VmHWM. Ratios (×) are to raw-deno in the same run. Server and generator ` +
     `share the machine's ${m.cores} cores, so round trips/s depend on both; ` +
-    `"gen CPU %" shows how busy the generator was and "other CPU %" how ` +
-    `busy everything else on the machine was (interference). "rt/conn min–max" is the ` +
+    `"gen CPU %" shows how busy the generator was; "softirq %" is the ` +
+    `machine's softirq time, on loopback mostly this benchmark's own packet ` +
+    `processing, which /proc/PID/stat charges to no process; "other CPU %" ` +
+    `is everything else on the machine (interference from outside the ` +
+    `benchmark), all in % of one core. "rt/conn min–max" is the ` +
     `fewest and most round trips any one connection completed (fairness).`,
     "",
     "Servers:",
