@@ -6,7 +6,9 @@
  * would: it reads ahead into a bounded receive buffer and flushes a bounded
  * send buffer in the background, so that `recv`, `send` and `accept` are
  * synchronous and never block. {@linkcode select} and {@linkcode Poll} wait
- * until sockets are ready.
+ * until sockets are ready. Sockets speak TLS too: from the first byte with
+ * `SocketOptions.tls`, or after a plaintext start with
+ * {@linkcode Socket.startTls} (STARTTLS).
  *
  * @example Echo one message over loopback
  * ```ts
@@ -147,6 +149,36 @@ function closedError(operation: string): Deno.errors.BadResource {
  * server.listen(5);
  * assert((server.getsockname() as Deno.NetAddr).port > 0);
  * server.close();
+ * ```
+ *
+ * @example Echo over TLS
+ * ```ts
+ * import { select, Socket } from "@asyncore/asyncore/select";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const dir = "tests/fixtures/tls";
+ * using server = new Socket({
+ *   tls: {
+ *     cert: Deno.readTextFileSync(`${dir}/localhost.crt`),
+ *     key: Deno.readTextFileSync(`${dir}/localhost.key`),
+ *   },
+ * });
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen();
+ * using client = new Socket({
+ *   tls: {
+ *     hostname: "localhost",
+ *     caCerts: [Deno.readTextFileSync(`${dir}/ca.crt`)],
+ *   },
+ * });
+ * client.connect(server.getsockname() as Deno.NetAddr);
+ * await select([], [client], [], 5000); // connected and handshake done
+ * assert(client.secure);
+ * client.send("secret");
+ * await select([server], [], [], 5000);
+ * using conn = server.accept()[0];
+ * await select([conn], [], [], 5000);
+ * assertEquals(new TextDecoder().decode(conn.recv(1024)), "secret");
  * ```
  */
 export class Socket {
