@@ -31,6 +31,8 @@ export interface LoadgenOptions {
   drainTimeout: number;
   /** Latency samples kept; round trips past it are counted, not kept. */
   maxSamples: number;
+  /** A safety bound on round trips (warmup included); the run stops there. */
+  maxRtts: number;
 }
 
 /** The JSON line a load run ends with. */
@@ -83,6 +85,7 @@ export function parseLoadgenArgs(args: string[]): LoadgenOptions {
     parallelConnects: 100,
     drainTimeout: 2000,
     maxSamples: 1 << 24,
+    maxRtts: 100_000_000,
   };
   const names: Record<string, keyof LoadgenOptions> = {
     "host": "host",
@@ -97,6 +100,7 @@ export function parseLoadgenArgs(args: string[]): LoadgenOptions {
     "parallel-connects": "parallelConnects",
     "drain-timeout": "drainTimeout",
     "max-samples": "maxSamples",
+    "max-rtts": "maxRtts",
   };
   for (const arg of args) {
     const match = /^--([a-z-]+)=(.*)$/.exec(arg);

@@ -121,6 +121,7 @@ async function runLoad(opts: LoadgenOptions): Promise<LoadResult> {
   const windowStart = performance.now() + opts.warmup;
   const windowEnd = windowStart + opts.duration;
   let stopping = false;
+  let total = 0;
 
   const fail = (id: number, message: string): void => {
     errors++;
@@ -148,6 +149,10 @@ async function runLoad(opts: LoadgenOptions): Promise<LoadResult> {
         if (t1 >= windowStart && t1 <= windowEnd) {
           samples.add(t1 - t0);
           perConn[id]++;
+        }
+        if (++total >= opts.maxRtts && !stopping) {
+          stopping = true;
+          fail(id, `stopped at the ${opts.maxRtts}-round-trip bound`);
         }
       }
     } catch (error) {

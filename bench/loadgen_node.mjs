@@ -20,6 +20,7 @@ const DEFAULTS = {
   parallelConnects: 100,
   drainTimeout: 2000,
   maxSamples: 1 << 24,
+  maxRtts: 100_000_000,
 };
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 const A = 0x61;
@@ -139,6 +140,7 @@ async function runLoad(opts) {
   const windowStart = performance.now() + opts.warmup;
   const windowEnd = windowStart + opts.duration;
   let stopping = false;
+  let total = 0;
   let running = conns.length;
   let allDone;
   const done = new Promise((resolve) => (allDone = resolve));
@@ -194,6 +196,11 @@ async function runLoad(opts) {
       if (got < message.length) return;
       const t1 = performance.now();
       record(id, t1 - t0, t1);
+      if (++total >= opts.maxRtts && !stopping) {
+        stopping = true;
+        errors++;
+        errorSamples.push(`stopped at the ${opts.maxRtts}-round-trip bound`);
+      }
       if (stopping) finish();
       else send();
     });
