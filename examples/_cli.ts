@@ -233,8 +233,8 @@ export function catchInterrupt(): Interrupt {
     [Symbol.dispose]() {
       Deno.removeSignalListener("SIGINT", onInterrupt);
       if (controller.signal.aborted) {
-        const timer = setTimeout(() => Deno.exit(), LINGER_AFTER_INTERRUPT);
-        Deno.unrefTimer(Number(timer));
+        // An unref'd timer: the process exits at once if nothing lingers.
+        setTimeout(() => Deno.exit(), LINGER_AFTER_INTERRUPT).unref();
       }
     },
   };

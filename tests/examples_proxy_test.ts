@@ -152,6 +152,25 @@ Deno.test("proxy.ts forwards and logs several concurrent clients", async () => {
   }
 });
 
+Deno.test("proxy.ts delivers what a client sent before it closed at once", async () => {
+  // The client is gone before the proxy has connected to the server: what
+  // it sent still reaches the server, then the server side is closed.
+  const upstream = echoServer();
+  await using proxy = await startServer(
+    "proxy.ts",
+    ["127.0.0.1", String(upstream.port)],
+    { portFlag: "--listen" },
+  );
+  const conn = await connect(proxy.port);
+  await writeAll(conn, bytes("quick\nno newline"));
+  conn.close();
+  await proxy.waitForOutput(/^Closing \(0\)$/m);
+  await proxy.waitForOutput(/^<== \(0\) "no newline" \(no newline\)$/m);
+  assertEquals(await upstream.close(), ["quick\nno newline"]);
+  const { stdout } = await stopCleanly(proxy);
+  assertLines(stdout, ['<== (0) "quick"']);
+});
+
 Deno.test("proxy.ts closes the client when the server cannot be reached", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const refused = listener.addr.port;
