@@ -139,129 +139,136 @@ for (const family of FAMILIES) {
     });
   }
 
-  Deno.test({
-    name: `Dispatcher: close after the peer resets over ${family.name}`,
-    ignore: family.ignore,
-    async fn() {
-      // The peer reads one byte and closes with the rest unread: the kernel
-      // resets the connection (RST on TCP, ECONNRESET on Unix sockets).
-      using endpoint = family.endpoint();
-      const map: ChannelMap = new Map();
-      const closes: string[] = [];
-      class Pusher extends Quiet {
-        override writable(): boolean {
-          return true;
-        }
-        override handleWrite(): void {
-          this.send(new Uint8Array(16384));
-        }
-        override handleRead(): void {
-          this.recv(1024);
-        }
-        override handleClose(): void {
-          closes.push("pusher");
-          this.close();
-          server.close();
-        }
-      }
-      let pusher: Pusher | null = null;
-      class Server extends Quiet {
-        override handleAccepted(sock: Socket): void {
-          pusher = new Pusher(sock, map);
-        }
-      }
-      const server = new Server(undefined, map);
-      server.createSocket({ transport: endpoint.transport });
-      server.bind(endpoint.bindAddress);
-      server.listen(5);
-      const addr = server.getsockname();
-      const peer = addr.transport === "unix"
-        ? await Deno.connect({ transport: "unix", path: addr.path! })
-        : await dial(addr);
-      const resetting = (async () => {
-        const one = new Uint8Array(1);
-        try {
-          assertEquals(await peer.read(one), 1);
-        } finally {
-          peer.close();
-        }
-      })();
-      await Promise.all([runLoop(map), within(5000, "the peer", resetting)]);
-      assertEquals(closes, ["pusher"]);
-      assert(pusher !== null);
-      assertEquals((pusher as Pusher).errors, [], "a reset is not an error");
-      assertEquals(server.errors, []);
-    },
-  });
-
-  Deno.test({
-    name: `Dispatcher: a quick connect delivers every byte over ${family.name}`,
-    ignore: family.ignore,
-    async fn() {
-      using endpoint = family.endpoint();
-      const map: ChannelMap = new Map();
-      const received: Uint8Array[][] = [];
-      class Collector extends Quiet {
-        chunks: Uint8Array[] = [];
-        override writable(): boolean {
-          return false;
-        }
-        override handleRead(): void {
-          const data = this.recv(65536);
-          if (data.length > 0) this.chunks.push(data.slice());
-        }
-        override handleClose(): void {
-          received.push(this.chunks);
-          this.close();
-          if (received.length === 3) server.close();
-        }
-      }
-      class Server extends Quiet {
-        override handleAccepted(sock: Socket): void {
-          new Collector(sock, map);
-        }
-      }
-      const server = new Server(undefined, map);
-      server.createSocket({ transport: endpoint.transport });
-      server.bind(endpoint.bindAddress);
-      server.listen(5);
-      const address = connectAddress(server.getsockname());
-      // Sends and closes in handleConnect, the bytes fitting the buffer.
-      class Quick extends Quiet {
-        readonly #data: Uint8Array;
-        constructor(data: Uint8Array) {
-          super(undefined, map);
-          this.#data = data;
-          this.createSocket({
-            transport: endpoint.transport,
-            sendBufferSize: Math.max(data.length, 1),
-          });
-          this.connect(address);
-        }
-        override handleConnect(): void {
-          if (this.#data.length > 0) {
-            assertEquals(this.send(this.#data), this.#data.length);
+  for (const mode of MODES) {
+    Deno.test({
+      name:
+        `Dispatcher: close after the peer resets over ${family.name} (${mode.name})`,
+      ignore: family.ignore,
+      async fn() {
+        // The peer reads one byte and closes with the rest unread: the kernel
+        // resets the connection (RST on TCP, ECONNRESET on Unix sockets).
+        using endpoint = family.endpoint();
+        const map: ChannelMap = new Map();
+        const closes: string[] = [];
+        class Pusher extends Quiet {
+          override writable(): boolean {
+            return true;
           }
-          this.close();
+          override handleWrite(): void {
+            this.send(new Uint8Array(16384));
+          }
+          override handleRead(): void {
+            this.recv(1024);
+          }
+          override handleClose(): void {
+            closes.push("pusher");
+            this.close();
+            server.close();
+          }
         }
-      }
-      const small = new Quick(new TextEncoder().encode("hello"));
-      const big = new Quick(pattern(1 << 20));
-      const empty = new Quick(new Uint8Array(0));
-      await runLoop(map);
-      for (const quick of [small, big, empty]) assertEquals(quick.errors, []);
-      const sizes = received.map((chunks) => concat(chunks).length).sort((
-        a,
-        b,
-      ) => a - b);
-      assertEquals(sizes, [0, 5, 1 << 20]);
-      const whole = received.map(concat).find((data) =>
-        data.length === 1 << 20
-      )!;
-      assert(isPattern(whole), "1 MiB arrived in order");
-      assertEquals(server.errors, []);
-    },
-  });
+        let pusher: Pusher | null = null;
+        class Server extends Quiet {
+          override handleAccepted(sock: Socket): void {
+            pusher = new Pusher(sock, map);
+          }
+        }
+        const server = new Server(undefined, map);
+        server.createSocket({ transport: endpoint.transport });
+        server.bind(endpoint.bindAddress);
+        server.listen(5);
+        const addr = server.getsockname();
+        const peer = addr.transport === "unix"
+          ? await Deno.connect({ transport: "unix", path: addr.path! })
+          : await dial(addr);
+        const resetting = (async () => {
+          const one = new Uint8Array(1);
+          try {
+            assertEquals(await peer.read(one), 1);
+          } finally {
+            peer.close();
+          }
+        })();
+        await Promise.all([
+          runLoop(map, { usePoll: mode.usePoll }),
+          within(5000, "the peer", resetting),
+        ]);
+        assertEquals(closes, ["pusher"]);
+        assert(pusher !== null);
+        assertEquals((pusher as Pusher).errors, [], "a reset is not an error");
+        assertEquals(server.errors, []);
+      },
+    });
+
+    Deno.test({
+      name:
+        `Dispatcher: a quick connect delivers every byte over ${family.name} (${mode.name})`,
+      ignore: family.ignore,
+      async fn() {
+        using endpoint = family.endpoint();
+        const map: ChannelMap = new Map();
+        const received: Uint8Array[][] = [];
+        class Collector extends Quiet {
+          chunks: Uint8Array[] = [];
+          override writable(): boolean {
+            return false;
+          }
+          override handleRead(): void {
+            const data = this.recv(65536);
+            if (data.length > 0) this.chunks.push(data.slice());
+          }
+          override handleClose(): void {
+            received.push(this.chunks);
+            this.close();
+            if (received.length === 3) server.close();
+          }
+        }
+        class Server extends Quiet {
+          override handleAccepted(sock: Socket): void {
+            new Collector(sock, map);
+          }
+        }
+        const server = new Server(undefined, map);
+        server.createSocket({ transport: endpoint.transport });
+        server.bind(endpoint.bindAddress);
+        server.listen(5);
+        const address = connectAddress(server.getsockname());
+        // Sends and closes in handleConnect, the bytes fitting the buffer.
+        class Quick extends Quiet {
+          readonly #data: Uint8Array;
+          constructor(data: Uint8Array) {
+            super(undefined, map);
+            this.#data = data;
+            this.createSocket({
+              transport: endpoint.transport,
+              sendBufferSize: Math.max(data.length, 1),
+            });
+            this.connect(address);
+          }
+          override handleConnect(): void {
+            if (this.#data.length > 0) {
+              assertEquals(this.send(this.#data), this.#data.length);
+            }
+            this.close();
+          }
+        }
+        const small = new Quick(new TextEncoder().encode("hello"));
+        const big = new Quick(pattern(1 << 20));
+        const empty = new Quick(new Uint8Array(0));
+        await runLoop(map, { usePoll: mode.usePoll });
+        for (const quick of [small, big, empty]) assertEquals(quick.errors, []);
+        const sizes = received.map((chunks) => concat(chunks).length).sort((
+          a,
+          b,
+        ) => a - b);
+        assertEquals(sizes, [0, 5, 1 << 20]);
+        const whole = received.map(concat).find((data) =>
+          data.length === 1 << 20
+        )!;
+        assert(isPattern(whole), "1 MiB arrived in order");
+        assertEquals(server.errors, []);
+      },
+    });
+  }
 }
 
 for (const mode of MODES) {
@@ -478,7 +485,8 @@ Deno.test("Dispatcher: two maps served by two loops at once", async () => {
   assertFalse(
     mapB.has(clientA.fileno()) && mapB.get(clientA.fileno()) === clientA,
   );
-  await Promise.all([runLoop(mapA), runLoop(mapB)]);
+  // One loop polls with select, the other with Poll.
+  await Promise.all([runLoop(mapA), runLoop(mapB, { usePoll: true })]);
   assertEquals(clientA.received, 300_000);
   assertEquals(clientB.received, 300_000);
   assert(isPattern(clientA.reply));
@@ -531,29 +539,45 @@ Deno.test("Dispatcher: send returns 0 once the peer stops reading; recv at end o
 });
 
 Deno.test("loop: ExitNow from a handler rejects the loop", async () => {
-  const map: ChannelMap = new Map();
-  using endpoint = FAMILIES[0].endpoint();
-  new EchoServer(map, endpoint);
-  class Quitter extends EchoClient {
-    override handleConnect(): void {
-      throw new ExitNow("enough");
+  // From handleConnect (on the connect event) and from handleError, with
+  // poll and poll2.
+  for (const usePoll of [false, true]) {
+    for (const where of ["handleConnect", "handleError"]) {
+      const map: ChannelMap = new Map();
+      using endpoint = FAMILIES[0].endpoint();
+      const server = new EchoServer(map, endpoint);
+      let handled = 0;
+      class Quitter extends EchoClient {
+        override handleConnect(): void {
+          throw where === "handleConnect"
+            ? new ExitNow("enough")
+            : new Error("not yet");
+        }
+        override handleError(_error: unknown): void {
+          handled++;
+          throw new ExitNow("enough");
+        }
+      }
+      const quitter = new Quitter(map, server.address, pattern(1));
+      try {
+        await within(
+          5000,
+          "the loop",
+          assertRejects(
+            () => loop({ map, timeout: 1000, usePoll }),
+            ExitNow,
+            "enough",
+          ),
+        );
+        assertEquals(handled, where === "handleConnect" ? 0 : 1);
+        assert(
+          map.has(quitter.fileno()),
+          "the channels are left as they were",
+        );
+      } finally {
+        closeAll(map);
+      }
     }
-  }
-  const quitter = new Quitter(
-    map,
-    connectAddress([...map.values()][0].getsockname()),
-    pattern(1),
-  );
-  try {
-    await within(
-      5000,
-      "the loop",
-      assertRejects(() => loop({ map, timeout: 1000 }), ExitNow, "enough"),
-    );
-    assertEquals(quitter.errors, [], "ExitNow is not handled as an error");
-    assert(map.has(quitter.fileno()), "the channels are left as they were");
-  } finally {
-    closeAll(map);
   }
 });
 
