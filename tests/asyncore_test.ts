@@ -1155,3 +1155,51 @@ Deno.test("Dispatcher: recv before the connect completes would block; it does no
   assertEquals(readable, [listener]);
   listener.accept()[0].close();
 });
+
+Deno.test("loop: a channel that is always ready starves neither another loop nor timers", async () => {
+  // A connected channel that is always writable and never has anything to
+  // write keeps its loop busy, as in Python. Another map's loop, and a
+  // timer, still get their turns.
+  using endpoint = unixEndpoint();
+  const busyMap: ChannelMap = new Map();
+  const busyServer = new EchoServer(busyMap, endpoint);
+  let writes = 0;
+  class Busy extends Quiet {
+    override handleWrite(): void {
+      writes++;
+    }
+    override handleRead(): void {
+      this.recv(100);
+    }
+  }
+  const busy = new Busy(undefined, busyMap);
+  busy.createSocket({ transport: "unix" });
+  busy.connect(busyServer.address);
+  const controller = new AbortController();
+  const spinning = loop({ map: busyMap, signal: controller.signal });
+  try {
+    let fired = false;
+    await within(
+      2000,
+      "a timer",
+      new Promise<void>((resolve) =>
+        setTimeout(() => {
+          fired = true;
+          resolve();
+        }, 10)
+      ),
+    );
+    assert(fired);
+    using other = FAMILIES[0].endpoint();
+    const map: ChannelMap = new Map();
+    const server = new EchoServer(map, other);
+    const client = new EchoClient(map, server.address, pattern(200_000));
+    await runLoop(map);
+    assertEquals(client.received, 200_000);
+    assertGreaterOrEqual(writes, 100, "the busy loop kept going meanwhile");
+  } finally {
+    controller.abort();
+    await within(2000, "the busy loop", spinning);
+    closeAll(busyMap);
+  }
+});
