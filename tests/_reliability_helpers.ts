@@ -530,11 +530,14 @@ export async function openFileLimit(): Promise<number | null> {
 // ---------------------------------------------------------------------------
 // The client side of the scale test, run as a separate process
 
-async function scaleClient(port: number, count: number): Promise<void> {
+async function scaleClient(
+  port: number,
+  count: number,
+  wave: number,
+): Promise<void> {
   const conns: Deno.Conn[] = [];
   const started = performance.now();
-  // Connect in waves so the listener's kernel backlog never overflows.
-  const wave = 256;
+  // Connect in waves, each awaited before the next.
   for (let i = 0; i < count; i += wave) {
     const batch = [];
     for (let j = i; j < Math.min(count, i + wave); j++) {
@@ -570,10 +573,10 @@ async function scaleClient(port: number, count: number): Promise<void> {
 }
 
 if (import.meta.main) {
-  const [command, port, count] = Deno.args;
+  const [command, port, count, wave = "256"] = Deno.args;
   if (command !== "scale-client") {
-    console.error("usage: _reliability_helpers.ts scale-client PORT N");
+    console.error("usage: _reliability_helpers.ts scale-client PORT N [WAVE]");
     Deno.exit(2);
   }
-  await scaleClient(Number(port), Number(count));
+  await scaleClient(Number(port), Number(count), Number(wave));
 }
