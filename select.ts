@@ -104,6 +104,7 @@ export interface SocketOptions {
 export type ShutdownHow = "read" | "write" | "both";
 
 const DEFAULT_BUFFER_SIZE = 65536;
+const DEFAULT_LINGER_TIMEOUT = 30_000;
 // Reads start small so an idle connection pins little memory, and double
 // while the peer keeps filling them.
 const MIN_READ_SIZE = 512;
@@ -204,6 +205,8 @@ export class Socket {
   #writing = false;
   #shutWrite = false;
   #lingering = false;
+  #lingerTimeout = DEFAULT_LINGER_TIMEOUT;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
 
   #pending: Socket[] = [];
   #writeCallbacks:
@@ -352,6 +355,27 @@ export class Socket {
     const wasFull = this.#tx.length >= this.#txLimit;
     this.#txLimit = checkSize("sendBufferSize", size);
     if (wasFull && this.#tx.length < this.#txLimit) notify(this);
+  }
+
+  /**
+   * How long, in ms, a closed socket keeps trying to deliver the bytes
+   * `send()` accepted to a peer that does not read them, before it drops
+   * them and closes the connection (`SO_LINGER`). While it tries, the
+   * process stays alive; `0` drops them at `close()`.
+   *
+   * @default {30000}
+   */
+  get lingerTimeout(): number {
+    return this.#lingerTimeout;
+  }
+  set lingerTimeout(ms: number) {
+    const timeout = checkTimeout("lingerTimeout", ms);
+    if (timeout === undefined) {
+      throw new RangeError(
+        `lingerTimeout must be a finite number of ms, got ${describe(ms)}`,
+      );
+    }
+    this.#lingerTimeout = timeout;
   }
 
   /** The number of received bytes waiting for `recv`. */
@@ -726,6 +750,13 @@ export class Socket {
     this.#pending = [];
     this.#lingering = true;
     this.#finishWrites();
+    if (this.#conn !== null || this.#splice !== null) {
+      // Still flushing: give up after the linger timeout, as a kernel does.
+      this.#lingerTimer = setTimeout(() => {
+        this.#tx.clear();
+        this.#release();
+      }, this.#lingerTimeout);
+    }
     notify(this, true);
   }
 
@@ -1010,6 +1041,7 @@ export class Socket {
   }
 
   #release(): void {
+    clearTimeout(this.#lingerTimer);
     const conn = this.#conn;
     this.#conn = null;
     if (conn !== null) {
