@@ -787,6 +787,29 @@ for (const usePoll of [false, true]) {
   });
 }
 
+Deno.test("Dispatcher.startTls: 50 sessions upgrade at once on one loop", async () => {
+  const map: ChannelMap = new Map();
+  const server = new SmtpLikeServer(map);
+  const clients: SmtpLikeClient[] = [];
+  let closed = 0;
+  for (let i = 0; i < 50; i++) {
+    const client = new SmtpLikeClient(map, portOf(server));
+    const close = client.close.bind(client);
+    client.close = () => {
+      close();
+      if (++closed === 50) server.close();
+    };
+    clients.push(client);
+  }
+  await run(map);
+  for (const client of clients) {
+    assertEquals(client.lines.at(-1), "tls: 221 bye");
+    assertEquals(client.lines.length, 10);
+    assertEquals(client.securedEvents, 1);
+  }
+  assertEquals(server.sessions.length, 50);
+});
+
 Deno.test("Dispatcher.startTls: a rejected certificate reaches handleError on both sides", async () => {
   const map: ChannelMap = new Map();
   const server = new SmtpLikeServer(map);
