@@ -735,3 +735,60 @@ Deno.test("Socket: operations on a closed socket throw BadResource", async () =>
   using accepted = listener.accept()[0];
   assertEquals((await recvSoon(accepted)).length, 0, "end of stream");
 });
+
+Deno.test("Socket: a closed socket gives up on a peer that never reads after lingerTimeout", async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const peer = await dial(listener.getsockname());
+  try {
+    await select([listener], [], [], 5000);
+    const [sock] = listener.accept();
+    assertEquals(sock.lingerTimeout, 30_000);
+    assertThrows(
+      () => {
+        sock.lingerTimeout = -1;
+      },
+      RangeError,
+      "lingerTimeout",
+    );
+    assertThrows(
+      () => {
+        sock.lingerTimeout = Infinity;
+      },
+      RangeError,
+      "lingerTimeout",
+    );
+    // Fill everything up to the peer, which is not reading.
+    let total = 0;
+    const chunk = new Uint8Array(65536);
+    const deadline = performance.now() + 8000;
+    while (performance.now() < deadline) {
+      try {
+        total += sock.send(chunk);
+      } catch {
+        const [, writable] = await select([], [sock], [], 150);
+        if (writable.length === 0) break;
+      }
+    }
+    const held = sock.sendBuffered;
+    assertEquals(held, sock.sendBufferSize);
+    sock.lingerTimeout = 0;
+    sock.close();
+    // Timers of equal delay run in order: this one runs after the linger's.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // The peer now reads what the kernels hold, then end of stream: the
+    // bytes still in the socket's own buffer were dropped.
+    let received = 0;
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await within(5000, "the peer's read", peer.read(buffer));
+      if (n === null) break;
+      received += n;
+    }
+    assertLess(received, total, "the held bytes were dropped");
+    assertGreaterOrEqual(received, total - held);
+  } finally {
+    peer.close();
+  }
+});
