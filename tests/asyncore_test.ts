@@ -1203,3 +1203,34 @@ Deno.test("loop: a channel that is always ready starves neither another loop nor
     closeAll(busyMap);
   }
 });
+
+Deno.test("loop, poll and closeAll use socketMap when no map is given", async () => {
+  assertEquals(socketMap.size, 0);
+  using endpoint = FAMILIES[0].endpoint();
+  try {
+    const server = new EchoServer(socketMap, endpoint);
+    const client = new EchoClient(socketMap, server.address, pattern(5000));
+    const plain = new Quiet(); // no map: the default one
+    plain.createSocket();
+    assertEquals(socketMap.get(plain.fileno()), plain);
+    plain.close();
+    await poll(); // one pass, timeout 0
+    await runLoop(socketMap);
+    assertEquals(client.received, 5000);
+    const idle = new Quiet();
+    idle.createSocket();
+    closeAll();
+    assert(idle.socket!.closed);
+    assertEquals(socketMap.size, 0);
+  } finally {
+    closeAll();
+  }
+});
+
+Deno.test("Dispatcher: a closed socket is refused and leaves the map alone", () => {
+  const map: ChannelMap = new Map();
+  const sock = new Socket();
+  sock.close();
+  assertThrows(() => new Dispatcher(sock, map), Deno.errors.BadResource);
+  assertEquals(map.size, 0);
+});
