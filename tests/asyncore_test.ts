@@ -1234,3 +1234,102 @@ Deno.test("Dispatcher: a closed socket is refused and leaves the map alone", () 
   assertThrows(() => new Dispatcher(sock, map), Deno.errors.BadResource);
   assertEquals(map.size, 0);
 });
+
+Deno.test("Dispatcher: unhandled events print what Python's print, log() goes to stderr", () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = (...args: unknown[]) => out.push(args.join(" "));
+  console.error = (...args: unknown[]) => err.push(args.join(" "));
+  try {
+    const d = new Dispatcher(undefined, new Map());
+    assert(d.readable());
+    assert(d.writable());
+    d.ignoreLogTypes = new Set();
+    d.handleExpt();
+    d.handleRead();
+    d.handleWrite();
+    d.handleConnect();
+    d.logInfo("Lovely spam! Wonderful spam!", "EGGS");
+    d.log("Spam, spam, spam");
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+  assertEquals(out, [
+    "warning: unhandled incoming priority event",
+    "warning: unhandled read event",
+    "warning: unhandled write event",
+    "warning: unhandled connect event",
+    "EGGS: Lovely spam! Wonderful spam!",
+  ]);
+  assertEquals(err, ["log: Spam, spam, spam"]);
+});
+
+Deno.test("Dispatcher: toString says what the channel is, like Python's repr", () => {
+  const map: ChannelMap = new Map();
+  try {
+    const server = new Quiet(undefined, map);
+    assertMatch(String(server), /^<Quiet at #-1>$/);
+    server.createSocket();
+    server.bind({ hostname: "127.0.0.1", port: 0 });
+    server.listen(5);
+    const port = portOf(server.getsockname());
+    assertEquals(
+      String(server),
+      `<Quiet listening 127.0.0.1:${port} at #${server.fileno()}>`,
+    );
+  } finally {
+    closeAll(map);
+  }
+});
+
+for (const mode of MODES) {
+  Deno.test(`Dispatcher: handleClose after the connection broke under a writer (${mode.name})`, async () => {
+    // CPython's test_handle_close_after_conn_broken: the server reads 128
+    // bytes and closes with more unread (a reset); the client, writing all
+    // the time, sees handleClose (or handleExpt), never handleError.
+    const map: ChannelMap = new Map();
+    const data = new Uint8Array(128);
+    let flag = false;
+    class TestClient extends Quiet {
+      override handleWrite(): void {
+        this.send(data);
+      }
+      override handleClose(): void {
+        flag = true;
+        this.close();
+        server.close();
+      }
+      override handleExpt(): void {
+        flag = true;
+        this.close();
+        server.close();
+      }
+    }
+    class TestHandler extends Quiet {
+      override handleRead(): void {
+        this.recv(data.length);
+        this.close();
+      }
+      override writable(): boolean {
+        return false;
+      }
+    }
+    class Server extends Quiet {
+      override handleAccepted(sock: Socket): void {
+        new TestHandler(sock, map);
+      }
+    }
+    const server = new Server(undefined, map);
+    server.createSocket();
+    server.bind({ hostname: "127.0.0.1", port: 0 });
+    server.listen(5);
+    const client = new TestClient(undefined, map);
+    client.createSocket();
+    client.connect(connectAddress(server.getsockname()));
+    await runLoop(map, { usePoll: mode.usePoll });
+    assert(flag);
+    assertEquals(client.errors, []);
+  });
+}
