@@ -212,6 +212,27 @@ function formatAddr(addr: Deno.Addr): string {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Bytes as Python's `repr()` shows them, cut short after 64. */
+function formatBytes(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes.subarray(0, 64)) {
+    text += byte === 0x5c
+      ? "\\\\"
+      : byte === 0x27
+      ? "\\'"
+      : byte >= 0x20 && byte < 0x7f
+      ? String.fromCharCode(byte)
+      : byte === 0x0a
+      ? "\\n"
+      : byte === 0x0d
+      ? "\\r"
+      : byte === 0x09
+      ? "\\t"
+      : `\\x${byte.toString(16).padStart(2, "0")}`;
+  }
+  return `b'${text}'${bytes.length > 64 ? `... (${bytes.length} bytes)` : ""}`;
+}
 /**
  * Sockets a channel has taken with `setSocket()`: an accepted socket that none
  * took is closed when `handleAccepted()` throws.
@@ -695,7 +716,8 @@ export class Dispatcher {
 
   #requireSocket(operation: string): Socket {
     if (this.socket === null) {
-      throw new Deno.errors.NotConnected(
+      // A programming error, not a disconnect: it goes to handleError().
+      throw new TypeError(
         `${operation}: the channel has no socket; call createSocket() first`,
       );
     }
@@ -748,7 +770,7 @@ export class DispatcherWithSend extends Dispatcher {
    */
   override send(data: Uint8Array | string): number {
     const bytes = toBytes("data", data);
-    if (this.debug) this.logInfo(`sending ${describe(bytes)}`);
+    if (this.debug) this.logInfo(`sending ${formatBytes(bytes)}`);
     let offset = 0;
     if (this.#out.length === 0 && this.connected) offset = super.send(bytes);
     if (offset < bytes.length) this.#out.push(bytes.slice(offset));

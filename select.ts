@@ -496,6 +496,11 @@ export class Socket {
     if (this.#state === "connecting") {
       throw new Deno.errors.Busy("connect: a connect is already in progress");
     }
+    if (this.#state === "bound" || this.#state === "listening") {
+      throw new Deno.errors.NotSupported(
+        `connect: the socket is ${this.#state}; Deno cannot connect from a bound address`,
+      );
+    }
     if (this.#state !== "fresh") {
       throw new Deno.errors.AlreadyExists(
         `connect: the socket is already ${this.#state}`,
@@ -650,7 +655,9 @@ export class Socket {
    *   caller's to keep: the socket never writes to that memory again.
    * @throws {Deno.errors.WouldBlock} when nothing is buffered.
    * @throws {Deno.errors.ConnectionReset} (or another disconnect error) once
-   *   the peer is gone and the buffer is drained.
+   *   the peer is gone and the buffer is drained. Deno reports most resets
+   *   seen by a read as end of stream, so a reset usually shows as an empty
+   *   array here and as an error on the next `send()`.
    */
   recv(bufsize: number): Uint8Array {
     checkSize("bufsize", bufsize);
@@ -731,6 +738,7 @@ export class Socket {
     if (how !== "read" && !this.#shutWrite) {
       this.#shutWrite = true;
       this.#finishWrites();
+      notify(this); // now writable: send() fails at once instead of blocking
     }
   }
 
