@@ -97,17 +97,21 @@ export function testSeed(): number {
 }
 
 /**
- * Runs `body` with `seed` and, when it fails, says which seed to replay.
+ * Runs `body` with `seed` and, when it fails, says which seed to replay
+ * (`RELIABILITY_SEED=<seed>`). An inner seed derived from an outer one is
+ * given a `label`, and named without the replay hint.
  */
 export async function withSeed<T>(
   seed: number,
   body: (seed: number) => Promise<T> | T,
+  label?: string,
 ): Promise<T> {
   try {
     return await body(seed);
   } catch (error) {
-    const message = `failed with seed ${seed} ` +
-      `(replay: RELIABILITY_SEED=${seed} deno task test tests/...)`;
+    const message = label === undefined
+      ? `failed with seed ${seed} (replay: RELIABILITY_SEED=${seed})`
+      : `${label} ${seed} failed`;
     console.error(message);
     if (error instanceof Error) error.message = `${message}: ${error.message}`;
     throw error;
@@ -191,11 +195,24 @@ export async function within<T>(
  * Serves `map` until it is empty, with a bound: when `ms` pass first the map
  * is closed (so nothing leaks) and a {@linkcode Timeout} is thrown.
  */
-export async function serve(
+export function serve(
   map: ChannelMap,
   ms: number,
   what = "loop",
   options: { usePoll?: boolean; timeout?: number } = {},
+): Promise<void> {
+  const served = serveFor(map, ms, what, options);
+  // A test that fails before awaiting it must not also get an unhandled
+  // rejection from it; awaiting it still throws.
+  served.catch(() => {});
+  return served;
+}
+
+async function serveFor(
+  map: ChannelMap,
+  ms: number,
+  what: string,
+  options: { usePoll?: boolean; timeout?: number },
 ): Promise<void> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), ms);
