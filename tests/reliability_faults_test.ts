@@ -944,3 +944,108 @@ Deno.test("handler faults: AsyncChat handlers and producers", async (t) => {
       }));
   }
 });
+
+Deno.test("bounded input: the limit in detail (no socket)", () => {
+  // Feeds reads directly, as the socket would.
+  class Feed extends AsyncChat {
+    records: string[] = [];
+    tooLarge = 0;
+    #input = new Uint8Array(0);
+    override recv(): Uint8Array {
+      return this.#input;
+    }
+    feed(...reads: string[]): void {
+      for (const read of reads) {
+        this.#input = encoder.encode(read);
+        this.handleRead();
+      }
+    }
+    override foundTerminator(): void {
+      this.records.push(decoder.decode(this.getData()));
+    }
+    override handleRecordTooLarge(): void {
+      this.tooLarge++;
+    }
+  }
+  const make = (limit: number, term: string | number = "\r\n") => {
+    const chat = new Feed(undefined, new Map());
+    chat.setTerminator(term);
+    chat.maxRecordSize = limit;
+    return chat;
+  };
+
+  // Exactly the limit passes; one more byte does not, wherever reads cut.
+  let chat = make(5);
+  chat.feed("12", "345\r", "\n123456\r\nok\r\n");
+  assertEquals(chat.records, ["12345", "ok"]);
+  assertEquals(chat.tooLarge, 1);
+
+  // A "\r" held back as a possible terminator start is not counted early.
+  chat = make(5);
+  chat.feed("12345\r", "\n");
+  assertEquals([chat.records, chat.tooLarge], [["12345"], 0]);
+
+  // An overflow skips to the end of that record, then reading goes on.
+  chat = make(3);
+  chat.feed("abcdefgh", "ijkl", "mn\r\nxy\r\n");
+  assertEquals([chat.records, chat.tooLarge], [["xy"], 1]);
+
+  // One call per record, however long it grows.
+  chat = make(3);
+  for (let i = 0; i < 100; i++) chat.feed("xxxxxxxxxx");
+  chat.feed("\r\nz\r\n");
+  assertEquals([chat.records, chat.tooLarge], [["z"], 1]);
+
+  // Infinity turns it off; byte counts and null are not limited.
+  chat = make(Infinity);
+  chat.feed("a".repeat(200_000) + "\r\n");
+  assertEquals([chat.records[0].length, chat.tooLarge], [200_000, 0]);
+  chat = make(3, 10);
+  chat.feed("0123456789");
+  assertEquals([chat.records, chat.tooLarge], [["0123456789"], 0]);
+
+  // The default limit (its default handler is tested over a socket above).
+  assertEquals(new AsyncChat(undefined, new Map()).maxRecordSize, 65536);
+});
+
+Deno.test("bounded input: the netstring example refuses an over-long declared length before the body", async () => {
+  const { TransformFactory, TransformService } = await import(
+    "../examples/transform_server.ts"
+  );
+  const { socketMap } = await import("../asyncore.ts");
+  assertEquals(socketMap.size, 0, "the default map is free");
+  await captureLogs(async (lines) => {
+    const factory = new TransformFactory(
+      new TransformService(),
+      { hostname: "127.0.0.1", port: 0 },
+      1000,
+    );
+    const running = serve(socketMap, 20_000, "transform server");
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: portOf(factory),
+    });
+    const reading = readToEnd(conn);
+    // Declares 10 MB and starts sending it: the server closes at once,
+    // so the body meets a closed connection long before its end.
+    let written = 0;
+    let writeError: unknown = null;
+    try {
+      await writeAll(conn, encoder.encode("10000000:"));
+      const chunk = new Uint8Array(65536).fill(0x61);
+      while (written < 10_000_000) {
+        written += await conn.write(chunk);
+      }
+    } catch (error) {
+      writeError = error;
+    }
+    const { bytes } = await within(10_000, "closed", reading);
+    conn.close();
+    assertEquals(concat(bytes).length, 0, "no answer");
+    assert(writeError !== null, `the server read all ${written} bytes`);
+    assert(lines.some((line) => line.includes("declared length 10000000")));
+    await until(() => socketMap.size === 1, 5000, "the channel closed");
+    factory.close();
+    await running;
+  });
+});
