@@ -209,6 +209,8 @@ export class Socket {
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
 
   #pending: Socket[] = [];
+  #writeQueued = false;
+  #queuedWrite: (() => void) | undefined;
   #writeCallbacks:
     | [(count: number) => void, (error: Error) => void]
     | undefined;
@@ -707,7 +709,7 @@ export class Socket {
       count === bytes.length ? bytes : bytes.subarray(0, count),
       this.#writing,
     );
-    this.#startWrite();
+    this.#scheduleWrite();
     return count;
   }
 
@@ -985,6 +987,22 @@ export class Socket {
   };
 
   // Send side: one write in flight while there is something to send.
+
+  /**
+   * Starts the write at the end of the current turn, so what several
+   * `send()` calls in one handler (or one pass) accepted goes out in one
+   * write instead of one each.
+   */
+  #scheduleWrite(): void {
+    if (this.#writing || this.#writeQueued) return;
+    this.#writeQueued = true;
+    queueMicrotask(
+      this.#queuedWrite ??= () => {
+        this.#writeQueued = false;
+        this.#startWrite();
+      },
+    );
+  }
 
   #startWrite(): void {
     if (this.#writing || this.#tx.length === 0) return;
