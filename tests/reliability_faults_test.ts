@@ -354,7 +354,7 @@ Deno.test("peer faults: a peer that never reads stalls only its channel, with me
       // The kernel takes a few MiB; then the socket's own buffer fills and
       // stays full.
       await until(() => firehose !== undefined, 5000, "accepted");
-      const stalledAt = await settled(() => pushed, 300, 20_000, "stall");
+      const stalledAt = await settled(() => pushed, 500, 20_000, "stall");
       assertEquals(
         firehose!.socket!.sendBuffered,
         firehose!.socket!.sendBufferSize,
@@ -409,7 +409,7 @@ Deno.test("peer faults: a peer that never reads stalls only its channel, with me
         port: source.port,
       });
       await until(() => chat !== undefined, 5000, "accepted");
-      const stalledAt = await settled(() => pulled, 300, 20_000, "stall");
+      const stalledAt = await settled(() => pulled, 500, 20_000, "stall");
       assertEquals(chat!.socket!.sendBuffered, chat!.socket!.sendBufferSize);
       await within(20_000, "witness", witness(port, 50));
       assertEquals(

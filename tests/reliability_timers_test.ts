@@ -243,7 +243,7 @@ Deno.test("timers: an error in a timer is logged and the loop goes on; ExitNow e
 });
 
 Deno.test("idle timeouts: a silent client is closed on time, active ones are left alone", async () => {
-  const IDLE = 300;
+  const IDLE = 400;
   const map: ChannelMap = new Map();
   const timedOut = new Map<string, number>();
   const acceptedAt = new Map<string, number>();
