@@ -18,6 +18,13 @@ export const kHangup: unique symbol = Symbol("hangup");
 /** The key under which a socket counts the times bytes moved in or out. */
 export const kActivity: unique symbol = Symbol("activity");
 
+/**
+ * The key of a channel's method that wakes the loop serving it: output
+ * queued from outside a pass must be waited on for writing now, not once the
+ * loop's wait times out.
+ */
+export const kWakeLoop: unique symbol = Symbol("wakeLoop");
+
 /** Anything whose readiness can be waited for. */
 export interface Source {
   readonly [kReadiness]: number;

@@ -66,6 +66,7 @@
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
 import { describe, toBytes } from "./_validate.ts";
+import { kWakeLoop } from "./_readiness.ts";
 import {
   concatBytes,
   EMPTY,
@@ -587,8 +588,11 @@ export class AsyncChat extends Dispatcher {
   }
 
   #enqueue(entry: Outgoing): void {
+    const idle = this.#front === null && this.#head === this.#queue.length;
     this.#queue.push(entry);
     if (entry instanceof Uint8Array) this.#queuedBytes += entry.length;
+    // writable() turned true: a loop waiting without it must know.
+    if (idle) this[kWakeLoop]();
   }
 
   #dequeue(): void {

@@ -87,6 +87,7 @@ import {
   kActivity,
   kHangup,
   kReadiness,
+  kWakeLoop,
   notify,
   passWithoutWait,
   READABLE,
@@ -294,6 +295,8 @@ export class Dispatcher {
   idleTimeout: number = Infinity;
 
   #map: ChannelMap;
+  /** The map the channel was last added to: the loop to wake. */
+  #loopMap: ChannelMap | null = null;
   #fileno: number | null = null;
   #startingTls = false;
 
@@ -377,7 +380,18 @@ export class Dispatcher {
     }
     const channels = map ?? this.#map;
     channels.set(this.#fileno, this);
+    this.#loopMap = channels;
     wakeLoop(channels);
+  }
+
+  /**
+   * Wakes the loop serving this channel, so that it asks `writable()` again
+   * now: called when output is queued from outside a pass.
+   *
+   * @ignore
+   */
+  [kWakeLoop](): void {
+    if (this.#loopMap !== null) wakeLoop(this.#loopMap);
   }
 
   /** Removes the channel from `map` (its own map by default). */
@@ -772,8 +786,13 @@ export class DispatcherWithSend extends Dispatcher {
     const bytes = toBytes("data", data);
     if (this.debug) this.logInfo(`sending ${formatBytes(bytes)}`);
     let offset = 0;
-    if (this.#out.length === 0 && this.connected) offset = super.send(bytes);
-    if (offset < bytes.length) this.#out.push(bytes.slice(offset));
+    const idle = this.#out.length === 0;
+    if (idle && this.connected) offset = super.send(bytes);
+    if (offset < bytes.length) {
+      this.#out.push(bytes.slice(offset));
+      // writable() turned true: a loop waiting without it must know.
+      if (idle) this[kWakeLoop]();
+    }
     return bytes.length;
   }
 }
@@ -981,10 +1000,12 @@ async function pass(
       if (bits & EXCEPTIONAL) e.push(obj);
     }
   };
-  for (const obj of map.values()) {
+  // forEach rather than for-of: the iterator results of a loop in an async
+  // function cost an allocation per channel per pass.
+  map.forEach((obj) => {
     if (obj.idleTimeout !== Infinity) {
       until = Math.min(until, checkIdle(obj, now));
-      if (map.get(obj.fileno()) !== obj) continue;
+      if (map.get(obj.fileno()) !== obj) return;
     }
     const sock = obj.socket;
     let isR: boolean;
@@ -996,22 +1017,22 @@ async function pass(
     } catch (error) {
       // A faulty predicate is a handler fault: it must not end the loop.
       fault(obj, error);
-      if (map.get(obj.fileno()) !== obj) continue;
+      if (map.get(obj.fileno()) !== obj) return;
       isR = isW = false;
     }
     const mask = isR || isW
       ? (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL
       : 0;
-    if (sock === null) continue;
+    if (sock === null) return;
     if (registry.get(sock) !== mask) registry.set(sock, mask);
-    if (mask === 0) continue;
+    if (mask === 0) return;
     if (sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
       guard(obj, () => obj.handleClose());
-      continue;
+      return;
     }
     collect(obj, mask, sock);
-  }
+  });
   if (r.length + w.length + e.length + ready.length > 0) {
     // Something is ready now; let pending completions in now and then.
     const turn = passWithoutWait();

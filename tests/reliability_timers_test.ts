@@ -23,6 +23,7 @@ import {
   loop,
 } from "../asyncore.ts";
 import type { Socket } from "../select.ts";
+import { AsyncChat } from "../asynchat.ts";
 import {
   captureLogs,
   EchoHandler,
@@ -361,4 +362,69 @@ Deno.test("idle timeouts: the default handleTimeout() closes; Infinity never doe
   await until(() => map.size === 1, 5000, "second closed by its peer");
   server.close();
   await running;
+});
+
+Deno.test("loop wake-ups: what other async code adds is served at once, not after the pass timeout", async (t) => {
+  // Each loop waits with a 30 s timeout; each step must finish well before.
+  const BOUND = 5000;
+  await t.step("a channel added from outside", async () => {
+    const { map } = listeningMap();
+    const running = serve(map, 20_000, "added", { timeout: 30_000 });
+    await new Promise((resolve) => setTimeout(resolve, 20)); // it waits now
+    const server = new Server(map, (sock, m) => new EchoHandler(sock, m));
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await writeAll(conn, new Uint8Array([1]));
+    assertEquals(
+      await within(BOUND, "echo", conn.read(new Uint8Array(1))),
+      1,
+    );
+    conn.close();
+    closeAll(map);
+    await running;
+  });
+
+  for (const how of ["AsyncChat.push", "DispatcherWithSend.send"]) {
+    await t.step(`1 MiB queued with ${how} from outside`, async () => {
+      const map: ChannelMap = new Map();
+      let push: ((data: Uint8Array) => void) | undefined;
+      const server = new Server(map, (sock, m) => {
+        if (how === "AsyncChat.push") {
+          const chat = new AsyncChat(sock, m);
+          push = (data) => {
+            chat.push(data);
+            chat.closeWhenDone();
+          };
+        } else {
+          const channel = new EchoHandler(sock, m);
+          push = (data) => channel.send(data);
+        }
+      });
+      const running = serve(map, 20_000, how, { timeout: 30_000 });
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+      });
+      await until(() => push !== undefined, BOUND, "accepted");
+      await new Promise((resolve) => setTimeout(resolve, 20)); // it waits now
+      const started = performance.now();
+      // More than the socket's buffer takes at once: the rest is queued
+      // and needs the loop to wait for writability.
+      push!(new Uint8Array(1024 * 1024).fill(7));
+      let got = 0;
+      const buffer = new Uint8Array(65536);
+      while (got < 1024 * 1024) {
+        const n = await within(BOUND, "bytes", conn.read(buffer));
+        if (n === null) break;
+        got += n;
+      }
+      assertEquals(got, 1024 * 1024);
+      assertLess(performance.now() - started, BOUND);
+      conn.close();
+      closeAll(map);
+      await running;
+    });
+  }
 });
