@@ -4,7 +4,7 @@
 //
 // Run as a program it is the client side of the scale test, so that the
 // server's process does not hold both ends of 10,000 connections:
-//   deno run --allow-net tests/_reliability_helpers.ts scale-client PORT N
+//   deno run --allow-net tests/_reliability_helpers.ts scale-client PORT N [WAVE]
 
 import {
   type ChannelMap,
