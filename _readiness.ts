@@ -41,15 +41,23 @@ class Wait {
   #signal: AbortSignal | undefined;
   #onAbort = () => this.wake();
 
+  #alarm: Alarm | undefined;
+
   constructor(
     interest: Map<Source, number>,
     timeout: number | undefined,
     signal: AbortSignal | undefined,
+    alarm: Alarm | undefined,
   ) {
     this.interest = interest;
     this.promise = new Promise((resolve) => this.#resolve = resolve);
     if (timeout !== undefined) {
-      this.#timer = setTimeout(this.#onAbort, timeout);
+      if (alarm) {
+        this.#alarm = alarm;
+        alarm.attach(this, performance.now() + timeout);
+      } else {
+        this.#timer = setTimeout(this.#onAbort, timeout);
+      }
     }
     if (signal) {
       this.#signal = signal;
@@ -71,11 +79,59 @@ class Wait {
   dispose(): void {
     waits.delete(this);
     clearTimeout(this.#timer);
+    this.#alarm?.detach(this);
     this.#signal?.removeEventListener("abort", this.#onAbort);
   }
 }
 
 const waits = new Set<Wait>();
+
+/**
+ * The timer a loop keeps across its passes. Each wait arms it for its own
+ * deadline, but a timer already set for an earlier time is kept (firing
+ * early, it re-arms), so a loop whose passes end on I/O makes about one timer
+ * per timeout rather than one per pass: timers are costly in Deno.
+ */
+export class Alarm {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedFor = Infinity;
+  #wait: Wait | null = null;
+  #due = Infinity;
+  #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const wait = this.#wait;
+    if (wait === null) return;
+    if (performance.now() >= this.#due) wait.wake();
+    else this.#arm(this.#due);
+  };
+
+  /** Wakes `wait` at `due` (on the `performance.now()` clock). */
+  attach(wait: Wait, due: number): void {
+    this.#wait = wait;
+    this.#due = due;
+    if (due < this.#armedFor) this.#arm(due);
+  }
+
+  /** Stops waking `wait`; the timer stays for the next one. */
+  detach(wait: Wait): void {
+    if (this.#wait === wait) this.#wait = null;
+  }
+
+  /** Cancels the timer: the loop is over. */
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    this.#wait = null;
+  }
+
+  #arm(due: number): void {
+    clearTimeout(this.#timer);
+    this.#armedFor = due;
+    this.#timer = setTimeout(this.#fire, Math.max(0, due - performance.now()));
+  }
+}
 
 // Completions reach JavaScript only when the event loop turns. A waiter that
 // finds sockets ready at once never lets it turn, so a channel that is always
@@ -144,8 +200,9 @@ export async function waitFor(
   interest: Map<Source, number>,
   timeout: number | undefined,
   signal?: AbortSignal,
+  alarm?: Alarm,
 ): Promise<Set<Source>> {
-  const wait = new Wait(interest, timeout, signal);
+  const wait = new Wait(interest, timeout, signal, alarm);
   waits.add(wait);
   if (signal?.aborted) wait.wake();
   try {

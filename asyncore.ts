@@ -83,6 +83,7 @@ import {
 import { ByteQueue } from "./_byte_queue.ts";
 import { Heap } from "./_heap.ts";
 import {
+  Alarm,
   EXCEPTIONAL,
   kActivity,
   kHangup,
@@ -965,6 +966,7 @@ async function pass(
   timeout: number | undefined,
   map: ChannelMap,
   signal?: AbortSignal,
+  alarm?: Alarm,
 ): Promise<void> {
   if (map.size === 0) {
     // Nothing to serve: return at once, as Python's poll() does (letting the
@@ -1042,7 +1044,7 @@ async function pass(
       ? undefined
       : Math.max(0, until - performance.now());
     // With nothing watched this only sleeps, unless the map's waker fires.
-    for (const source of await waitFor(registry, wait, signal)) {
+    for (const source of await waitFor(registry, wait, signal, alarm)) {
       if (!(source instanceof Socket)) continue; // the waker
       const obj = map.get(source.fileno());
       const mask = registry.get(source);
@@ -1150,9 +1152,14 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
   let count = checkCount("options.count", options.count ?? Infinity);
   const { signal } = options;
   const usePoll = options.usePoll ?? false;
-  while (map.size > 0 && count > 0 && !signal?.aborted) {
-    await pass(usePoll, timeout, map, signal);
-    count--;
+  const alarm = new Alarm();
+  try {
+    while (map.size > 0 && count > 0 && !signal?.aborted) {
+      await pass(usePoll, timeout, map, signal, alarm);
+      count--;
+    }
+  } finally {
+    alarm.dispose();
   }
 }
 
