@@ -30,8 +30,47 @@ export interface Source {
   readonly [kReadiness]: number;
 }
 
+/** What a wait watches: the bits wanted from each source it watches. */
+export interface Interest {
+  /** The bits wanted from `source`; `undefined` when it is not watched. */
+  get(source: Source): number | undefined;
+}
+
+/** The keys under which a loop keeps its interest on the source itself. */
+export const kInterestOwner: unique symbol = Symbol("interestOwner");
+/** See {@linkcode kInterestOwner}. */
+export const kInterestMask: unique symbol = Symbol("interestMask");
+
+/** A source a {@linkcode LoopInterest} can watch. */
+export interface Watchable extends Source {
+  [kInterestOwner]: LoopInterest | null;
+  [kInterestMask]: number;
+}
+
+/**
+ * A loop's interest, kept on each source as two fields rather than in a map:
+ * a pass sets every channel's mask, and a field write is much cheaper than a
+ * hash-map lookup (mio keeps the token in the registration the same way).
+ * A source moved to another loop's interest leaves this one.
+ */
+export class LoopInterest implements Interest {
+  /** The bits wanted from `source`, if this interest watches it. */
+  get(source: Source): number | undefined {
+    const watched = source as Partial<Watchable>;
+    return watched[kInterestOwner] === this
+      ? watched[kInterestMask]
+      : undefined;
+  }
+
+  /** Watches `source` for `mask` (0: watched only for being closed). */
+  set(source: Watchable, mask: number): void {
+    source[kInterestOwner] = this;
+    source[kInterestMask] = mask;
+  }
+}
+
 class Wait {
-  readonly interest: Map<Source, number>;
+  readonly interest: Interest;
   /** The watched sources that became ready, in the order they did. */
   readonly fired = new Set<Source>();
   readonly promise: Promise<void>;
@@ -44,7 +83,7 @@ class Wait {
   #alarm: Alarm | undefined;
 
   constructor(
-    interest: Map<Source, number>,
+    interest: Interest,
     timeout: number | undefined,
     signal: AbortSignal | undefined,
     alarm: Alarm | undefined,
@@ -197,7 +236,7 @@ export function notify(source: Source, closed = false): void {
  * @returns The sources that became ready while waiting (none on timeout).
  */
 export async function waitFor(
-  interest: Map<Source, number>,
+  interest: Interest,
   timeout: number | undefined,
   signal?: AbortSignal,
   alarm?: Alarm,

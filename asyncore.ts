@@ -87,13 +87,16 @@ import {
   EXCEPTIONAL,
   kActivity,
   kHangup,
+  kInterestMask,
+  kInterestOwner,
   kReadiness,
   kWakeLoop,
+  LoopInterest,
   notify,
   passWithoutWait,
   READABLE,
-  type Source,
   waitFor,
+  type Watchable,
   WRITABLE,
 } from "./_readiness.ts";
 
@@ -896,17 +899,18 @@ function checkIdle(obj: Dispatcher, now: number): number {
   return Infinity;
 }
 
-// What each map's loop waits for, by socket: kept from pass to pass (mio's
-// Registry) so a pass only writes the masks that changed. Each registry also
-// holds its map's waker.
-const registries = new WeakMap<ChannelMap, Map<Source, number>>();
+// What each map's loop waits for, kept on the sources themselves from pass
+// to pass (mio's Registry). Each also watches its map's waker.
+const registries = new WeakMap<ChannelMap, LoopInterest>();
 
 /**
  * Wakes a map's loop from its wait when a channel or a timer is added from
  * outside a pass (from other async code), so that it is served now rather
  * than once the wait times out.
  */
-class Waker implements Source {
+class Waker implements Watchable {
+  [kInterestOwner]: LoopInterest | null = null;
+  [kInterestMask] = READABLE;
   get [kReadiness](): number {
     return 0;
   }
@@ -919,25 +923,16 @@ function wakeLoop(map: ChannelMap): void {
   if (waker !== undefined) notify(waker, true);
 }
 
-function registryOf(map: ChannelMap): Map<Source, number> {
+function registryOf(map: ChannelMap): LoopInterest {
   let registry = registries.get(map);
   if (registry === undefined) {
+    registry = new LoopInterest();
     const waker = new Waker();
-    registry = new Map([[waker, READABLE]]);
+    registry.set(waker, READABLE);
     registries.set(map, registry);
     wakers.set(map, waker);
   }
   return registry;
-}
-
-/** Forgets sockets whose channels left the map, once they outnumber the rest. */
-function pruneRegistry(registry: Map<Source, number>, map: ChannelMap): void {
-  if (registry.size <= 2 * map.size + 64) return;
-  for (const source of registry.keys()) {
-    if (
-      source instanceof Socket && map.get(source.fileno())?.socket !== source
-    ) registry.delete(source);
-  }
 }
 
 function dispatchSelect(
@@ -1026,7 +1021,7 @@ async function pass(
       ? (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL
       : 0;
     if (sock === null) return;
-    if (registry.get(sock) !== mask) registry.set(sock, mask);
+    registry.set(sock, mask);
     if (mask === 0) return;
     if (sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
@@ -1053,7 +1048,6 @@ async function pass(
       }
     }
   }
-  pruneRegistry(registry, map);
   if (usePoll) {
     for (const [obj, flags] of ready) {
       if (map.get(obj.fileno()) === obj) readwrite(obj, flags);

@@ -40,7 +40,10 @@ import {
   EXCEPTIONAL,
   kActivity,
   kHangup,
+  kInterestMask,
+  kInterestOwner,
   kReadiness,
+  type LoopInterest,
   notify,
   passWithoutWait,
   READABLE,
@@ -234,6 +237,19 @@ export class Socket {
   #splice: TlsSplice | null = null;
   #plainTx = 0;
   #handoff = false;
+
+  /**
+   * The loop interest this socket is registered with.
+   *
+   * @ignore
+   */
+  [kInterestOwner]: LoopInterest | null = null;
+  /**
+   * The bits that loop waits for.
+   *
+   * @ignore
+   */
+  [kInterestMask] = 0;
 
   /**
    * Creates an unconnected socket.
