@@ -65,7 +65,7 @@
 
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
-import { describe, toBytes } from "./_validate.ts";
+import { checkSize, describe, toBytes } from "./_validate.ts";
 import { kWakeLoop } from "./_readiness.ts";
 import {
   concatBytes,
@@ -103,18 +103,6 @@ export type Terminator = string | Uint8Array | number | null;
 /** An entry of the output queue: bytes, a producer, or close-when-done. */
 type Outgoing = Uint8Array | Producer | null;
 
-function checkPositiveInteger(name: string, value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(`${name} must be a number, got ${describe(value)}`);
-  }
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(
-      `${name} must be a positive integer, got ${describe(value)}`,
-    );
-  }
-  return value;
-}
-
 function isProducer(value: unknown): value is Producer {
   return typeof value === "object" && value !== null &&
     typeof (value as { more?: unknown }).more === "function";
@@ -150,7 +138,7 @@ export class SimpleProducer implements Producer {
    */
   constructor(data: Uint8Array | string, bufferSize = 512) {
     this.#data = toBytes("data", data);
-    this.#bufferSize = checkPositiveInteger("bufferSize", bufferSize);
+    this.#bufferSize = checkSize("bufferSize", bufferSize);
   }
 
   /** The next piece, at most `bufferSize` bytes; empty when exhausted. */
@@ -544,7 +532,7 @@ export class AsyncChat extends Dispatcher {
         }
         this.#front = data;
       }
-      const size = checkPositiveInteger(
+      const size = checkSize(
         "acOutBufferSize",
         this.acOutBufferSize,
       );

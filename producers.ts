@@ -24,25 +24,13 @@
  */
 
 import type { Producer } from "./asynchat.ts";
-import { describe, toBytes } from "./_validate.ts";
+import { checkSize, describe, toBytes } from "./_validate.ts";
 import { concatBytes, EMPTY, indexOfBytes, prefixAtEnd } from "./_bytes.ts";
 
 export type { Producer } from "./asynchat.ts";
 
 const CRLF = new Uint8Array([13, 10]);
 const encoder = new TextEncoder();
-
-function checkBufferSize(name: string, value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(`${name} must be a number, got ${describe(value)}`);
-  }
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(
-      `${name} must be a positive integer, got ${describe(value)}`,
-    );
-  }
-  return value;
-}
 
 function checkProducer(name: string, value: unknown): Producer {
   if (
@@ -213,7 +201,7 @@ export class FileProducer implements Producer, Disposable {
       throw new TypeError(`file must be a Deno.FsFile, got ${describe(file)}`);
     }
     this.#file = file;
-    this.#bufferSize = checkBufferSize("bufferSize", bufferSize);
+    this.#bufferSize = checkSize("bufferSize", bufferSize);
   }
 
   /** Whether the file is still open. */
@@ -351,7 +339,7 @@ export class GlobbingProducer implements Producer, Disposable {
    */
   constructor(producer: Producer, bufferSize = 65536) {
     this.#producer = checkProducer("producer", producer);
-    this.#bufferSize = checkBufferSize("bufferSize", bufferSize);
+    this.#bufferSize = checkSize("bufferSize", bufferSize);
   }
 
   /** At least `bufferSize` bytes, unless the producer runs out first. */
