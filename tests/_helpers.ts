@@ -7,7 +7,8 @@ import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
 import type { Address } from "../select.ts";
 
 /** Whether a program runs at all (`true`) or is absent/broken (`false`). */
-function probe(command: string, args: string[]): boolean {
+/** Whether `command args` runs and succeeds. */
+export function probe(command: string, args: string[]): boolean {
   try {
     const { success } = new Deno.Command(command, {
       args,

@@ -780,7 +780,7 @@ for (const family of FAMILIES) {
       const server = new OneShotServer(
         map,
         endpoint.transport,
-        endpoint.address,
+        endpoint.bindAddress,
         (sock) => new UpperHandler(sock, map),
       );
       const client = new LineClient(undefined, map);
