@@ -265,3 +265,32 @@ export function concat(chunks: readonly Uint8Array[]): Uint8Array {
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** The `--host` and `--port` options of a server; the port as in its source. */
+export function serverOptions(
+  defaultPort: string,
+): Record<"host" | "port", OptionSpec> {
+  return {
+    host: { value: "HOST", help: "address to listen on", default: "127.0.0.1" },
+    port: { value: "PORT", help: "port to listen on", default: defaultPort },
+  };
+}
+
+/**
+ * Makes a server with `listen()` and prints `listening on ADDRESS`; when it
+ * cannot listen (a port in use, say), says why and exits with code 1.
+ */
+export function listenOrExit<T extends { getsockname(): Deno.Addr }>(
+  name: string,
+  listen: () => T,
+): T {
+  let server: T;
+  try {
+    server = listen();
+  } catch (error) {
+    console.error(`${name}: cannot listen: ${messageOf(error)}`);
+    Deno.exit(1);
+  }
+  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  return server;
+}

@@ -24,7 +24,8 @@ import {
   Cli,
   concat,
   formatAddress,
-  messageOf,
+  listenOrExit,
+  serverOptions,
 } from "./_cli.ts";
 
 const encoder = new TextEncoder();
@@ -87,30 +88,17 @@ if (import.meta.main) {
   const cli = new Cli({
     name: "asynchat_line_echo_server.ts",
     summary: "Echoes each \\n-terminated line (asynchat).",
-    options: {
-      host: {
-        value: "HOST",
-        help: "address to listen on",
-        default: "127.0.0.1",
-      },
-      port: { value: "PORT", help: "port to listen on", default: "8881" },
-    },
+    options: serverOptions("8881"),
   });
   const { options } = cli.parse();
   // Ctrl-C from here on closes every channel and exits cleanly.
   using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
-  let server: MainServerSocket;
-  try {
-    server = new MainServerSocket(port, hostname);
-  } catch (error) {
-    console.error(
-      `asynchat_line_echo_server.ts: cannot listen: ${messageOf(error)}`,
-    );
-    Deno.exit(1);
-  }
-  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  listenOrExit(
+    "asynchat_line_echo_server.ts",
+    () => new MainServerSocket(port, hostname),
+  );
   await loop({ signal: interrupt.signal });
   closeAll();
 }

@@ -17,7 +17,13 @@
 
 import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
 import type { Socket } from "@asyncore/asyncore/select";
-import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+import {
+  catchInterrupt,
+  Cli,
+  formatAddress,
+  listenOrExit,
+  serverOptions,
+} from "./_cli.ts";
 
 /** The most bytes a handler holds before it stops reading. */
 const MAX_BUFFERED = 65536;
@@ -143,29 +149,16 @@ if (import.meta.main) {
   const cli = new Cli({
     name: "asyncore_echo_server.ts",
     summary: "Echoes whatever each client sends (asyncore dispatchers).",
-    options: {
-      host: {
-        value: "HOST",
-        help: "address to listen on",
-        default: "127.0.0.1",
-      },
-      port: { value: "PORT", help: "port to listen on", default: "8881" },
-    },
+    options: serverOptions("8881"),
   });
   const { options } = cli.parse();
   // Ctrl-C from here on closes every channel and exits cleanly.
   using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
-  let server: EchoServer;
-  try {
-    server = new EchoServer({ hostname, port });
-  } catch (error) {
-    console.error(
-      `asyncore_echo_server.ts: cannot listen: ${messageOf(error)}`,
-    );
-    Deno.exit(1);
-  }
-  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  const server = listenOrExit(
+    "asyncore_echo_server.ts",
+    () => new EchoServer({ hostname, port }),
+  );
   await server.serveForever(interrupt.signal);
 }

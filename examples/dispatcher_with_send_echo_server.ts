@@ -24,7 +24,13 @@ import {
   loop,
 } from "@asyncore/asyncore/asyncore";
 import type { Socket } from "@asyncore/asyncore/select";
-import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+import {
+  catchInterrupt,
+  Cli,
+  formatAddress,
+  listenOrExit,
+  serverOptions,
+} from "./_cli.ts";
 
 /** Accepts connections and starts a `SecondaryServerSocket` for each. */
 export class MainServerSocket extends Dispatcher {
@@ -79,30 +85,17 @@ if (import.meta.main) {
   const cli = new Cli({
     name: "dispatcher_with_send_echo_server.ts",
     summary: "Echoes whatever each client sends (DispatcherWithSend).",
-    options: {
-      host: {
-        value: "HOST",
-        help: "address to listen on",
-        default: "127.0.0.1",
-      },
-      port: { value: "PORT", help: "port to listen on", default: "8881" },
-    },
+    options: serverOptions("8881"),
   });
   const { options } = cli.parse();
   // Ctrl-C from here on closes every channel and exits cleanly.
   using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
-  let server: MainServerSocket;
-  try {
-    server = new MainServerSocket(port, hostname);
-  } catch (error) {
-    console.error(
-      `dispatcher_with_send_echo_server.ts: cannot listen: ${messageOf(error)}`,
-    );
-    Deno.exit(1);
-  }
-  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  listenOrExit(
+    "dispatcher_with_send_echo_server.ts",
+    () => new MainServerSocket(port, hostname),
+  );
   await loop({ signal: interrupt.signal });
   closeAll();
 }

@@ -18,7 +18,8 @@
  * @module
  */
 
-import { select, Socket } from "@asyncore/asyncore/select";
+import { Socket } from "@asyncore/asyncore/select";
+import { blockingCalls, Interrupted } from "./_blocking.ts";
 import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
 
 const EOLS: Record<string, string> = { crlf: "\r\n", lf: "\n", none: "" };
@@ -58,60 +59,7 @@ of both server and client.`;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Thrown when Ctrl-C ends a wait. */
-class Interrupted extends Error {}
-
-const { signal } = interrupt;
-
-/** Waits until `sock` is ready to read (`"r"`) or write (`"w"`). */
-async function waitFor(sock: Socket, what: "r" | "w"): Promise<void> {
-  const [r, w, x] = await select(
-    what === "r" ? [sock] : [],
-    what === "w" ? [sock] : [],
-    [sock],
-    undefined,
-    { signal },
-  );
-  if (signal.aborted) throw new Interrupted();
-  if (x.length > 0 && sock.error) throw sock.error;
-  if (r.length + w.length + x.length === 0) throw new Interrupted();
-}
-
-/** Python's `sock.sendall()`: sends every byte, waiting when the buffer is full. */
-async function sendall(sock: Socket, bytes: Uint8Array): Promise<void> {
-  while (bytes.length > 0) {
-    await waitFor(sock, "w");
-    try {
-      bytes = bytes.subarray(sock.send(bytes));
-    } catch (error) {
-      if (!(error instanceof Deno.errors.WouldBlock)) throw error;
-    }
-  }
-}
-
-/** Receives exactly `n` bytes; fails if the server closes first. */
-async function recvExactly(sock: Socket, n: number): Promise<Uint8Array> {
-  const response = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    await waitFor(sock, "r");
-    let chunk: Uint8Array;
-    try {
-      chunk = sock.recv(n - got);
-    } catch (error) {
-      if (error instanceof Deno.errors.WouldBlock) continue;
-      throw error;
-    }
-    if (chunk.length === 0) {
-      throw new Error(
-        `the server closed the connection after ${got} of ${n} bytes`,
-      );
-    }
-    response.set(chunk, got);
-    got += chunk.length;
-  }
-  return response;
-}
+const { waitFor, sendall, recvExactly } = blockingCalls(interrupt.signal);
 
 const sock = new Socket();
 const server = formatAddress({ transport: "tcp", hostname, port });

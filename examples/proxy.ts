@@ -30,6 +30,7 @@ import {
   Cli,
   concat,
   formatAddress,
+  listenOrExit,
   messageOf,
 } from "./_cli.ts";
 
@@ -210,14 +211,7 @@ if (import.meta.main) {
       ? there.port + 8000
       : cli.port("--listen", options.listen),
   };
-  let server: ProxyServer;
-  try {
-    server = new ProxyServer(there, here);
-  } catch (error) {
-    console.error(`proxy.ts: cannot listen: ${messageOf(error)}`);
-    Deno.exit(1);
-  }
-  console.log(`listening on ${formatAddress(server.getsockname())}`);
+  listenOrExit("proxy.ts", () => new ProxyServer(there, here));
   console.log(`forwarding to ${formatAddress({ transport: "tcp", ...there })}`);
   await loop({ signal: interrupt.signal });
   closeAll();

@@ -20,7 +20,8 @@
  * @module
  */
 
-import { select, Socket } from "@asyncore/asyncore/select";
+import { Socket } from "@asyncore/asyncore/select";
+import { blockingCalls, Interrupted } from "./_blocking.ts";
 import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
 
 const cli = new Cli({
@@ -78,51 +79,8 @@ of both server and client.`;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Thrown when Ctrl-C ends a wait. */
-class Interrupted extends Error {}
-
 using interrupt = catchInterrupt();
-const { signal } = interrupt;
-
-/** Waits until `sock` is ready to read (`"r"`) or write (`"w"`). */
-async function waitFor(sock: Socket, what: "r" | "w"): Promise<void> {
-  const [r, w, x] = await select(
-    what === "r" ? [sock] : [],
-    what === "w" ? [sock] : [],
-    [sock],
-    undefined,
-    { signal },
-  );
-  if (signal.aborted) throw new Interrupted();
-  if (x.length > 0 && sock.error) throw sock.error;
-  if (r.length + w.length + x.length === 0) throw new Interrupted();
-}
-
-/** Python's `sock.sendall()`: sends every byte, waiting when the buffer is full. */
-async function sendall(sock: Socket, bytes: Uint8Array): Promise<void> {
-  while (bytes.length > 0) {
-    await waitFor(sock, "w");
-    bytes = bytes.subarray(sock.send(bytes));
-  }
-}
-
-/** Receives exactly `n` bytes; fails if the server closes first. */
-async function recvExactly(sock: Socket, n: number): Promise<Uint8Array> {
-  const response = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    await waitFor(sock, "r");
-    const chunk = sock.recv(n - got);
-    if (chunk.length === 0) {
-      throw new Error(
-        `the server closed the connection after ${got} of ${n} bytes`,
-      );
-    }
-    response.set(chunk, got);
-    got += chunk.length;
-  }
-  return response;
-}
+const { waitFor, sendall, recvExactly } = blockingCalls(interrupt.signal);
 
 /**
  * Receives one `\r\n`-terminated line, a byte at a time: nothing past it is

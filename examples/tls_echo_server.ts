@@ -23,7 +23,13 @@
 import { AsyncChat } from "@asyncore/asyncore/asynchat";
 import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
 import type { Socket, TlsOptions } from "@asyncore/asyncore/select";
-import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+import {
+  catchInterrupt,
+  Cli,
+  formatAddress,
+  listenOrExit,
+  messageOf,
+} from "./_cli.ts";
 
 const FIXTURES = new URL("../tests/fixtures/tls/", import.meta.url);
 /** The most bytes a handler holds for a client before it stops reading. */
@@ -179,18 +185,12 @@ if (import.meta.main) {
     cert: read("cert", options.cert ?? new URL("localhost.crt", FIXTURES)),
     key: read("key", options.key ?? new URL("localhost.key", FIXTURES)),
   };
-  let server: TlsEchoServer;
-  try {
-    server = new TlsEchoServer(
+  listenOrExit("tls_echo_server.ts", () =>
+    new TlsEchoServer(
       { hostname, port },
       tls,
       options.mode === "starttls",
-    );
-  } catch (error) {
-    console.error(`tls_echo_server.ts: cannot listen: ${messageOf(error)}`);
-    Deno.exit(1);
-  }
-  console.log(`listening on ${formatAddress(server.getsockname())}`);
+    ));
   using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });
   closeAll();
