@@ -5,7 +5,7 @@
  * transformed poem as a netstring; then the connection closes.
  *
  * ```sh
- * deno run --allow-net examples/transform_server.ts [--host 127.0.0.1] [--port 11000] [--max-length 1048576]
+ * deno run --allow-net examples/transform_server.ts [--host 127.0.0.1] [--port 11000] [--max-length 1048576] [--idle-timeout 30000]
  * ```
  *
  * Transforms: `cummingsify` (lower-cases the poem, as the tutorial's does)
@@ -14,7 +14,9 @@
  * (here: a poem that is not UTF-8) closes the connection without an answer;
  * so does input that is not a netstring, or a declared length over
  * `--max-length`, which is refused as soon as the length is read, before
- * any of the body. The server goes on serving everyone else.
+ * any of the body. A client silent for `--idle-timeout` ms (one that declares
+ * a length and never sends the body, say) is closed too. The server goes on
+ * serving everyone else.
  *
  * @module
  */
@@ -22,7 +24,7 @@
 import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
 import type { Socket } from "@asyncore/asyncore/select";
 import { NetstringReceiver } from "./_netstring.ts";
-import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+import { catchInterrupt, Cli, formatAddress, listenOrExit } from "./_cli.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
@@ -52,6 +54,11 @@ export class TransformProtocol extends NetstringReceiver {
     this.factory = factory;
     this.peer = formatAddress(addr);
     this.maxLength = factory.maxLength;
+    this.idleTimeout = factory.clientIdleTimeout;
+  }
+
+  override handleTimeout(): void {
+    this.reject(`silent for ${this.idleTimeout} ms`);
   }
 
   override stringReceived(request: Uint8Array): void {
@@ -99,16 +106,19 @@ export class TransformProtocol extends NetstringReceiver {
 export class TransformFactory extends Dispatcher {
   readonly service: TransformService;
   readonly maxLength: number;
+  readonly clientIdleTimeout: number;
   readonly #xforms: Record<string, (poem: string) => string>;
 
   constructor(
     service: TransformService,
     address: { hostname: string; port: number },
     maxLength: number,
+    idleTimeout = 30_000,
   ) {
     super();
     this.service = service;
     this.maxLength = maxLength;
+    this.clientIdleTimeout = idleTimeout;
     this.#xforms = {
       cummingsify: (poem) => this.service.cummingsify(poem),
       reverse: (poem) => this.service.reverse(poem),
@@ -160,6 +170,11 @@ if (import.meta.main) {
         help: "the longest request accepted",
         default: "1048576",
       },
+      "idle-timeout": {
+        value: "MS",
+        help: "close a client silent this long",
+        default: "30000",
+      },
     },
   });
   const { options } = cli.parse();
@@ -168,18 +183,20 @@ if (import.meta.main) {
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
   const maxLength = cli.positiveInteger("--max-length", options["max-length"]);
-  let factory: TransformFactory;
-  try {
-    factory = new TransformFactory(
-      new TransformService(),
-      { hostname, port },
-      maxLength,
-    );
-  } catch (error) {
-    console.error(`transform_server.ts: cannot listen: ${messageOf(error)}`);
-    Deno.exit(1);
-  }
-  console.log(`listening on ${formatAddress(factory.getsockname())}`);
+  const idleTimeout = cli.positiveInteger(
+    "--idle-timeout",
+    options["idle-timeout"],
+  );
+  listenOrExit(
+    "transform_server.ts",
+    () =>
+      new TransformFactory(
+        new TransformService(),
+        { hostname, port },
+        maxLength,
+        idleTimeout,
+      ),
+  );
   await loop({ signal: interrupt.signal });
   closeAll();
 }

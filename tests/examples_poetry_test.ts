@@ -1,7 +1,12 @@
 // End-to-end tests of the Twisted tutorial's programs in examples/: the
 // poetry server and client, and the netstring transformation service.
 
-import { assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStringIncludes,
+} from "@std/assert";
 import {
   assertClosedByPeer,
   assertLines,
@@ -335,6 +340,28 @@ Deno.test("transform_server.ts takes --max-length", async () => {
   const { stdout } = await stopCleanly(server);
   assertLines(stdout.replace(/127\.0\.0\.1:\d+/g, "ADDR"), [
     "Rejected ADDR: declared length 22 is over 20",
+  ]);
+});
+
+Deno.test("transform_server.ts closes a client that declares a length and goes silent", async () => {
+  await using server = await startServer("transform_server.ts", [
+    "--idle-timeout",
+    "200",
+  ]);
+  const started = performance.now();
+  // The body never comes: only the idle timeout ends this connection.
+  const partial = new TextEncoder().encode("10:cummi");
+  assertEquals(text(await ask(server.port, partial)), "");
+  const waited = performance.now() - started;
+  assert(waited >= 150, `closed after ${waited} ms, before the timeout`);
+  assertEquals(
+    await ask(server.port, netstring("cummingsify.STILL HERE")),
+    netstring("still here"),
+  );
+  const { stdout } = await stopCleanly(server);
+  assertLines(stdout.replace(/127\.0\.0\.1:\d+/g, "ADDR"), [
+    "Rejected ADDR: silent for 200 ms",
+    "cummingsify: 10 bytes for ADDR",
   ]);
 });
 
