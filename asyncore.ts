@@ -1157,17 +1157,23 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
   }
 }
 
+/** A scheduled run of a call; cancelling or rescheduling kills it. */
 interface TimerEntry {
   due: number;
   seq: number;
-  call: DelayedCall;
-  generation: number;
+  dead: boolean;
+  fire(): void;
 }
 
 const timerQueues = new WeakMap<ChannelMap, Heap<TimerEntry>>();
 let timerSeq = 0;
 
-function schedule(map: ChannelMap, entry: Omit<TimerEntry, "seq">): void {
+function schedule(
+  map: ChannelMap,
+  due: number,
+  fire: () => void,
+): TimerEntry {
+  const entry = { due, seq: timerSeq++, dead: false, fire };
   let queue = timerQueues.get(map);
   if (queue === undefined) {
     queue = new Heap((a, b) =>
@@ -1175,12 +1181,9 @@ function schedule(map: ChannelMap, entry: Omit<TimerEntry, "seq">): void {
     );
     timerQueues.set(map, queue);
   }
-  queue.push({ ...entry, seq: timerSeq++ });
+  queue.push(entry);
   wakeLoop(map);
-}
-
-function isLive(entry: TimerEntry): boolean {
-  return entry.call.active && entry.call.generation === entry.generation;
+  return entry;
 }
 
 /** When the next live timer of `map` is due; `Infinity` without one. */
@@ -1188,7 +1191,7 @@ function nextTimer(map: ChannelMap): number {
   const queue = timerQueues.get(map);
   if (queue === undefined) return Infinity;
   let top = queue.peek();
-  while (top !== undefined && !isLive(top)) {
+  while (top !== undefined && top.dead) {
     queue.pop();
     top = queue.peek();
   }
@@ -1205,7 +1208,7 @@ function runTimers(map: ChannelMap): void {
     const top = queue.peek();
     if (top === undefined || top.due > now || top.seq >= last) return;
     queue.pop();
-    if (isLive(top)) top.call.run();
+    if (!top.dead) top.fire();
   }
 }
 
@@ -1234,9 +1237,7 @@ export class DelayedCall {
   #fn: () => void;
   #map: ChannelMap;
   #channel: Dispatcher | undefined;
-  #due: number;
-  #active = true;
-  #generation = 0;
+  #entry: TimerEntry;
 
   /**
    * Schedules `fn`; use {@linkcode callLater}.
@@ -1252,28 +1253,22 @@ export class DelayedCall {
     this.#fn = fn;
     this.#map = options.map ?? socketMap;
     this.#channel = options.channel;
-    this.#due = performance.now() + checkDelay(ms);
-    schedule(this.#map, { due: this.#due, call: this, generation: 0 });
+    this.#entry = this.#schedule(ms);
   }
 
   /** Whether the call is still to run. */
   get active(): boolean {
-    return this.#active;
+    return !this.#entry.dead;
   }
 
   /** When it runs, on the `performance.now()` clock. */
   get due(): number {
-    return this.#due;
-  }
-
-  /** @ignore */
-  get generation(): number {
-    return this.#generation;
+    return this.#entry.due;
   }
 
   /** Stops the call from running; safe to call twice. */
   cancel(): void {
-    this.#active = false;
+    this.#entry.dead = true;
   }
 
   /**
@@ -1282,23 +1277,23 @@ export class DelayedCall {
    * @throws {Deno.errors.BadResource} when it has run or been cancelled.
    */
   reset(ms: number): void {
-    if (!this.#active) {
+    if (this.#entry.dead) {
       throw new Deno.errors.BadResource(
         "reset: the call has already run or been cancelled",
       );
     }
-    this.#due = performance.now() + checkDelay(ms);
-    this.#generation++;
-    schedule(this.#map, {
-      due: this.#due,
-      call: this,
-      generation: this.#generation,
-    });
+    const entry = this.#schedule(ms);
+    this.#entry.dead = true;
+    this.#entry = entry;
   }
 
-  /** @ignore */
-  run(): void {
-    this.#active = false;
+  #schedule(ms: number): TimerEntry {
+    const due = performance.now() + checkDelay(ms);
+    return schedule(this.#map, due, () => this.#run());
+  }
+
+  #run(): void {
+    this.#entry.dead = true;
     const channel = this.#channel;
     if (channel !== undefined) {
       guard(channel, this.#fn);
