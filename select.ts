@@ -36,6 +36,7 @@
 import { ByteQueue } from "./_byte_queue.ts";
 import { SendBuffer } from "./_send_buffer.ts";
 import { FdTable } from "./_fd_table.ts";
+import { allocateRegion } from "./_read_arena.ts";
 import {
   EXCEPTIONAL,
   kActivity,
@@ -112,10 +113,11 @@ const DEFAULT_LINGER_TIMEOUT = 30_000;
 // while the peer keeps filling them.
 const MIN_READ_SIZE = 512;
 const MAX_READ_SIZE = 65536;
-// Reads land in an arena and are handed out as views of it, since allocating
-// a typed array per read is slow in Deno. A new arena is made when the tail
-// is too small for the next read; old ones live while views of them do.
-const MAX_ARENA_SIZE = 65536;
+// Reads land in a region of a shared arena (see _read_arena.ts) and are
+// handed out as views of it. A socket reads into the rest of its region until
+// that is too small for the next read; a streaming one takes large regions.
+const MAX_REGION_SIZE = 65536;
+const MIN_TAIL = 128;
 const MAX_WRITE_SIZE = 65536;
 const EMPTY = new Uint8Array(0);
 
@@ -196,8 +198,8 @@ export class Socket {
   #rx = new ByteQueue();
   #rxLimit: number;
   #readSize = MIN_READ_SIZE;
-  #arena: Uint8Array | null = null;
-  #arenaUsed = 0;
+  #region: Uint8Array | null = null;
+  #regionUsed = 0;
   #readTarget: Uint8Array | null = null;
   #reading = false;
   #eof = false;
@@ -769,7 +771,7 @@ export class Socket {
     fds.release(this.#fd);
     this.#fd = -1;
     this.#rx.clear();
-    this.#arena = null;
+    this.#region = null;
     this.#listener?.close();
     this.#listener = null;
     for (const sock of this.#pending) sock.close();
@@ -944,16 +946,22 @@ export class Socket {
     ) return;
     const size = Math.min(this.#readSize, this.#rxLimit - this.#rx.length);
     if (size <= 0) return;
-    let arena = this.#arena;
-    if (arena === null || arena.length - this.#arenaUsed < size) {
-      arena = this.#arena = new Uint8Array(
-        this.#arena === null && this.#readSize === MIN_READ_SIZE
-          ? MIN_READ_SIZE // an idle connection pins no more than this
-          : Math.min(Math.max(this.#readSize * 8, size), MAX_ARENA_SIZE),
+    let region = this.#region;
+    let used = this.#regionUsed;
+    // A small reader reads into what is left of its region until too little
+    // is, so one region serves several short messages.
+    if (
+      region === null || (region.length - used < size &&
+        (region.length - used < MIN_TAIL || this.#readSize > MIN_READ_SIZE))
+    ) {
+      region = this.#region = allocateRegion(
+        this.#readSize === MIN_READ_SIZE
+          ? MIN_READ_SIZE
+          : Math.min(Math.max(this.#readSize * 8, size), MAX_REGION_SIZE),
       );
-      this.#arenaUsed = 0;
+      used = this.#regionUsed = 0;
     }
-    const target = arena.subarray(this.#arenaUsed, this.#arenaUsed + size);
+    const target = region.subarray(used, Math.min(used + size, region.length));
     this.#readTarget = target;
     this.#reading = true;
     this.#conn.read(target).then(this.#onRead, this.#onReadError);
@@ -974,19 +982,19 @@ export class Socket {
     }
     if (count === null) {
       this.#eof = true;
-      this.#arena = this.#readTarget = null;
+      this.#region = this.#readTarget = null;
       notify(this);
       return;
     }
     const target = this.#readTarget!;
     if (!this.#shutRead) {
-      // A dropped read (shut for reading) leaves the arena free for reuse.
-      this.#arenaUsed += count;
+      // A dropped read (shut for reading) leaves the region free for reuse.
+      this.#regionUsed += count;
       this.#rx.push(
         count === target.length ? target : target.subarray(0, count),
       );
     }
-    if (count === this.#readSize) {
+    if (count === target.length) {
       this.#readSize = Math.min(this.#readSize * 2, MAX_READ_SIZE);
     } else if (count < this.#readSize >> 2 && this.#readSize > MIN_READ_SIZE) {
       this.#readSize >>= 1;

@@ -203,6 +203,46 @@ for (const family of FAMILIES) {
   });
 }
 
+Deno.test("Socket: what recv returned stays intact while other sockets keep reading", async () => {
+  // Reads from every socket share arenas; a view once handed out must never
+  // be written again, whatever the sizes and the order of the reads.
+  using endpoint = FAMILIES[0].endpoint(); // IPv4, port 0: one per pair
+  const pairs: Pair[] = [];
+  try {
+    for (let i = 0; i < 8; i++) pairs.push(await connectedPair(endpoint));
+    const kept: { data: Uint8Array; offset: number }[] = [];
+    const sent = new Array<number>(pairs.length).fill(0);
+    const received = new Array<number>(pairs.length).fill(0);
+    for (let round = 0; round < 40; round++) {
+      for (const [i, { client }] of pairs.entries()) {
+        // Short messages, with an occasional long one that grows the reads.
+        const size = (round + i) % 13 === 0
+          ? 20_000 + i * 7
+          : 1 + (round * 31 + i * 17) % 200;
+        assertEquals(client.send(pattern(size, sent[i])), size);
+        sent[i] += size;
+      }
+      for (const [i, { server }] of pairs.entries()) {
+        while (received[i] < sent[i]) {
+          const data = await recvSoon(server);
+          assert(data.length > 0, "no end of stream yet");
+          kept.push({ data, offset: received[i] });
+          received[i] += data.length;
+        }
+      }
+    }
+    assertGreaterOrEqual(kept.length, 8 * 40);
+    for (const { data, offset } of kept) {
+      assert(
+        isPattern(data, offset),
+        "a view handed out earlier was overwritten",
+      );
+    }
+  } finally {
+    for (const pair of pairs) pair[Symbol.dispose]();
+  }
+});
+
 Deno.test("Socket: fromConn wraps a Deno.Conn as a connected socket", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = listener.accept();
