@@ -37,10 +37,17 @@ for conn in conns:
 
 async function main(count: number): Promise<void> {
   using listener = Deno.listen({ hostname: HOST, port: 0 });
-  const child = new Deno.Command("python3", {
-    args: ["-c", CLIENT, String(listener.addr.port), String(count)],
-    stdin: "piped",
-  }).spawn();
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("python3", {
+      args: ["-c", CLIENT, String(listener.addr.port), String(count)],
+      stdin: "piped",
+    }).spawn();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    console.error("io_budget.ts needs python3 on the PATH as the writer");
+    Deno.exit(1);
+  }
   const conns: Deno.Conn[] = [];
   for (let i = 0; i < count; i++) conns.push(await listener.accept());
 
