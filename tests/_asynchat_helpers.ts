@@ -9,6 +9,7 @@ import {
   probe,
   runLoop as runLoopWithin,
   type RunLoopOptions,
+  seeded,
   within,
 } from "./_helpers.ts";
 
@@ -32,18 +33,6 @@ export const bytes = (text: string): Uint8Array => encoder.encode(text);
 /** `data` decoded as UTF-8. */
 export const text = (data: Uint8Array): string => decoder.decode(data);
 
-/** mulberry32: a small seeded PRNG returning numbers in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The seed for randomised tests: `$ASYNCHAT_SEED`, or a fresh one. */
 export function testSeed(): number {
   const fixed = Deno.env.get("ASYNCHAT_SEED");
@@ -54,7 +43,7 @@ export function testSeed(): number {
 export function withSeed<T>(name: string, body: (rand: () => number) => T): T {
   const seed = testSeed();
   try {
-    return body(prng(seed));
+    return body(seeded(seed));
   } catch (error) {
     console.error(`${name} failed with seed ${seed} (ASYNCHAT_SEED=${seed})`);
     throw error;

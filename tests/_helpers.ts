@@ -221,6 +221,21 @@ export function concat(chunks: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** A seeded generator of floats in [0, 1) (mulberry32): sequences replay. */
+export type Random = () => number;
+
+/** Makes a seeded generator; the same seed gives the same sequence. */
+export function seeded(seed: number): Random {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** Whether `data` equals `pattern(data.length, offset)`, without a copy. */
 export function isPattern(data: Uint8Array, offset = 0): boolean {
   for (let i = 0; i < data.length; i++) {

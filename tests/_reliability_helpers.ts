@@ -14,24 +14,12 @@ import {
   loop,
 } from "../asyncore.ts";
 import type { Socket } from "../select.ts";
+import type { Random } from "./_helpers.ts";
+
+export { concat, type Random, seeded } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // Randomness and hashing
-
-/** A seeded generator of floats in [0, 1) (mulberry32): sequences replay. */
-export type Random = () => number;
-
-/** Makes a seeded generator; the same seed gives the same sequence. */
-export function seeded(seed: number): Random {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An integer in [min, max]. */
 export function randInt(random: Random, min: number, max: number): number {
@@ -316,19 +304,6 @@ export async function readToEnd(
     return { hash, bytes, error: error as Error };
   }
   return { hash, bytes, error: null };
-}
-
-/** Joins chunks. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const chunk of chunks) size += chunk.length;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------

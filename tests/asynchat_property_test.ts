@@ -7,18 +7,7 @@
 
 import { AsyncChat, type Terminator } from "../asynchat.ts";
 import { assert, assertEquals } from "@std/assert";
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from "./_helpers.ts";
 
 type Event = string; // "T" for a terminator, "D:<bytes>" for collected data
 
@@ -184,7 +173,7 @@ function describeCase(
 
 Deno.test("asynchat property: chunking does not change what is collected", () => {
   const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = prng(seed);
+  const rand = seeded(seed);
   let terminators = 0;
   for (let round = 0; round < 400; round++) {
     const stream = randomBytes(rand, Math.floor(rand() * 300));
@@ -221,7 +210,7 @@ Deno.test("asynchat property: chunking does not change what is collected", () =>
 
 Deno.test("asynchat property: a long terminator split across 1-byte reads", () => {
   const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = prng(seed);
+  const rand = seeded(seed);
   const boundary = new TextEncoder().encode("\r\n--boundary\r\n");
   for (let round = 0; round < 50; round++) {
     // Parts that contain near-misses of the boundary.
@@ -263,7 +252,7 @@ Deno.test("asynchat property: a long terminator split across 1-byte reads", () =
 Deno.test("asynchat property: the byte search agrees with a naive one", async () => {
   const { indexOfBytes, prefixAtEnd } = await import("../_bytes.ts");
   const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = prng(seed);
+  const rand = seeded(seed);
   const naiveIndex = (h: Uint8Array, n: Uint8Array, from: number) => {
     outer: for (let i = from; i + n.length <= h.length; i++) {
       for (let j = 0; j < n.length; j++) if (h[i + j] !== n[j]) continue outer;
