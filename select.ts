@@ -672,9 +672,9 @@ export class Socket {
    *
    * @param bufsize The most bytes to return: a positive integer.
    * @returns The bytes; an empty array at end of stream. The array is the
-   *   caller's to keep: the socket never writes to that memory again. It is
-   *   a view of a 64 KiB arena that other reads share, and keeps that arena
-   *   alive; copy it (`slice()`) to hold a little data for long.
+   *   caller's to keep: the socket never writes to that memory again. A short
+   *   read is a view of a 64 KiB arena that other reads share, and keeps that
+   *   arena alive; copy it (`slice()`) to hold a little data for long.
    * @throws {Deno.errors.WouldBlock} when nothing is buffered.
    * @throws {Deno.errors.ConnectionReset} (or another disconnect error) once
    *   the peer is gone and the buffer is drained. Deno reports most resets

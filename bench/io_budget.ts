@@ -4,9 +4,9 @@
  * "Performance"). No asyncore code is involved.
  *
  * A CPython child process opens `N` connections to this one and writes 4
- * bytes on each, in order. Here one read is in flight on every connection. The script
- * prints how many reads complete per turn of the event loop, and how many
- * connections were read only after connections that wrote later.
+ * bytes on each, in order, while one read is in flight on every connection
+ * here. The script prints how many reads complete per turn of the event loop,
+ * and how many connections were read only after connections that wrote later.
  *
  * ```sh
  * deno run --allow-net --allow-run bench/io_budget.ts [N]
