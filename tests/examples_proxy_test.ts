@@ -40,7 +40,12 @@ function echoServer() {
         if (all.endsWith("bye\n")) break;
       }
     } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+      // The proxy may close its side while an echo is on its way back; what
+      // was read is what the tests check.
+      if (
+        !(error instanceof Deno.errors.ConnectionReset ||
+          error instanceof Deno.errors.BrokenPipe)
+      ) throw error;
     } finally {
       conn.close();
     }
