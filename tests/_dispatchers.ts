@@ -1,13 +1,14 @@
 // Dispatchers shared by the core tests: an echo server and client over any
 // address family, and a base class that records instead of printing.
 
+import { concat } from "@std/bytes";
 import {
   type ChannelMap,
   Dispatcher,
   DispatcherWithSend,
 } from "../asyncore.ts";
 import type { Address, Socket, SocketOptions } from "../select.ts";
-import { concat, connectAddress, type Endpoint } from "./_helpers.ts";
+import { connectAddress, type Endpoint } from "./_helpers.ts";
 
 /** A dispatcher that keeps what it logs instead of printing it. */
 export class Quiet extends Dispatcher {

@@ -7,6 +7,10 @@
  */
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "@std/assert";
+import { concat } from "@std/bytes";
+import { within } from "./_helpers.ts";
+
+export { hasPython3, within } from "./_helpers.ts";
 
 /** The repository root: examples run from here so `deno.json` applies. */
 export const ROOT: string = new URL("../", import.meta.url).pathname;
@@ -27,41 +31,6 @@ export function bytes(text: string): Uint8Array<ArrayBuffer> {
 /** UTF-8 text of `data`. */
 export function text(data: Uint8Array): string {
   return decoder.decode(data);
-}
-
-/** Joins byte chunks. */
-export function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
-/**
- * Runs `work` with a bound: rejects with a message naming `what` when `ms`
- * pass first, after calling `onTimeout` (which should cancel the work).
- */
-export async function withTimeout<T>(
-  work: Promise<T>,
-  ms: number,
-  what: string,
-  onTimeout?: () => void,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new Error(`timed out after ${ms} ms: ${what}`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([work, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function permissionArgs(allowRead: boolean | undefined): string[] {
@@ -184,10 +153,10 @@ export class RunningExample implements AsyncDisposable {
 
   /** Waits (bounded) for the exit and the last output. */
   async wait(ms: number = IO_TIMEOUT): Promise<Finished> {
-    const status = await withTimeout(
-      this.#status,
+    const status = await within(
       ms,
       `${this.name} to exit`,
+      this.#status,
       () => this.child.kill("SIGKILL"),
     ).finally(() => this.#finished = true);
     await this.#drained;
@@ -291,10 +260,10 @@ export async function runExample(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const output = await withTimeout(
-    child.output(),
+  const output = await within(
     options.timeout ?? IO_TIMEOUT,
     `${name} ${args.join(" ")} to finish`,
+    child.output(),
     () => child.kill("SIGKILL"),
   ).catch(async (error) => {
     await child.status;
@@ -360,7 +329,9 @@ export async function readExactly(
 ): Promise<Uint8Array> {
   const out = new Uint8Array(n);
   let offset = 0;
-  await withTimeout(
+  await within(
+    ms,
+    `reading ${n} bytes (got ${offset})`,
     (async () => {
       while (offset < n) {
         const count = await conn.read(out.subarray(offset));
@@ -374,8 +345,6 @@ export async function readExactly(
         offset += count;
       }
     })(),
-    ms,
-    `reading ${n} bytes (got ${offset})`,
     () => conn.close(),
   );
   return out;
@@ -387,7 +356,9 @@ export async function readToEnd(
   ms: number = IO_TIMEOUT,
 ): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  await withTimeout(
+  await within(
+    ms,
+    "reading to the end of the stream",
     (async () => {
       for (;;) {
         const buffer = new Uint8Array(65536);
@@ -396,8 +367,6 @@ export async function readToEnd(
         chunks.push(buffer.subarray(0, count));
       }
     })(),
-    ms,
-    "reading to the end of the stream",
     () => conn.close(),
   );
   return concat(chunks);
@@ -442,20 +411,6 @@ export function pattern(length: number, seed = 1): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Whether `python3` can run here (CPython interop tests skip without it). */
-export const hasPython: boolean = await (async () => {
-  try {
-    const { success } = await new Deno.Command("python3", {
-      args: ["-c", "import sys; assert sys.version_info >= (3, 6)"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-})();
-
 /** Runs a CPython script to completion, bounded by `ms`. */
 export async function runPython(
   script: string,
@@ -468,10 +423,10 @@ export async function runPython(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const output = await withTimeout(
-    child.output(),
+  const output = await within(
     ms,
     "python3 to finish",
+    child.output(),
     () => child.kill("SIGKILL"),
   ).catch(async (error) => {
     await child.status;

@@ -2,12 +2,12 @@
 // bounded loops and spawned peers (CPython, Node).
 
 import { AssertionError } from "@std/assert";
+import { deadline } from "@std/async";
 import { TextLineStream } from "@std/streams";
 import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
 import type { Address } from "../select.ts";
 
-/** Whether a program runs at all (`true`) or is absent/broken (`false`). */
-/** Whether `command args` runs and succeeds. */
+/** Whether `command args` runs and succeeds (`false` when it is absent). */
 export function probe(command: string, args: string[]): boolean {
   try {
     const { success } = new Deno.Command(command, {
@@ -22,13 +22,20 @@ export function probe(command: string, args: string[]): boolean {
   }
 }
 
-/** CPython with `asyncore` (3.11 or older) is installed. */
-export const hasPython: boolean = probe("python3", [
+/** `python3` runs here (any CPython 3): a plain socket peer. */
+export const hasPython3: boolean = probe("python3", ["-c", ""]);
+
+/** `python3` still has `asyncore` and `asynchat` (CPython 3.11 or older). */
+export const hasPythonAsyncore: boolean = hasPython3 && probe("python3", [
   "-W",
   "ignore",
   "-c",
   "import asyncore, asynchat",
 ]);
+
+/** `python3` has its `ssl` module (a TLS peer). */
+export const hasPythonSsl: boolean = hasPython3 &&
+  probe("python3", ["-c", "import ssl"]);
 
 /** Node.js is installed. */
 export const hasNode: boolean = probe("node", ["-e", ""]);
@@ -115,34 +122,41 @@ export function hostOf(addr: Deno.Addr): string {
   return addr.hostname;
 }
 
-/** The port of a TCP address. */
-export function portOf(addr: Deno.Addr): number {
+/**
+ * The port of a TCP address, or of the address a socket or channel is bound
+ * to (`getsockname()`).
+ */
+export function portOf(
+  target: Deno.Addr | { getsockname(): Deno.Addr },
+): number {
+  const addr = "getsockname" in target ? target.getsockname() : target;
   if (addr.transport !== "tcp") {
     throw new TypeError(`expected a TCP address, got ${addr.transport}`);
   }
   return addr.port;
 }
 
+function isTimeout(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "TimeoutError";
+}
+
 /**
- * Resolves with `promise`, or rejects with an AssertionError naming `what`
- * once `ms` pass. The timer is cleared either way, so nothing leaks.
+ * Resolves with `promise`, or (`deadline` from @std/async) rejects with an
+ * AssertionError naming `what` once `ms` pass, after calling `onTimeout`
+ * (which should cancel the work: kill a child, close a connection).
  */
 export async function within<T>(
   ms: number,
   what: string,
   promise: Promise<T>,
+  onTimeout?: () => void,
 ): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new AssertionError(`${what}: not done within ${ms} ms`)),
-      ms,
-    );
-  });
   try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
+    return await deadline(promise, ms);
+  } catch (error) {
+    if (!isTimeout(error)) throw error;
+    onTimeout?.();
+    throw new AssertionError(`${what}: not done within ${ms} ms`);
   }
 }
 
@@ -151,14 +165,12 @@ export async function settlesWithin(
   ms: number,
   promise: Promise<unknown>,
 ): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
   try {
-    return await Promise.race([promise.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
+    await deadline(promise, ms);
+    return true;
+  } catch (error) {
+    if (isTimeout(error)) return false;
+    throw error;
   }
 }
 
@@ -208,19 +220,6 @@ export function pattern(size: number, offset = 0): Uint8Array {
   return bytes;
 }
 
-/** Joins byte chunks. */
-export function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const chunk of chunks) size += chunk.length;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
 /** A seeded generator of floats in [0, 1) (mulberry32): sequences replay. */
 export type Random = () => number;
 
@@ -257,14 +256,17 @@ export function fixture(name: string): string {
  * process or pipe outlives a test.
  */
 export class Peer implements AsyncDisposable {
+  readonly #command: string;
   readonly #child: Deno.ChildProcess;
   readonly #lines: ReadableStreamDefaultReader<string>;
   readonly #stderr: Promise<string>;
   #exited = false;
+  /** The exit status, once it exits. */
   readonly status: Promise<Deno.CommandStatus>;
 
   /** Starts `command` with `args`. */
   constructor(command: string, args: string[]) {
+    this.#command = command;
     this.#child = new Deno.Command(command, {
       args,
       stdin: "null",
@@ -287,29 +289,44 @@ export class Peer implements AsyncDisposable {
     return new Peer("python3", ["-W", "ignore", fixture(script), ...args]);
   }
 
+  /** Starts `python3 -W ignore -c <code> ...args`. */
+  static pythonCode(code: string, args: string[] = []): Peer {
+    return new Peer("python3", ["-W", "ignore", "-c", code, ...args]);
+  }
+
   /** Starts `node tests/fixtures/<script> ...args`. */
   static node(script: string, args: string[]): Peer {
     return new Peer("node", [fixture(script), ...args]);
   }
 
   /** The next line of output, within `ms`. */
-  async line(ms = 5000): Promise<string> {
+  async line(ms = 10_000): Promise<string> {
     const { value, done } = await within(
       ms,
-      "a line from the peer",
+      `a line from ${this.#command}`,
       this.#lines.read(),
     );
     if (done) {
       throw new AssertionError(
-        `the peer ended its output; stderr: ${await this.stderr()}`,
+        `${this.#command} ended its output; stderr: ${await this.stderr()}`,
       );
     }
     return value;
   }
 
-  /** Waits up to `ms` for the child to exit on its own. */
-  exit(ms = 5000): Promise<Deno.CommandStatus> {
-    return within(ms, "the peer's exit", this.status);
+  /**
+   * Waits up to `ms` for the child to exit on its own; fails with its stderr
+   * unless it succeeded.
+   */
+  async exit(ms = 10_000): Promise<Deno.CommandStatus> {
+    const status = await within(ms, `${this.#command}'s exit`, this.status);
+    if (!status.success) {
+      throw new AssertionError(
+        `${this.#command} exited with ${status.code}; stderr: ${await this
+          .stderr()}`,
+      );
+    }
+    return status;
   }
 
   /** Everything the child wrote to stderr (once it has exited). */

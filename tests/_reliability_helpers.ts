@@ -6,6 +6,9 @@
 // server's process does not hold both ends of 10,000 connections:
 //   deno run --allow-net tests/_reliability_helpers.ts scale-client PORT N [WAVE]
 
+import { AssertionError } from "@std/assert";
+import { delay } from "@std/async";
+import { equals } from "@std/bytes";
 import {
   type ChannelMap,
   closeAll,
@@ -14,9 +17,9 @@ import {
   loop,
 } from "../asyncore.ts";
 import type { Socket } from "../select.ts";
-import type { Random } from "./_helpers.ts";
+import { portOf, type Random } from "./_helpers.ts";
 
-export { concat, type Random, seeded } from "./_helpers.ts";
+export { portOf, type Random, seeded, within } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // Randomness and hashing
@@ -67,11 +70,7 @@ export function isStreamAt(
   offset: number,
   chunk: Uint8Array,
 ): boolean {
-  const expected = streamBytes(seed, offset, chunk.length);
-  for (let i = 0; i < chunk.length; i++) {
-    if (chunk[i] !== expected[i]) return false;
-  }
-  return true;
+  return equals(chunk, streamBytes(seed, offset, chunk.length));
 }
 
 /**
@@ -144,44 +143,11 @@ export class StreamHash {
 }
 
 // ---------------------------------------------------------------------------
-// Waiting with a bound
-
-/** Thrown when a bounded wait runs out. */
-export class Timeout extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "Timeout";
-  }
-}
-
-/**
- * Races `promise` against `ms`; rejects with {@linkcode Timeout} naming
- * `what` when time runs out. The timer is cleared either way.
- */
-export async function within<T>(
-  ms: number,
-  what: string,
-  promise: Promise<T>,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Timeout(`${what}: not done within ${ms} ms`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+// Waiting with a bound (`within` is the shared one from _helpers.ts)
 
 /**
  * Serves `map` until it is empty, with a bound: when `ms` pass first the map
- * is closed (so nothing leaks) and a {@linkcode Timeout} is thrown.
+ * is closed (so nothing leaks) and an AssertionError is thrown.
  */
 export function serve(
   map: ChannelMap,
@@ -217,7 +183,9 @@ async function serveFor(
   if (abort.signal.aborted) {
     const left = map.size;
     closeAll(map, true);
-    throw new Timeout(`${what}: ${left} channels still open after ${ms} ms`);
+    throw new AssertionError(
+      `${what}: ${left} channels still open after ${ms} ms`,
+    );
   }
 }
 
@@ -233,9 +201,9 @@ export async function until(
   const deadline = performance.now() + ms;
   while (!condition()) {
     if (performance.now() > deadline) {
-      throw new Timeout(`${what}: not true within ${ms} ms`);
+      throw new AssertionError(`${what}: not true within ${ms} ms`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 1));
+    await delay(1);
   }
 }
 
@@ -253,7 +221,7 @@ export async function settled(
   let last = value();
   let since = performance.now();
   for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5);
     const now = performance.now();
     const current = value();
     if (current !== last) {
@@ -263,14 +231,9 @@ export async function settled(
       return current;
     }
     if (now > deadline) {
-      throw new Timeout(`${what}: still changing after ${ms} ms`);
+      throw new AssertionError(`${what}: still changing after ${ms} ms`);
     }
   }
-}
-
-/** The listening port of a channel or socket. */
-export function portOf(obj: { getsockname(): Deno.Addr }): number {
-  return (obj.getsockname() as Deno.NetAddr).port;
 }
 
 /** Writes all of `data` to `conn`. */

@@ -8,9 +8,11 @@ import { AsyncChat } from "../asynchat.ts";
 import { type ChannelMap, Dispatcher } from "../asyncore.ts";
 import type { Socket } from "../select.ts";
 import { assertEquals } from "@std/assert";
-import { concat, hasPython, Peer, runLoop, text } from "./_asynchat_helpers.ts";
+import { concat } from "@std/bytes";
+import { runLoop, text } from "./_asynchat_helpers.ts";
+import { hasPythonAsyncore, Peer } from "./_helpers.ts";
 
-if (!hasPython) {
+if (!hasPythonAsyncore) {
   console.log(
     "asynchat interop tests skipped: python3 with asyncore and asynchat (3.11 or older) is not installed",
   );
@@ -261,9 +263,9 @@ for (const flavour of ["select", "poll"]) {
   Deno.test({
     name:
       `asynchat interop: a CPython asynchat server (${flavour}) and our client`,
-    ignore: !hasPython,
+    ignore: !hasPythonAsyncore,
     async fn() {
-      await using python = new Peer(PYTHON_SERVER, [flavour]);
+      await using python = Peer.pythonCode(PYTHON_SERVER, [flavour]);
       const port = Number(await python.line());
       const map: ChannelMap = new Map();
       const client = new Client(port, map);
@@ -277,11 +279,11 @@ for (const flavour of ["select", "poll"]) {
 
 Deno.test({
   name: "asynchat interop: our server and a CPython asynchat client",
-  ignore: !hasPython,
+  ignore: !hasPythonAsyncore,
   async fn() {
     const map: ChannelMap = new Map();
     const server = new Server(map);
-    await using python = new Peer(PYTHON_CLIENT, [
+    await using python = Peer.pythonCode(PYTHON_CLIENT, [
       String((server.getsockname() as Deno.NetAddr).port),
     ]);
     await runLoop(map);

@@ -18,9 +18,9 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { concat, indexOfNeedle } from "@std/bytes";
 import {
   bytes,
-  concat,
   connectAddress,
   FAMILIES,
   pattern,
@@ -33,16 +33,6 @@ import {
 // CPython's test_asynchat, over real sockets.
 
 const SERVER_QUIT = bytes("QUIT\n");
-
-function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) {
-      if (haystack[i + j] !== needle[j]) continue outer;
-    }
-    return i;
-  }
-  return -1;
-}
 
 /**
  * CPython's echo_server thread, as a task: collects until QUIT, then sends
@@ -60,12 +50,12 @@ function startEchoServer(
       try {
         let buffer: Uint8Array = new Uint8Array(0);
         const block = new Uint8Array(4096);
-        while (indexOf(buffer, SERVER_QUIT) < 0) {
+        while (indexOfNeedle(buffer, SERVER_QUIT) < 0) {
           const n = await conn.read(block);
           if (n === null) break;
           buffer = concat([buffer, block.subarray(0, n)]);
         }
-        const at = indexOf(buffer, SERVER_QUIT);
+        const at = indexOfNeedle(buffer, SERVER_QUIT);
         if (at >= 0) {
           buffer = concat([
             buffer.subarray(0, at),

@@ -17,6 +17,7 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { concat } from "@std/bytes";
 import { getAvailablePort } from "@std/net";
 import {
   type ChannelMap,
@@ -44,7 +45,6 @@ import {
   Socket,
 } from "../select.ts";
 import {
-  concat,
   connectAddress,
   dial,
   FAMILIES,

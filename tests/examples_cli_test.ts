@@ -2,6 +2,7 @@
 // a port already in use, Ctrl-C in a client, the default port, IPv6.
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
+import { delay } from "@std/async";
 import {
   assertClosedByPeer,
   assertUsageError,
@@ -14,7 +15,7 @@ import {
   startServer,
   stopCleanly,
   text,
-  withTimeout,
+  within,
 } from "./_examples_helpers.ts";
 
 /** Every server example, the arguments it needs and its default port. */
@@ -195,7 +196,7 @@ for (const [name, args, ready] of WAITING_CLIENTS) {
     const server = silentServer();
     try {
       await using client = new RunningExample(name, args(server.port));
-      await withTimeout(server.accepted, 10_000, "the client to connect");
+      await within(10_000, "the client to connect", server.accepted);
       await client.waitForOutput(ready);
       // The client is connected and waits for an answer that never comes.
       const finished = await client.stop();
@@ -205,7 +206,7 @@ for (const [name, args, ready] of WAITING_CLIENTS) {
         `stdout:\n${finished.stdout}\nstderr:\n${finished.stderr}`,
       );
       assert(!/error|uncaught/i.test(finished.stderr), finished.stderr);
-      await withTimeout(server.received, 10_000, "the client to close");
+      await within(10_000, "the client to close", server.received);
     } finally {
       server.listener.close();
       await server.received.catch(() => {});
@@ -242,7 +243,7 @@ for (const name of ["select_echo_server.ts", "asyncore_echo_server.ts"]) {
     })();
     try {
       await server.waitForOutput(/^Connected from /m);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await delay(500);
       // Its closed sockets still hold unsent echoes: the process gives
       // them LINGER_AFTER_INTERRUPT ms and then exits anyway.
       const started = performance.now();

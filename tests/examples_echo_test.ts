@@ -9,7 +9,7 @@ import {
   closeQuietly,
   connect,
   echo,
-  hasPython,
+  hasPython3,
   runExample,
   runPython,
   startServer,
@@ -96,7 +96,7 @@ for (const server of SERVERS) {
 
   Deno.test({
     name: `${server.name} answers the book's CPython client`,
-    ignore: !hasPython,
+    ignore: !hasPython3,
     async fn() {
       await using example = await startServer(server.name);
       const { code, stdout, stderr } = await runPython(

@@ -7,15 +7,16 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
+import { delay } from "@std/async";
+import { concat } from "@std/bytes";
 import {
   assertClosedByPeer,
   assertLines,
   assertUsageError,
   bytes,
   closeQuietly,
-  concat,
   connect,
-  hasPython,
+  hasPython3,
   readToEnd,
   ROOT,
   runExample,
@@ -100,7 +101,7 @@ Deno.test("poetry_server.ts sends a long poem whole", async () => {
     try {
       // One client reads at once, the other a little later.
       const first = readToEnd(conns[0]);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await delay(100);
       const second = readToEnd(conns[1]);
       assertEquals(await first, poem);
       assertEquals(await second, poem);
@@ -367,7 +368,7 @@ Deno.test("transform_server.ts closes a client that declares a length and goes s
 
 Deno.test({
   name: "transform_server.ts answers a CPython netstring client",
-  ignore: !hasPython,
+  ignore: !hasPython3,
   async fn() {
     await using server = await startServer("transform_server.ts");
     const { code, stdout, stderr } = await runPython(

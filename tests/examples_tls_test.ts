@@ -3,10 +3,10 @@
 // talk to the server over loopback.
 
 import { assertEquals, assertMatch, assertRejects } from "@std/assert";
+import { concat } from "@std/bytes";
 import {
   assertUsageError,
   bytes,
-  concat,
   IO_TIMEOUT,
   readExactly,
   ROOT,
@@ -14,7 +14,7 @@ import {
   startServer,
   stopCleanly,
   text,
-  withTimeout,
+  within,
   writeAll,
 } from "./_examples_helpers.ts";
 
@@ -253,10 +253,10 @@ async function fetchWithClient(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const output = await withTimeout(
-    child.output(),
+  const output = await within(
     IO_TIMEOUT,
     "http_client.ts to finish",
+    child.output(),
     () => child.kill("SIGKILL"),
   );
   return {

@@ -11,7 +11,7 @@ import {
   FAMILIES,
   type Family,
   hasNode,
-  hasPython,
+  hasPythonAsyncore,
   isPattern,
   pattern,
   Peer,
@@ -20,7 +20,7 @@ import {
 } from "./_helpers.ts";
 import { EchoClient, EchoServer, Quiet } from "./_dispatchers.ts";
 
-if (!hasPython) {
+if (!hasPythonAsyncore) {
   console.log(
     "interop_test.ts: python3 with asyncore (CPython 3.11 or older) not found; the CPython tests are skipped",
   );
@@ -55,7 +55,7 @@ for (const family of FAMILIES) {
     Deno.test({
       name:
         `interop: a CPython asyncore client against our server over ${family.name} (${flavour})`,
-      ignore: !hasPython || family.ignore,
+      ignore: !hasPythonAsyncore || family.ignore,
       async fn() {
         using endpoint = family.endpoint();
         const map: ChannelMap = new Map();
@@ -81,7 +81,7 @@ for (const family of FAMILIES) {
     Deno.test({
       name:
         `interop: our client against a CPython asyncore echo server over ${family.name} (${flavour})`,
-      ignore: !hasPython || family.ignore,
+      ignore: !hasPythonAsyncore || family.ignore,
       async fn() {
         // The temporary directory of a Unix endpoint holds the path.
         using endpoint = family.endpoint();
@@ -161,7 +161,7 @@ async function serveResettingPeer(
 
 Deno.test({
   name: "interop: a CPython peer that resets the connection (SO_LINGER 0)",
-  ignore: !hasPython,
+  ignore: !hasPythonAsyncore,
   async fn() {
     await serveResettingPeer((port) =>
       Peer.python("asyncore_peer.py", ["reset-client", `tcp:127.0.0.1:${port}`])
@@ -182,15 +182,11 @@ Deno.test({
 Deno.test({
   name:
     "interop: CPython's asyncore and ours agree on the event order of a refused connect",
-  ignore: !hasPython,
+  ignore: !hasPythonAsyncore,
   async fn() {
     // CPython: handle_connect never runs; handle_error gets ECONNREFUSED.
     const port = getAvailablePort();
-    await using peer = new Peer("python3", [
-      "-W",
-      "ignore",
-      "-c",
-      `
+    await using peer = Peer.pythonCode(`
 import asyncore, socket, sys
 events = []
 class C(asyncore.dispatcher):
@@ -203,8 +199,7 @@ c.create_socket(socket.AF_INET, socket.SOCK_STREAM)
 c.connect(("127.0.0.1", ${port}))
 asyncore.loop(timeout=1, count=5)
 print(" ".join(events), flush=True)
-`,
-    ]);
+`);
     const python = await peer.line(10_000);
     assertEquals(python, "error:ConnectionRefusedError");
     const map: ChannelMap = new Map();

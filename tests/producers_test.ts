@@ -21,9 +21,9 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { concat } from "@std/bytes";
 import {
   bytes,
-  concat,
   connectAddress,
   pattern,
   runLoop,

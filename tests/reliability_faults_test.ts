@@ -9,6 +9,7 @@ import {
   assertInstanceOf,
   assertLessOrEqual,
 } from "@std/assert";
+import { concat } from "@std/bytes";
 import {
   callLater,
   type ChannelMap,
@@ -21,7 +22,6 @@ import { POLLPRI, type Socket } from "../select.ts";
 import { AsyncChat, type Producer } from "../asynchat.ts";
 import {
   captureLogs,
-  concat,
   EchoHandler,
   portOf,
   randInt,
@@ -228,7 +228,7 @@ Deno.test("peer faults: connection refused goes to that channel's handleError, t
   for (const usePoll of [false, true]) {
     const { map, port, server } = echoMap();
     const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const refusedPort = portOf({ getsockname: () => free.addr });
+    const refusedPort = portOf(free.addr);
     free.close();
     const errors: unknown[] = [];
     let connected = false;

@@ -10,6 +10,8 @@ import {
   assertGreater,
   AssertionError,
 } from "@std/assert";
+import { delay } from "@std/async";
+import { concat, indexOfNeedle } from "@std/bytes";
 import { type ChannelMap, closeAll, socketMap } from "../asyncore.ts";
 import { AsyncChat } from "../asynchat.ts";
 import { select, Socket } from "../select.ts";
@@ -20,7 +22,6 @@ import {
 import { netstring } from "../examples/_netstring.ts";
 import {
   captureLogs,
-  concat,
   isStreamAt,
   randInt,
   type Random,
@@ -245,7 +246,7 @@ async function pairSequence(seed: number): Promise<void> {
       if (open.length > 0) {
         await select(open, [], [], randInt(random, 0, 3));
       } else {
-        await new Promise((resolve) => setTimeout(resolve, 0));
+        await delay(0);
       }
     }
   }
@@ -355,7 +356,7 @@ function referenceReplies(input: Uint8Array): string {
   let out = "";
   let pos = 0;
   for (;;) {
-    const at = indexOf(input, CRLF, pos);
+    const at = indexOfNeedle(input, CRLF, pos);
     if (at < 0) {
       // An unterminated line is not answered, unless it already grew past
       // the limit (not counting a "\r" that may start the terminator).
@@ -384,16 +385,6 @@ function referenceReplies(input: Uint8Array): string {
       out += `BLOB ${n} ${fnv(blob)}\r\n`;
     }
   }
-}
-
-function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number) {
-  outer: for (let i = from; i <= haystack.length - needle.length; i++) {
-    for (let j = 0; j < needle.length; j++) {
-      if (haystack[i + j] !== needle[j]) continue outer;
-    }
-    return i;
-  }
-  return -1;
 }
 
 class Protocol extends AsyncChat {

@@ -13,6 +13,7 @@ import {
   assertRejects,
   assertThrows,
 } from "@std/assert";
+import { delay } from "@std/async";
 import {
   callLater,
   type ChannelMap,
@@ -119,7 +120,7 @@ Deno.test("timers: reset() moves a call later or earlier, and it runs once", asy
   }, { map });
   const running = serve(map, 20_000, "reset", { timeout: 30_000 });
   // Pulled in from outside the loop while it waits: it must wake for it.
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await delay(20);
   pulled.reset(30);
   const pulledDue = pulled.due;
   await until(() => runs.length === 2, 10_000, "both ran");
@@ -297,7 +298,7 @@ Deno.test("idle timeouts: a silent client is closed on time, active ones are lef
   const talkerRead = readToEnd(talker);
   const talking = (async () => {
     for (let i = 0; i < 20; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await delay(50);
       await writeAll(talker, new TextEncoder().encode("."));
     }
     return performance.now();
@@ -370,7 +371,7 @@ Deno.test("loop wake-ups: what other async code adds is served at once, not afte
   await t.step("a channel added from outside", async () => {
     const { map } = listeningMap();
     const running = serve(map, 20_000, "added", { timeout: 30_000 });
-    await new Promise((resolve) => setTimeout(resolve, 20)); // it waits now
+    await delay(20); // it waits now
     const server = new Server(map, (sock, m) => new EchoHandler(sock, m));
     const conn = await Deno.connect({
       hostname: "127.0.0.1",
@@ -408,7 +409,7 @@ Deno.test("loop wake-ups: what other async code adds is served at once, not afte
         port: server.port,
       });
       await until(() => push !== undefined, BOUND, "accepted");
-      await new Promise((resolve) => setTimeout(resolve, 20)); // it waits now
+      await delay(20); // it waits now
       const started = performance.now();
       // More than the socket's buffer takes at once: the rest is queued
       // and needs the loop to wait for writability.

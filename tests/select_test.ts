@@ -13,6 +13,8 @@ import {
   assertStrictEquals,
   assertThrows,
 } from "@std/assert";
+import { delay } from "@std/async";
+import { concat } from "@std/bytes";
 import { getAvailablePort } from "@std/net";
 import {
   Poll,
@@ -27,7 +29,6 @@ import {
   type SocketOptions,
 } from "../select.ts";
 import {
-  concat,
   connectAddress,
   dial,
   type Endpoint,
@@ -816,7 +817,7 @@ Deno.test("Socket: a closed socket gives up on a peer that never reads after lin
     sock.lingerTimeout = 0;
     sock.close();
     // Timers of equal delay run in order: this one runs after the linger's.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await delay(0);
     // The peer now reads what the kernels hold, then end of stream: the
     // bytes still in the socket's own buffer were dropped.
     let received = 0;

@@ -12,10 +12,12 @@ import {
   assertStrictEquals,
   assertThrows,
 } from "@std/assert";
+import { concat } from "@std/bytes";
 import { type ChannelMap, closeAll, Dispatcher, loop } from "../asyncore.ts";
 import { AsyncChat } from "../asynchat.ts";
 import { LinesProducer } from "../producers.ts";
 import { Poll, POLLIN, POLLOUT, select, Socket } from "../select.ts";
+import { hasPythonSsl, pattern, portOf } from "./_helpers.ts";
 
 const fixture = (name: string) =>
   Deno.readTextFileSync(new URL(`./fixtures/tls/${name}`, import.meta.url));
@@ -31,26 +33,6 @@ const CLIENT_TLS = { hostname: "localhost", caCerts: [CA] };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const text = (data: Uint8Array) => decoder.decode(data);
-
-/** `size` bytes with period 251, so lost or shifted bytes show. */
-function pattern(size: number, offset = 0): Uint8Array {
-  const out = new Uint8Array(size);
-  for (let i = 0; i < size; i++) out[i] = (i + offset) % 251;
-  return out;
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
-const portOf = (sock: Socket | Dispatcher) =>
-  (sock.getsockname() as Deno.NetAddr).port;
 
 /** Waits until `sock` is ready as asked, failing after 10 s. */
 async function ready(
@@ -842,18 +824,6 @@ Deno.test("Dispatcher.startTls: a rejected certificate reaches handleError on bo
 // ---------------------------------------------------------------------------
 // STARTTLS against CPython's ssl module, on both sides.
 
-const hasPython = (() => {
-  try {
-    return new Deno.Command("python3", {
-      args: ["-c", "import ssl"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync().success;
-  } catch {
-    return false;
-  }
-})();
-
 const FIXTURES = new URL("./fixtures/tls/", import.meta.url).pathname;
 
 const PY_CLIENT = `
@@ -908,7 +878,7 @@ tls.close()
 
 Deno.test({
   name: "Dispatcher.startTls (server side) with CPython's ssl as the client",
-  ignore: !hasPython,
+  ignore: !hasPythonSsl,
   async fn() {
     const map: ChannelMap = new Map();
     const server = new SmtpLikeServer(map);
@@ -938,7 +908,7 @@ Deno.test({
 
 Deno.test({
   name: "Socket.startTls (client side) with CPython's ssl as the server",
-  ignore: !hasPython,
+  ignore: !hasPythonSsl,
   async fn() {
     const python = new Deno.Command("python3", {
       args: ["-c", PY_SERVER, FIXTURES],
