@@ -5,7 +5,38 @@
  * @module
  */
 
-import type { LoadResult } from "./_loadgen_common.ts";
+/** The JSON line a load run of `loadgen_node.mjs` ends with. */
+export interface LoadResult {
+  kind: "load";
+  generator: "node";
+  conns: number;
+  connected: number;
+  size: number;
+  seconds: number;
+  rtts: number;
+  rtPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  /** Fewest round trips one connection completed in the window. */
+  perConnMin: number;
+  /** Most round trips one connection completed in the window. */
+  perConnMax: number;
+  errors: number;
+  errorSamples: string[];
+}
+
+/** The JSON line an idle run of `loadgen_node.mjs` ends with. */
+export interface IdleResult {
+  kind: "idle";
+  generator: "node";
+  requested: number;
+  opened: number;
+  echoed: number;
+  openMs: number;
+  errors: number;
+  errorSamples: string[];
+}
 
 /** A scenario as the report shows it. */
 export interface ScenarioInfo {

@@ -2,14 +2,14 @@
  * The echo benchmark: every echo server under the same closed-loop load, in
  * one run, compared with a raw `Deno.Conn` echo server.
  *
- * Each server runs in its own process, the load generator in another (by
- * default `loadgen_node.mjs`: driving the raw Deno server it spent less CPU
- * per round trip than `loadgen.ts` at 10 × 16 KiB, as much at 50 × 64 B, and
- * gave a fairer, lower p99 at 1000 connections; `--loadgen=deno` uses the
- * Deno one, and it is the fallback without Node); the
- * server's own CPU time per round trip (user and system, from
- * `/proc/PID/stat`) and its peak RSS are measured over the measured window,
- * so the generator's speed does not blur the comparison.
+ * Each server runs in its own process, the load generator
+ * (`loadgen_node.mjs`, on Node's `net`) in another; the server's own CPU time
+ * per round trip (user and system, from `/proc/PID/stat`) and its peak RSS
+ * are measured over the measured window, so the generator's speed does not
+ * blur the comparison. The generator runs on Node: driving the raw Deno
+ * server, the Deno generator it replaced spent more CPU per round trip at
+ * 10 × 16 KiB, as much at 50 × 64 B, and gave a less fair, higher p99 at 1000
+ * connections.
  *
  * ```sh
  * deno task bench                     # everything, moderate defaults
@@ -21,7 +21,7 @@
  * `--warmup=SECONDS` (default 0.5), `--repeat=N` (runs per server and
  * scenario, in rounds; medians are shown; default 3), `--quick`, `--only=ID,...` (servers; the
  * raw Deno reference always runs), `--scenarios=ID,...`,
- * `--loadgen=node|deno`, `--idle=N` (idle connections, default 10000),
+ * `--idle=N` (idle connections, default 10000),
  * `--out=PATH` (Markdown report; a full run writes `bench/results/latest.md`,
  * a partial one `bench/results/last-partial.md`), `--help`.
  *
@@ -41,9 +41,12 @@ import {
   readMemory,
   runText,
 } from "./_proc.ts";
-import type { IdleResult, LoadResult } from "./_loadgen_common.ts";
+import { delay } from "@std/async";
+import { parseArgs } from "@std/cli";
 import {
+  type IdleResult,
   type IdleRow,
+  type LoadResult,
   type LoadRow,
   renderIdleTable,
   renderLoadTable,
@@ -168,7 +171,6 @@ interface Options {
   warmupS: number;
   only: string[] | null;
   scenarios: string[] | null;
-  loadgen: "node" | "deno" | null;
   idle: number;
   out: string | null;
   quick: boolean;
@@ -188,74 +190,70 @@ const USAGE = `Usage: deno task bench [options]
   --scenarios=ID,...   scenarios to run: ${
   SCENARIOS.map((s) => s.id).join(", ")
 }
-  --loadgen=node|deno  load generator (default node when present)
   --idle=N             connections in the idle scenario (default 10000)
   --out=PATH           where to write the Markdown report`;
 
 function parseOptions(args: string[]): Options {
-  const opts: Options = {
-    durationS: 5,
-    warmupS: 0.5,
-    only: null,
-    scenarios: null,
-    loadgen: null,
-    idle: 10_000,
-    out: null,
-    quick: false,
-    repeat: 3,
-  };
-  let duration: number | null = null;
-  let warmup: number | null = null;
-  let idle: number | null = null;
-  let repeat: number | null = null;
-  for (const arg of args) {
-    const [name, value = ""] = arg.split("=", 2);
-    switch (name) {
-      case "--help":
-      case "-h":
-        console.log(USAGE);
-        Deno.exit(0);
-        break;
-      case "--quick":
-        opts.quick = true;
-        break;
-      case "--duration":
-        duration = positive(name, value);
-        break;
-      case "--warmup":
-        warmup = Number(value);
-        if (!(warmup >= 0)) throw new RangeError(`${name} must be >= 0`);
-        break;
-      case "--idle":
-        idle = Math.round(positive(name, value));
-        break;
-      case "--repeat":
-        repeat = Math.round(positive(name, value));
-        break;
-      case "--only":
-        opts.only = listOf(name, value, SERVERS.map((s) => s.id));
-        break;
-      case "--scenarios":
-        opts.scenarios = listOf(name, value, SCENARIOS.map((s) => s.id));
-        break;
-      case "--loadgen":
-        if (value !== "node" && value !== "deno") {
-          throw new TypeError(`--loadgen must be node or deno, got ${value}`);
-        }
-        opts.loadgen = value;
-        break;
-      case "--out":
-        opts.out = value;
-        break;
-      default:
-        throw new TypeError(`unknown option ${arg}\n${USAGE}`);
+  const flags = parseArgs(args, {
+    boolean: ["help", "quick"],
+    string: [
+      "duration",
+      "warmup",
+      "repeat",
+      "idle",
+      "only",
+      "scenarios",
+      "out",
+    ],
+    alias: { h: "help" },
+    unknown: (arg: string) => {
+      throw new TypeError(`unknown option ${arg}\n${USAGE}`);
+    },
+  });
+  if (flags.help === true) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const quick = flags.quick === true;
+  const duration = stringFlag("duration", flags.duration);
+  const warmup = stringFlag("warmup", flags.warmup);
+  const repeat = stringFlag("repeat", flags.repeat);
+  const idle = stringFlag("idle", flags.idle);
+  const only = stringFlag("only", flags.only);
+  const scenarios = stringFlag("scenarios", flags.scenarios);
+  let warmupS = quick ? 0.25 : 0.5;
+  if (warmup !== undefined) {
+    warmupS = Number(warmup);
+    if (!(warmupS >= 0)) {
+      throw new RangeError(`--warmup must be >= 0, got ${warmup}`);
     }
   }
-  opts.durationS = duration ?? (opts.quick ? 1 : 3);
-  opts.repeat = repeat ?? (opts.quick ? 1 : 3);
-  opts.warmupS = warmup ?? (opts.quick ? 0.25 : 0.5);
-  opts.idle = idle ?? (opts.quick ? 2000 : 10_000);
-  return opts;
+  return {
+    durationS: duration === undefined
+      ? (quick ? 1 : 3)
+      : positive("--duration", duration),
+    warmupS,
+    repeat: repeat === undefined
+      ? (quick ? 1 : 3)
+      : Math.round(positive("--repeat", repeat)),
+    idle: idle === undefined
+      ? (quick ? 2000 : 10_000)
+      : Math.round(positive("--idle", idle)),
+    only: only === undefined
+      ? null
+      : listOf("--only", only, SERVERS.map((s) => s.id)),
+    scenarios: scenarios === undefined
+      ? null
+      : listOf("--scenarios", scenarios, SCENARIOS.map((s) => s.id)),
+    out: stringFlag("out", flags.out) ?? null,
+    quick,
+  };
+}
+
+/** A string option's value; `parseArgs` types values loosely, so check it. */
+function stringFlag(name: string, value: unknown): string | undefined {
+  if (value === undefined || typeof value === "string") return value;
+  throw new TypeError(`--${name} takes one value, got ${String(value)}`);
 }
 
 function positive(name: string, value: string): number {
@@ -387,38 +385,11 @@ interface Context {
   opts: Options;
   runtimes: Runtimes;
   ticks: number;
-  loadgen: { name: "node" | "deno"; cmd: string; args: string[] };
-}
-
-function loadgenCommand(
-  runtimes: Runtimes,
-  wanted: "node" | "deno" | null,
-): Context["loadgen"] {
-  const useNode = wanted === "node" ||
-    (wanted === null && !("missing" in runtimes.node));
-  if (useNode) {
-    if ("missing" in runtimes.node) {
-      throw new TypeError(`--loadgen=node: ${runtimes.node.missing}`);
-    }
-    return {
-      name: "node",
-      cmd: runtimes.node.exe,
-      args: [`${BENCH_DIR}loadgen_node.mjs`],
-    };
-  }
-  return {
-    name: "deno",
-    cmd: runtimes.deno.exe,
-    args: ["run", "--allow-net", `${BENCH_DIR}loadgen.ts`],
-  };
+  loadgen: { cmd: string; args: string[] };
 }
 
 function ticksBetween(a: CpuTicks, b: CpuTicks): CpuTicks {
   return { user: b.user - a.user, system: b.system - a.system };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function runLoad(
@@ -518,7 +489,7 @@ async function runIdle(
         `the server may open only ${limit} files, ${count} connections need more`,
       );
     }
-    await sleep(500);
+    await delay(500);
     const before = readMemory(child.pid);
     const filesBefore = countOpenFiles(child.pid);
     gen = new Child(ctx.loadgen.cmd, [
@@ -534,10 +505,10 @@ async function runIdle(
     }
     const echoed = Number(ready[1]);
     // Let the connections settle, then see what holding them costs.
-    await sleep(1000);
+    await delay(1000);
     const cpu0 = readCpu(child.pid);
     const t0 = performance.now();
-    await sleep(2000);
+    await delay(2000);
     const cpu1 = readCpu(child.pid);
     const seconds = (performance.now() - t0) / 1000;
     const after = readMemory(child.pid);
@@ -694,11 +665,20 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGTERM", interrupt);
 
   const runtimes = await detectRuntimes();
+  if ("missing" in runtimes.node) {
+    console.error(
+      `The load generator (bench/loadgen_node.mjs) runs on Node: ${runtimes.node.missing}.`,
+    );
+    Deno.exit(1);
+  }
   const ctx: Context = {
     opts,
     runtimes,
     ticks: await clockTicks(),
-    loadgen: loadgenCommand(runtimes, opts.loadgen),
+    loadgen: {
+      cmd: runtimes.node.exe,
+      args: [`${BENCH_DIR}loadgen_node.mjs`],
+    },
   };
   const servers = SERVERS.filter((s) =>
     s.id === REFERENCE || opts.only === null || opts.only.includes(s.id)
@@ -713,8 +693,7 @@ async function main(): Promise<void> {
   log(
     `echo benchmark: ${servers.length} servers × ${scenarios.length} scenarios, ` +
       `${opts.repeat} × ${opts.durationS} s per server and scenario ` +
-      `(+${opts.warmupS} s warmup each), ` +
-      `load generator: ${ctx.loadgen.name}`,
+      `(+${opts.warmupS} s warmup each)`,
   );
 
   const results: ScenarioResult[] = [];
@@ -803,7 +782,7 @@ async function main(): Promise<void> {
       "missing" in runtimes.python ? null : runtimes.python.version,
       "missing" in runtimes.node ? null : runtimes.node.version,
     ].filter((v): v is string => v !== null),
-    loadgen: ctx.loadgen.name,
+    loadgen: "node",
     durationS: opts.durationS,
     warmupS: opts.warmupS,
     repeat: opts.repeat,

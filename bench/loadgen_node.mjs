@@ -1,11 +1,22 @@
-// The echo load generator on Node's `net`: the same arguments, protocol and
-// output as bench/loadgen.ts (see there), so echo.ts can use either one.
+// The echo benchmark's load generator (bench/echo.ts starts it), on Node's
+// `net`, in its own process.
 //   node bench/loadgen_node.mjs --port=PORT --conns=50 --size=64 \
 //     --duration=5000 --warmup=500
 //   node bench/loadgen_node.mjs --port=PORT --idle=10000
+//
+// Closed loop: each of --conns connections sends one --size-byte message
+// ending in "\n", reads the echo back, checks it byte for byte, records the
+// latency and repeats until the measured window ends. It writes lines to
+// stdout, which echo.ts follows: `connected N`, then `start` and `end` at the
+// edges of the measured window, then one JSON LoadResult (bench/_report.ts).
+// With --idle=N it opens N connections, echoes one message on each, prints
+// `ready N`, holds them until a line arrives on stdin (or stdin closes, or
+// --hold ms pass), closes them and prints one JSON IdleResult.
+// Times are in ms; only loopback targets are allowed.
 import net from "node:net";
 import process from "node:process";
 import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
 
 const DEFAULTS = {
   host: "127.0.0.1",
@@ -26,23 +37,29 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 const A = 0x61;
 const NEWLINE = 0x0a;
 
-function parseArgs(args) {
+/** `connectTimeout` -> `connect-timeout`, the option's name. */
+const optionName = (key) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function parseOptions(args) {
+  const { values } = parseArgs({
+    args,
+    options: Object.fromEntries(
+      Object.keys(DEFAULTS).map((key) => [optionName(key), { type: "string" }]),
+    ),
+  });
   const opts = { ...DEFAULTS };
-  for (const arg of args) {
-    const match = /^--([a-z-]+)=(.*)$/.exec(arg);
-    if (!match) throw new TypeError(`unknown argument ${JSON.stringify(arg)}`);
-    const key = match[1].replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-    if (!(key in DEFAULTS)) {
-      throw new TypeError(`unknown argument ${JSON.stringify(arg)}`);
-    }
+  for (const key of Object.keys(DEFAULTS)) {
+    const value = values[optionName(key)];
+    if (value === undefined) continue;
     if (key === "host") {
-      opts.host = match[2];
+      opts.host = value;
     } else {
-      const value = Number(match[2]);
-      if (!Number.isFinite(value) || value < 0) {
-        throw new RangeError(`--${match[1]} must be a number >= 0, got ${arg}`);
+      opts[key] = Number(value);
+      if (!Number.isFinite(opts[key]) || opts[key] < 0) {
+        throw new RangeError(
+          `--${optionName(key)} must be a number >= 0, got ${value}`,
+        );
       }
-      opts[key] = value;
     }
   }
   if (!LOOPBACK.has(opts.host)) {
@@ -53,6 +70,9 @@ function parseArgs(args) {
   }
   if (!Number.isInteger(opts.size) || opts.size < 2) {
     throw new RangeError(`--size must be an integer >= 2, got ${opts.size}`);
+  }
+  if (!Number.isInteger(opts.conns) || opts.conns < 1) {
+    throw new RangeError(`--conns must be an integer >= 1, got ${opts.conns}`);
   }
   return opts;
 }
@@ -322,7 +342,7 @@ async function runIdle(opts) {
   };
 }
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseOptions(process.argv.slice(2));
 const result = opts.idle > 0 ? await runIdle(opts) : await runLoad(opts);
 emit(JSON.stringify(result));
 process.exit(0);

@@ -12,18 +12,21 @@
  * @module
  */
 
+import { parseArgs } from "@std/cli";
+
 const DEFAULT_BUFFER = 64 * 1024;
 
-function parseArgs(args: string[]): { port: number; buffer: number } {
-  let port = 0;
-  let buffer = DEFAULT_BUFFER;
-  for (const arg of args) {
-    if (arg.startsWith("--buffer=")) {
-      buffer = Number(arg.slice("--buffer=".length));
-    } else {
-      port = Number(arg);
-    }
-  }
+function parseOptions(args: string[]): { port: number; buffer: number } {
+  const flags = parseArgs(args, {
+    string: ["buffer"],
+    unknown: (arg: string) => {
+      if (arg.startsWith("-")) throw new TypeError(`unknown option ${arg}`);
+    },
+  });
+  const port = Number(flags._[0] ?? 0);
+  const buffer = flags.buffer === undefined
+    ? DEFAULT_BUFFER
+    : Number(flags.buffer);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`PORT must be an integer in 0..65535, got ${port}`);
   }
@@ -54,7 +57,7 @@ async function serve(conn: Deno.TcpConn, bufferSize: number): Promise<void> {
   }
 }
 
-const { port, buffer } = parseArgs(Deno.args);
+const { port, buffer } = parseOptions(Deno.args);
 const listener = Deno.listen({ hostname: "127.0.0.1", port });
 console.log(`listening on 127.0.0.1:${listener.addr.port}`);
 for await (const conn of listener) serve(conn, buffer);
