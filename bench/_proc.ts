@@ -6,6 +6,8 @@
  * @module
  */
 
+import { deadline } from "@std/async";
+
 /** CPU time a process has used, in clock ticks, all threads together. */
 export interface CpuTicks {
   user: number;
@@ -289,12 +291,13 @@ export class Child {
   /** Waits up to `timeoutMs` for the process to exit on its own. */
   async waitExit(timeoutMs: number): Promise<boolean> {
     if (this.#exited) return true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-    });
-    await Promise.race([this.status, timeout]);
-    clearTimeout(timer);
+    try {
+      await deadline(this.status, timeoutMs);
+    } catch (error) {
+      if (!(error instanceof DOMException && error.name === "TimeoutError")) {
+        throw error;
+      }
+    }
     return this.#exited;
   }
 
