@@ -307,12 +307,15 @@ export interface StreamChannelOptions {
  * ```
  */
 export class StreamChannel extends AsyncChat {
-  /** The bytes received from the peer. */
-  readonly readableStream: ReadableStream<Uint8Array>;
+  /**
+   * The bytes received from the peer (views of memory that is not written
+   * again, so they may be kept).
+   */
+  readonly readableStream: ReadableStream<Uint8Array<ArrayBuffer>>;
   /** The bytes to send to the peer. */
   readonly writableStream: WritableStream<Uint8Array>;
 
-  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>;
   #readEnded = false;
   #writeEnded = false;
   #peerEnded = false;
@@ -337,7 +340,7 @@ export class StreamChannel extends AsyncChat {
       options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
     );
     super(sock, map);
-    this.readableStream = new ReadableStream<Uint8Array>({
+    this.readableStream = new ReadableStream<Uint8Array<ArrayBuffer>>({
       start: (controller) => {
         this.#controller = controller;
       },
@@ -369,7 +372,11 @@ export class StreamChannel extends AsyncChat {
       if (error instanceof Deno.errors.WouldBlock) return;
       throw error;
     }
-    if (data.length > 0 && !this.#readEnded) this.#controller.enqueue(data);
+    // Received bytes are views of ArrayBuffers (not shared memory), so they
+    // go to CompressionStream and the like, which take no other kind.
+    if (data.length > 0 && !this.#readEnded) {
+      this.#controller.enqueue(data as Uint8Array<ArrayBuffer>);
+    }
   }
 
   /** Sends what the socket takes, then resolves a write waiting on it. */
