@@ -460,3 +460,22 @@ Deno.test("StreamChannel: closing the channel errors its readable stream", async
   peer.close();
   await assertRejects(() => reading, Deno.errors.BadResource);
 });
+
+Deno.test("StreamChannel as a client: what is written before the connect completes is sent", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const map: ChannelMap = new Map();
+  const channel = new StreamChannel(undefined, map);
+  channel.createSocket();
+  channel.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const writer = channel.writableStream.getWriter();
+  const written = writer.write(new TextEncoder().encode("ping"))
+    .then(() => writer.close()); // a half-close once "ping" is sent
+  const answer = toText(channel.readableStream);
+  const looping = runLoop(map);
+  const peer = await listener.accept();
+  // Reading to the end (our half-close) closes the peer's connection too.
+  assertEquals(await toText(peer.readable), "ping");
+  await written;
+  await looping;
+  assertEquals(await answer, "");
+});
