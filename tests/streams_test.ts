@@ -16,18 +16,38 @@ import { TextLineStream, toText } from "@std/streams";
 import { AsyncChat, type AsyncProducer } from "../asynchat.ts";
 import type { ChannelMap } from "../asyncore.ts";
 import { StreamChannel, StreamProducer } from "../streams.ts";
-import { isPattern, pattern, runLoop } from "./_helpers.ts";
+import {
+  FAMILIES,
+  type Family,
+  isPattern,
+  pattern,
+  runLoop,
+} from "./_helpers.ts";
 import { captureLogs, settled, until } from "./_reliability_helpers.ts";
 
 const PERIOD_CHUNK = pattern(251 * 256); // 64,256 bytes; the pattern repeats
 const MiB = 1024 * 1024;
 
-/** A connected pair of loopback TCP connections: ours and the peer's. */
-async function connectedPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
+/**
+ * A connected pair of loopback connections, ours and the peer's: TCP over
+ * IPv4 unless another family is given.
+ */
+async function connectedPair(
+  family: Family = FAMILIES[0],
+): Promise<[Deno.Conn, Deno.Conn]> {
+  using endpoint = family.endpoint();
+  const bound = endpoint.bindAddress;
+  using listener = "path" in bound
+    ? Deno.listen({ transport: "unix", path: bound.path })
+    : Deno.listen({ hostname: bound.hostname!, port: 0 });
+  const addr = listener.addr;
   return await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port }),
+    addr.transport === "unix"
+      ? Deno.connect({ transport: "unix", path: addr.path })
+      : Deno.connect({
+        hostname: (addr as Deno.NetAddr).hostname,
+        port: (addr as Deno.NetAddr).port,
+      }),
     listener.accept(),
   ]);
 }
@@ -104,8 +124,17 @@ class Recorder extends AsyncChat {
   }
 }
 
-Deno.test("StreamProducer relays a stream larger than every buffer, byte for byte", async () => {
-  const [conn, peer] = await connectedPair();
+for (const family of FAMILIES) {
+  Deno.test({
+    name:
+      `StreamProducer relays a stream larger than every buffer, byte for byte (${family.name})`,
+    ignore: family.ignore,
+    fn: () => relayInOrder(family),
+  });
+}
+
+async function relayInOrder(family: Family): Promise<void> {
+  const [conn, peer] = await connectedPair(family);
   const map: ChannelMap = new Map();
   const channel = new AsyncChat(conn, map);
   const total = 8 * MiB + 1234;
@@ -124,7 +153,7 @@ Deno.test("StreamProducer relays a stream larger than every buffer, byte for byt
   assertEquals(source.pulled(), total);
   assertEquals(producer.bytesRead, total);
   assertEquals(producer.buffered, 0);
-});
+}
 
 Deno.test("StreamProducer: a peer that stops reading stops the stream being pulled", async () => {
   const [conn, peer] = await connectedPair();
