@@ -382,7 +382,7 @@ export class StreamChannel extends AsyncChat {
   /** Sends what the socket takes, then resolves a write waiting on it. */
   override initiateSend(): void {
     super.initiateSend();
-    if (this.#drain !== null && this.#queuedHere() === 0) {
+    if (this.#drain !== null && this.#drained()) {
       const drain = this.#drain;
       this.#drain = null;
       drain.resolve();
@@ -435,9 +435,14 @@ export class StreamChannel extends AsyncChat {
     drain?.reject(error);
   }
 
-  /** The bytes queued on the channel itself, not yet in the socket. */
-  #queuedHere(): number {
-    return this.sendBuffered - (this.socket?.sendBuffered ?? 0);
+  /**
+   * Whether all that was queued is in the socket's send buffer: nothing is
+   * left on the channel itself (and it is connected, so that a half-close
+   * can follow).
+   */
+  #drained(): boolean {
+    return this.connected &&
+      this.sendBuffered === (this.socket?.sendBuffered ?? 0);
   }
 
   #write(chunk: Uint8Array): Promise<void> | undefined {
@@ -446,19 +451,19 @@ export class StreamChannel extends AsyncChat {
       throw new TypeError(`chunk must be a Uint8Array, got ${describe(chunk)}`);
     }
     this.push(chunk);
-    if (this.#queuedHere() === 0) return;
+    if (this.#drained()) return;
     this.#drain = Promise.withResolvers<void>();
     return this.#drain.promise;
   }
 
   async #closeWrite(): Promise<void> {
     if (this.#failure !== null) throw this.#failure.error;
-    if (this.#queuedHere() > 0) {
+    if (!this.#drained()) {
       this.#drain = Promise.withResolvers<void>();
       await this.#drain.promise;
     }
     this.#writeEnded = true;
-    if (this.connected && !this.#peerEnded) this.socket?.shutdown("write");
+    if (!this.#peerEnded) this.socket?.shutdown("write");
     this.#closeIfDone();
   }
 

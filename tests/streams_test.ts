@@ -508,3 +508,17 @@ Deno.test("StreamChannel as a client: what is written before the connect complet
   await looping;
   assertEquals(await answer, "");
 });
+
+Deno.test("StreamChannel as a client: closing its writable before the connect completes half-closes once connected", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const map: ChannelMap = new Map();
+  const channel = new StreamChannel(undefined, map);
+  channel.createSocket();
+  channel.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const closed = channel.writableStream.close();
+  const looping = runLoop(map);
+  const peer = await listener.accept();
+  assertEquals(await toText(peer.readable), ""); // our end of stream
+  await closed;
+  await looping;
+});
