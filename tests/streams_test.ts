@@ -23,7 +23,12 @@ import {
   pattern,
   runLoop,
 } from "./_helpers.ts";
-import { captureLogs, settled, until } from "./_reliability_helpers.ts";
+import {
+  captureLogs,
+  settled,
+  until,
+  writeAll,
+} from "./_reliability_helpers.ts";
 
 const PERIOD_CHUNK = pattern(251 * 256); // 64,256 bytes; the pattern repeats
 const MiB = 1024 * 1024;
@@ -346,7 +351,7 @@ Deno.test("StreamChannel: lines through TextLineStream, answers through its writ
     .pipeTo(channel.writableStream);
   const lines = Array.from({ length: 1000 }, (_, i) => "x".repeat(i % 97));
   const writing = (async () => {
-    await peer.write(new TextEncoder().encode(lines.join("\n") + "\n"));
+    await writeAll(peer, new TextEncoder().encode(lines.join("\n") + "\n"));
     await peer.closeWrite();
   })();
   const [answer] = await Promise.all([
