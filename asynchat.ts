@@ -97,13 +97,55 @@ export interface Producer {
   more(): Uint8Array | string;
 }
 
+/**
+ * A producer fed from an asynchronous source (such as a `ReadableStream`),
+ * which may have nothing yet without being exhausted: its `more()` then
+ * returns a promise that settles when it is worth calling again.
+ * {@linkcode AsyncChat.pushWithProducer} takes it: the channel sends nothing
+ * of it, nor of what is queued after it, until the promise settles, then
+ * wakes its loop and calls `more()` again; a rejection reaches
+ * `handleError()`. Every {@linkcode Producer} is one that is never waited on.
+ *
+ * @example A producer whose data arrives later
+ * ```ts
+ * import type { AsyncProducer } from "@asyncore/asyncore/asynchat";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const pieces: string[] = [];
+ * let ended = false;
+ * const { promise: arrived, resolve } = Promise.withResolvers<void>();
+ * const later: AsyncProducer = {
+ *   more: () => pieces.shift() ?? (ended ? "" : arrived),
+ * };
+ * const wait = later.more(); // nothing yet: a promise
+ * pieces.push("hello");
+ * ended = true;
+ * resolve();
+ * await wait;
+ * assertEquals(later.more(), "hello");
+ * assertEquals(later.more(), ""); // exhausted
+ * ```
+ */
+export interface AsyncProducer {
+  /**
+   * The next piece of output (strings are sent as UTF-8); empty when there
+   * is no more; a promise while there is nothing yet.
+   */
+  more(): Uint8Array | string | PromiseLike<unknown>;
+}
+
 /** What {@linkcode AsyncChat.setTerminator} takes. */
 export type Terminator = string | Uint8Array | number | null;
 
 /** An entry of the output queue: bytes, a producer, or close-when-done. */
-type Outgoing = Uint8Array | Producer | null;
+type Outgoing = Uint8Array | AsyncProducer | null;
 
-function isProducer(value: unknown): value is Producer {
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
+function isProducer(value: unknown): value is AsyncProducer {
   return typeof value === "object" && value !== null &&
     typeof (value as { more?: unknown }).more === "function";
 }
@@ -279,6 +321,10 @@ export class AsyncChat extends Dispatcher {
   #queue: Outgoing[] = [];
   #head = 0;
   #queuedBytes = 0;
+  /** The promise of the producer at the head that has nothing yet. */
+  #waitingOn: PromiseLike<unknown> | null = null;
+  /** What that promise rejected with, thrown by the next `initiateSend()`. */
+  #producerFailure: { error: unknown } | null = null;
 
   /**
    * Creates a channel; with a socket (or a `Deno.Conn`) it is connected and
@@ -446,9 +492,13 @@ export class AsyncChat extends Dispatcher {
     return true;
   }
 
-  /** True while output is queued, or until connected. */
+  /**
+   * True while output is queued (and not waiting on a producer that has
+   * nothing yet), or until connected.
+   */
   override writable(): boolean {
-    return this.#front !== null || this.#head < this.#queue.length ||
+    return this.#front !== null ||
+      (this.#head < this.#queue.length && this.#waitingOn === null) ||
       !this.connected;
   }
 
@@ -475,11 +525,12 @@ export class AsyncChat extends Dispatcher {
 
   /**
    * Queues a producer (or bytes, like `push()`) and starts sending. Its
-   * `more()` is called only when the socket can take more.
+   * `more()` is called only when the socket can take more; an
+   * {@linkcode AsyncProducer}'s may say there is nothing yet.
    *
    * @param producer What to send.
    */
-  pushWithProducer(producer: Producer | Uint8Array | string): void {
+  pushWithProducer(producer: AsyncProducer | Uint8Array | string): void {
     if (typeof producer === "string" || producer instanceof Uint8Array) {
       this.push(producer);
       return;
@@ -504,13 +555,20 @@ export class AsyncChat extends Dispatcher {
   /**
    * Sends from the queue while the socket takes more, at most
    * `acOutBufferSize` bytes per send; reaching a `closeWhenDone()` mark
-   * calls `handleClose()`.
+   * calls `handleClose()`. While a producer has nothing yet, it returns;
+   * if that producer's promise rejected, it throws the reason.
    */
   initiateSend(): void {
     while (this.connected) {
       let data = this.#front;
       if (data === null) {
         if (this.#head === this.#queue.length) return;
+        if (this.#waitingOn !== null) return;
+        const failure = this.#producerFailure;
+        if (failure !== null) {
+          this.#producerFailure = null;
+          throw failure.error;
+        }
         const first = this.#queue[this.#head];
         if (first === null) {
           this.#dequeue();
@@ -521,8 +579,16 @@ export class AsyncChat extends Dispatcher {
           this.#dequeue();
           data = first;
         } else {
-          const more = toBytes("producer.more() result", first.more());
-          if (this.#queue[this.#head] !== first) continue; // discarded
+          const result = first.more();
+          if (this.#queue[this.#head] !== first) { // discarded
+            if (isPromiseLike(result)) result.then(undefined, () => {});
+            continue;
+          }
+          if (isPromiseLike(result)) {
+            this.#waitFor(result);
+            return;
+          }
+          const more = toBytes("producer.more() result", result);
           if (more.length === 0) {
             this.#dequeue();
             continue;
@@ -572,7 +638,25 @@ export class AsyncChat extends Dispatcher {
     this.#queue = [];
     this.#head = 0;
     this.#queuedBytes = 0;
+    this.#waitingOn = null;
+    this.#producerFailure = null;
     disposeAll(queue.slice(head));
+  }
+
+  /**
+   * Sends nothing more until `ready` settles, then wakes the loop, which
+   * calls `initiateSend()` again (a rejection is thrown there, so it
+   * reaches `handleError()`).
+   */
+  #waitFor(ready: PromiseLike<unknown>): void {
+    this.#waitingOn = ready;
+    const resume = (failure: { error: unknown } | null) => {
+      if (this.#waitingOn !== ready) return; // the output was dropped
+      this.#waitingOn = null;
+      this.#producerFailure = failure;
+      this[kWakeLoop]();
+    };
+    ready.then(() => resume(null), (error) => resume({ error }));
   }
 
   #enqueue(entry: Outgoing): void {

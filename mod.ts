@@ -26,3 +26,4 @@ export * from "./select.ts";
 export * from "./asyncore.ts";
 export * from "./asynchat.ts";
 export * from "./producers.ts";
+export * from "./streams.ts";
