@@ -42,6 +42,7 @@ import {
   runText,
 } from "./_proc.ts";
 import type { IdleResult, LoadResult } from "./_loadgen_common.ts";
+import { unsupportedReason } from "../_libc.ts";
 import {
   type IdleRow,
   type LoadRow,
@@ -69,6 +70,8 @@ export interface ServerSpec {
   script: string;
   /** Extra arguments after the port. */
   extraArgs?: string[];
+  /** Deno's permission flags for it; `["--allow-net"]` when absent. */
+  permissions?: string[];
   /** Scenarios it runs in; all when absent. */
   scenarios?: string[];
 }
@@ -103,6 +106,14 @@ export const SERVERS: ServerSpec[] = [
     script: "raw_deno_echo.ts",
     extraArgs: ["--buffer=512"],
     scenarios: ["idle10k"],
+  },
+  {
+    id: "epoll",
+    label: "bare epoll echo through FFI (the floor; Linux)",
+    group: "baseline",
+    runtime: "deno",
+    script: "epoll_echo.ts",
+    permissions: ["--allow-ffi"],
   },
   {
     id: "asyncore",
@@ -331,9 +342,19 @@ function serverCommand(
       } catch {
         return { skip: `bench/servers/${server.script} does not exist yet` };
       }
+      if (server.permissions?.includes("--allow-ffi")) {
+        const reason = unsupportedReason();
+        if (reason !== null) return { skip: reason };
+      }
       return {
         cmd: runtimes.deno.exe,
-        args: ["run", "--allow-net", script, "0", ...extra],
+        args: [
+          "run",
+          ...(server.permissions ?? ["--allow-net"]),
+          script,
+          "0",
+          ...extra,
+        ],
       };
     case "python":
       if ("missing" in runtimes.python) {
