@@ -2,7 +2,7 @@
 // waits for readiness, and connected FdSocket pairs.
 
 import { AssertionError } from "@std/assert";
-import { Epoll, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
+import { type Epoll, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
 import { type Family as SocketFamily, FdSocket } from "../_fd_socket.ts";
 import { unsupportedReason } from "../_libc.ts";
 import { hasIPv6, unixEndpoint } from "./_helpers.ts";
