@@ -6,7 +6,8 @@
 // errno numbers and socket constants used below). Call costs, measured: an
 // i32-only call 3–5 ns, buffer + i32 13 ns. `usize` parameters take the fast
 // path only when passed as bigint (a number costs 60–88 ns), and `ssize_t`
-// results are declared `i32`: every count here is below 2^31.
+// results are declared `i32`: Linux moves at most MAX_RW_COUNT (2^31 - 4096)
+// bytes per call, so every count fits.
 
 /** Symbols this backend calls; every pointer is a buffer this code sized. */
 const SYMBOLS = {

@@ -29,7 +29,7 @@ import {
   skipNote,
   target,
 } from "./_epoll_helpers.ts";
-import { concat, isPattern, pattern } from "./_helpers.ts";
+import { concat, fixture, isPattern, pattern } from "./_helpers.ts";
 
 const ignore = epollUnsupported !== null;
 
@@ -160,6 +160,30 @@ Deno.test("errno: errors are Deno's classes, named after the operation and errno
   );
 });
 
+Deno.test("without --allow-ffi: the modules import, and using them names the fix", async () => {
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", fixture("epoll_without_ffi.ts")],
+    stdin: "null",
+    stderr: "inherit",
+  }).output();
+  assertEquals(code, 0);
+  const lines = new TextDecoder().decode(stdout).trim().split("\n");
+  assertEquals(lines.length, 2);
+  for (const line of lines) {
+    if (Deno.build.os === "linux") {
+      assertEquals(
+        line,
+        "NotCapable: the epoll backend calls libc through FFI: run Deno with --allow-ffi (it lifts Deno's sandbox for this process), or use the default backend",
+      );
+    } else {
+      assert(
+        line.startsWith("NotSupported: the epoll backend needs Linux"),
+        line,
+      );
+    }
+  }
+});
+
 Deno.test({
   name: `FdSocket: bad arguments are clear errors, never a crash${skipNote}`,
   ignore,
@@ -251,6 +275,11 @@ Deno.test({
       Deno.errors.AlreadyExists,
     );
     assertThrows(() => epoll.idle(-1), TypeError, "timeout");
+    assertThrows(() => epoll.poll(-1), RangeError, "timeout");
+    assertThrows(() => epoll.poll(0.5), RangeError, "timeout");
+    assertThrows(() => epoll.poll(1001), RangeError, "timeout");
+    // Level-triggered: a fresh listener is not readable, so this waits 1 ms.
+    assertEquals(epoll.poll(1), 0);
     epoll.close();
     assertThrows(() => epoll.poll(), Deno.errors.BadResource, "closed epoll");
   },

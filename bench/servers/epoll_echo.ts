@@ -115,7 +115,9 @@ console.log(
   `listening on 127.0.0.1:${(listener.getsockname() as Deno.NetAddr).port}`,
 );
 for (;;) {
-  const count = epoll.poll();
+  // Nothing ready: wait a moment here before the costlier worker-thread
+  // hand-off (nothing else runs in this process to be held up).
+  const count = epoll.poll() || epoll.poll(1);
   if (count === 0) {
     await epoll.idle();
     continue;
