@@ -278,7 +278,10 @@ Deno.test({
     assertThrows(() => epoll.poll(-1), RangeError, "timeout");
     assertThrows(() => epoll.poll(0.5), RangeError, "timeout");
     assertThrows(() => epoll.poll(1001), RangeError, "timeout");
-    // Level-triggered: a fresh listener is not readable, so this waits 1 ms.
+    // An unconnected socket shows as hung up.
+    assertEquals(epoll.poll(1), 1);
+    assertEquals(epoll.readiness(0) & EPOLLHUP, EPOLLHUP);
+    epoll.delete(sock.fd);
     assertEquals(epoll.poll(1), 0);
     epoll.close();
     assertThrows(() => epoll.poll(), Deno.errors.BadResource, "closed epoll");
