@@ -441,6 +441,36 @@ for (const family of EPOLL_FAMILIES) {
 
   Deno.test({
     name:
+      `FdSocket ${family.name}: a connect in progress completes as writability${skipNote}`,
+    ignore: family.ignore,
+    async fn() {
+      using endpoint = family.endpoint();
+      using listener = FdSocket.open(family.family);
+      listener.bind(endpoint.address);
+      listener.listen(4);
+      const address = target(listener.getsockname());
+      assertEquals(FdSocket.familyOf(address), family.family);
+      using epoll = new Epoll();
+      using client = FdSocket.open(family.family);
+      // TCP always says EINPROGRESS; a Unix socket connects at once.
+      assertEquals(client.connect(address), family.family === "unix");
+      epoll.add(client.fd, CLIENT, EPOLLOUT);
+      assertEquals(await readyWithin(epoll, CLIENT, EPOLLOUT), EPOLLOUT);
+      assertEquals(client.takeError(), null);
+      assertEquals(client.getpeername(), listener.getsockname());
+      // Connecting again: TCP reports the finished connect once, then
+      // EISCONN, as Unix does at once.
+      if (family.family !== "unix") assert(client.connect(address));
+      assertThrows(
+        () => client.connect(address),
+        Deno.errors.AlreadyExists,
+        "EISCONN",
+      );
+    },
+  });
+
+  Deno.test({
+    name:
       `FdSocket ${family.name}: a refused connect is ConnectionRefused${skipNote}`,
     ignore: family.ignore,
     async fn() {
