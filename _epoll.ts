@@ -46,29 +46,22 @@ const DATA = EPOLL_EVENT_SIZE === 12 ? 1 : 2;
 const WAKER_MARK = 1;
 const MAX_TIMEOUT = 0x7fffffff;
 
-/** Checks an fd number: an integer in 0..2^31-1. */
-export function checkFd(fd: unknown): number {
-  if (typeof fd !== "number") {
-    throw new TypeError(`fd must be a number, got ${describe(fd)}`);
+/** Checks that `value` is an integer from 0 to `max`. */
+function checkUint(name: string, value: unknown, max: number): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a number, got ${describe(value)}`);
   }
-  if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
+  if (!Number.isInteger(value) || value < 0 || value > max) {
     throw new RangeError(
-      `fd must be an integer from 0 to 2147483647, got ${fd}`,
+      `${name} must be an integer from 0 to ${max}, got ${value}`,
     );
   }
-  return fd;
+  return value;
 }
 
-function checkToken(token: unknown): number {
-  if (typeof token !== "number") {
-    throw new TypeError(`token must be a number, got ${describe(token)}`);
-  }
-  if (!Number.isInteger(token) || token < 0 || token > 0xffffffff) {
-    throw new RangeError(
-      `token must be an integer from 0 to 4294967295, got ${token}`,
-    );
-  }
-  return token;
+/** Checks an fd number: an integer in 0..2^31-1. */
+export function checkFd(fd: unknown): number {
+  return checkUint("fd", fd, 0x7fffffff);
 }
 
 function checkInterest(interest: unknown): number {
@@ -311,7 +304,7 @@ export class Epoll {
     interest: number,
   ): void {
     checkFd(fd);
-    checkToken(token);
+    checkUint("token", token, 0xffffffff);
     checkInterest(interest);
     this.#check(operation);
     if (fd === this.#epfd || fd === this.#wakeFd) {

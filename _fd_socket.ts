@@ -306,12 +306,7 @@ export class FdSocket {
 
   /** The local address. */
   getsockname(): Deno.Addr {
-    const fd = this.#open("getsockname");
-    lengthCell[0] = SOCKADDR_STORAGE_SIZE;
-    if (libc().getsockname(fd, storage, lengthBytes) < 0) {
-      throw lastError("getsockname");
-    }
-    return decodeAddress(storage, lengthCell[0]);
+    return this.#address("getsockname");
   }
 
   /**
@@ -320,12 +315,7 @@ export class FdSocket {
    * @throws {Deno.errors.NotConnected} when not connected.
    */
   getpeername(): Deno.Addr {
-    const fd = this.#open("getpeername");
-    lengthCell[0] = SOCKADDR_STORAGE_SIZE;
-    if (libc().getpeername(fd, storage, lengthBytes) < 0) {
-      throw lastError("getpeername");
-    }
-    return decodeAddress(storage, lengthCell[0]);
+    return this.#address("getpeername");
   }
 
   /** Turns Nagle's algorithm off (`true`) or on (TCP only). */
@@ -363,6 +353,15 @@ export class FdSocket {
         return this.#getInt("getOption", SOL_SOCKET, SO_REUSEPORT);
     }
     throw new TypeError(`unknown option ${describe(option)}`);
+  }
+
+  #address(operation: "getsockname" | "getpeername"): Deno.Addr {
+    const fd = this.#open(operation);
+    lengthCell[0] = SOCKADDR_STORAGE_SIZE;
+    if (libc()[operation](fd, storage, lengthBytes) < 0) {
+      throw lastError(operation);
+    }
+    return decodeAddress(storage, lengthCell[0]);
   }
 
   #recv(fd: number, buffer: Uint8Array): number {
