@@ -15,7 +15,7 @@ import {
   skipNote,
   target,
 } from "./_epoll_helpers.ts";
-import { within } from "./_helpers.ts";
+import { isPattern, pattern, Peer, within } from "./_helpers.ts";
 
 const ignore = epollUnsupported !== null;
 const IPV4 = EPOLL_FAMILIES[0];
@@ -214,6 +214,47 @@ Deno.test({
     assert(
       epollRoundTrips >= 20 * ticks,
       `${epollRoundTrips} epoll round trips for ${ticks} timer ticks`,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    `bench/servers/epoll_echo.ts echoes 1 MiB to two clients at once${skipNote}`,
+  ignore,
+  async fn() {
+    const script = new URL("../bench/servers/epoll_echo.ts", import.meta.url);
+    await using server = new Peer(Deno.execPath(), [
+      "run",
+      "--allow-ffi",
+      script.pathname,
+      "0",
+    ]);
+    const port = Number(
+      (await server.line(30_000)).match(/^listening on 127\.0\.0\.1:(\d+)$/)
+        ?.[1],
+    );
+    assert(port > 0);
+    const echo = async (size: number) => {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const message = pattern(size);
+      const writing = (async () => {
+        for (let n = 0; n < size;) n += await conn.write(message.subarray(n));
+      })();
+      const received = new Uint8Array(size);
+      let got = 0;
+      while (got < size) {
+        const n = await conn.read(received.subarray(got));
+        assert(n !== null, `end of stream after ${got} bytes`);
+        got += n;
+      }
+      await writing;
+      assert(isPattern(received));
+    };
+    await within(
+      20_000,
+      "both echoes",
+      Promise.all([echo(1 << 20), echo(1 << 20)]),
     );
   },
 });
