@@ -122,7 +122,12 @@ export class Epoll {
     }
     this.#wakeFd = own(wakeFd);
     this.#ctlWords[DATA + 1] = WAKER_MARK;
-    this.#control("add", EPOLL_CTL_ADD, wakeFd, EPOLLIN);
+    try {
+      this.#control("add", EPOLL_CTL_ADD, wakeFd, EPOLLIN);
+    } catch (error) {
+      this.#release();
+      throw error;
+    }
   }
 
   /** Whether {@linkcode Epoll.close} has been called. */
