@@ -76,9 +76,7 @@ export const SO_ERROR = 4;
 export const SO_KEEPALIVE = 9;
 export const SO_REUSEPORT = 15;
 export const IPPROTO_TCP = 6;
-export const IPPROTO_IPV6 = 41;
 export const TCP_NODELAY = 1;
-export const IPV6_V6ONLY = 26;
 export const SHUT_RD = 0;
 export const SHUT_WR = 1;
 export const SHUT_RDWR = 2;
@@ -169,11 +167,6 @@ export function errnoError(operation: string, errno: number): Error {
     configurable: true,
   });
   return error;
-}
-
-/** The errno name for `errno`, e.g. `"EAGAIN"`. */
-export function errnoName(errno: number): string {
-  return ERRNO[errno]?.[0] ?? `errno ${errno}`;
 }
 
 /** Why the epoll backend cannot run in this process, or `null` if it can. */
