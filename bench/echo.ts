@@ -43,6 +43,7 @@ import {
 } from "./_proc.ts";
 import { delay } from "@std/async";
 import { parseArgs } from "@std/cli";
+import { unsupportedReason } from "../_libc.ts";
 import {
   type IdleResult,
   type IdleRow,
@@ -72,6 +73,8 @@ export interface ServerSpec {
   script: string;
   /** Extra arguments after the port. */
   extraArgs?: string[];
+  /** Deno's permission flags for it; `["--allow-net"]` when absent. */
+  permissions?: string[];
   /** Scenarios it runs in; all when absent. */
   scenarios?: string[];
 }
@@ -106,6 +109,14 @@ export const SERVERS: ServerSpec[] = [
     script: "raw_deno_echo.ts",
     extraArgs: ["--buffer=512"],
     scenarios: ["idle10k"],
+  },
+  {
+    id: "epoll",
+    label: "bare epoll echo through FFI (the floor; Linux)",
+    group: "baseline",
+    runtime: "deno",
+    script: "epoll_echo.ts",
+    permissions: ["--allow-ffi"],
   },
   {
     id: "asyncore",
@@ -329,9 +340,19 @@ function serverCommand(
       } catch {
         return { skip: `bench/servers/${server.script} does not exist yet` };
       }
+      if (server.permissions?.includes("--allow-ffi")) {
+        const reason = unsupportedReason();
+        if (reason !== null) return { skip: reason };
+      }
       return {
         cmd: runtimes.deno.exe,
-        args: ["run", "--allow-net", script, "0", ...extra],
+        args: [
+          "run",
+          ...(server.permissions ?? ["--allow-net"]),
+          script,
+          "0",
+          ...extra,
+        ],
       };
     case "python":
       if ("missing" in runtimes.python) {

@@ -1,0 +1,419 @@
+// A non-blocking stream socket on an OS descriptor, through libc: the epoll
+// backend's equivalent of mio's TcpStream/TcpListener/UnixStream in one class.
+// Its methods mirror the public Socket's semantics (select.ts): recv returns
+// an empty array at end of stream and throws Deno.errors.WouldBlock when
+// nothing is there; send returns the count taken or throws WouldBlock;
+// accept throws WouldBlock when none is pending. Errors are the classes
+// Deno's own sockets throw for the same errno (_libc.ts).
+
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  closeOwned,
+  EAGAIN,
+  ECONNABORTED,
+  EINPROGRESS,
+  EINTR,
+  errno,
+  errnoError,
+  IPPROTO_TCP,
+  lastError,
+  libc,
+  MSG_NOSIGNAL,
+  own,
+  SHUT_RD,
+  SHUT_RDWR,
+  SHUT_WR,
+  SO_ERROR,
+  SO_KEEPALIVE,
+  SO_REUSEADDR,
+  SO_REUSEPORT,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  TCP_NODELAY,
+} from "./_libc.ts";
+import {
+  decodeAddress,
+  encodeAddress,
+  SOCKADDR_STORAGE_SIZE,
+} from "./_sockaddr.ts";
+import { type Address, checkCount, checkSize, describe } from "./_validate.ts";
+
+/** The address family of an {@linkcode FdSocket}. */
+export type Family = "ipv4" | "ipv6" | "unix";
+
+const FAMILIES: Record<Family, number> = {
+  ipv4: AF_INET,
+  ipv6: AF_INET6,
+  unix: AF_UNIX,
+};
+
+const EMPTY = new Uint8Array(0);
+// recv(bufsize) reads into this, then copies out only what came: one buffer
+// for every socket, so an idle connection holds no receive memory at all.
+const SHARED_RECV_SIZE = 65536;
+let sharedRecv: Uint8Array | null = null;
+
+// Scratch for address and option calls; used and read back synchronously, so
+// one of each serves every socket.
+const storage = new Uint8Array(SOCKADDR_STORAGE_SIZE);
+const lengthCell = new Uint32Array(1);
+const lengthBytes = new Uint8Array(lengthCell.buffer);
+const optionCell = new Int32Array(1);
+const optionBytes = new Uint8Array(optionCell.buffer);
+
+function checkFamily(family: unknown): Family {
+  if (family !== "ipv4" && family !== "ipv6" && family !== "unix") {
+    throw new TypeError(
+      `family must be "ipv4", "ipv6" or "unix", got ${describe(family)}`,
+    );
+  }
+  return family;
+}
+
+function familyName(af: number): Family {
+  return af === AF_INET ? "ipv4" : af === AF_INET6 ? "ipv6" : "unix";
+}
+
+/**
+ * A non-blocking stream socket on a descriptor this code opened and owns:
+ * it is closed exactly once, by {@linkcode FdSocket.close}.
+ */
+export class FdSocket {
+  #fd: number;
+  readonly family: Family;
+
+  private constructor(fd: number, family: Family) {
+    this.#fd = fd;
+    this.family = family;
+  }
+
+  /**
+   * Opens a socket (`SOCK_NONBLOCK | SOCK_CLOEXEC`).
+   *
+   * @throws {Deno.errors.NotCapable} without `--allow-ffi`.
+   * @throws {Error} with code `EMFILE`/`ENFILE` when out of descriptors.
+   */
+  static open(family: Family): FdSocket {
+    const af = FAMILIES[checkFamily(family)];
+    const fd = libc().socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw lastError("socket");
+    return new FdSocket(own(fd), family);
+  }
+
+  /** The family an address needs: `"unix"` for `{ path }`, else by IP. */
+  static familyOf(address: Address): Family {
+    return familyName(encodeAddress("address", address).family);
+  }
+
+  /** The OS descriptor, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Whether {@linkcode FdSocket.close} has run. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /**
+   * Binds to `address`; for TCP, hostname defaults to `"0.0.0.0"` (`"::"` on
+   * an IPv6 socket).
+   */
+  bind(address: Address): void {
+    const fd = this.#open("bind");
+    const sockaddr = this.#encode(
+      address,
+      this.family === "ipv6" ? "::" : "0.0.0.0",
+    );
+    if (libc().bind(fd, sockaddr, sockaddr.length) < 0) {
+      throw lastError("bind");
+    }
+  }
+
+  /** Listens with a queue of `backlog` (clamped to 1..65535, as Python's). */
+  listen(backlog = 128): void {
+    checkCount("backlog", backlog);
+    const fd = this.#open("listen");
+    if (libc().listen(fd, Math.max(1, Math.min(backlog, 65535))) < 0) {
+      throw lastError("listen");
+    }
+  }
+
+  /**
+   * Takes a pending connection (`accept4`, non-blocking and close-on-exec).
+   *
+   * @returns The connected socket and the peer's address.
+   * @throws {Deno.errors.WouldBlock} when none is pending.
+   * @throws {Error} with code `EMFILE`/`ENFILE` when out of descriptors: the
+   *   connection stays queued and this socket keeps working; the caller
+   *   should stop asking until a descriptor is freed (level-triggered epoll
+   *   keeps reporting the listener readable meanwhile).
+   */
+  accept(): [FdSocket, Deno.Addr] {
+    const fd = this.#open("accept");
+    const c = libc();
+    for (;;) {
+      lengthCell[0] = SOCKADDR_STORAGE_SIZE;
+      const conn = c.accept4(
+        fd,
+        storage,
+        lengthBytes,
+        SOCK_NONBLOCK | SOCK_CLOEXEC,
+      );
+      if (conn >= 0) {
+        own(conn);
+        return [
+          new FdSocket(conn, this.family),
+          decodeAddress(storage, lengthCell[0]),
+        ];
+      }
+      const code = errno();
+      // A connection reset while queued, or a signal: try the next one.
+      if (code === ECONNABORTED || code === EINTR) continue;
+      throw code === EAGAIN
+        ? new Deno.errors.WouldBlock("accept: no connection is pending")
+        : errnoError("accept", code);
+    }
+  }
+
+  /**
+   * Starts connecting to `address` (hostname defaults to `"127.0.0.1"`, `"::1"`
+   * on an IPv6 socket).
+   *
+   * @returns `true` when connected at once, `false` when in progress: then
+   *   writability means done, and {@linkcode FdSocket.takeError} says how.
+   */
+  connect(address: Address): boolean {
+    const fd = this.#open("connect");
+    const sockaddr = this.#encode(
+      address,
+      this.family === "ipv6" ? "::1" : "127.0.0.1",
+    );
+    if (libc().connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    const code = errno();
+    if (code === EINPROGRESS) return false;
+    // A full Unix listen queue says EAGAIN: WouldBlock, as in Python.
+    throw errnoError("connect", code);
+  }
+
+  /**
+   * Reads and clears the socket's pending error (`SO_ERROR`): the outcome of
+   * a connect in progress, or an asynchronous failure.
+   *
+   * @returns The error, or `null` when there is none.
+   */
+  takeError(): Error | null {
+    const code = this.#getInt("takeError", SOL_SOCKET, SO_ERROR);
+    return code === 0 ? null : errnoError("connect", code);
+  }
+
+  /**
+   * Receives into `buffer`, straight from the kernel.
+   *
+   * @returns The count received; 0 at end of stream (or for an empty buffer).
+   * @throws {Deno.errors.WouldBlock} when nothing is there.
+   */
+  recvInto(buffer: Uint8Array): number {
+    if (!(buffer instanceof Uint8Array)) {
+      throw new TypeError(
+        `buffer must be a Uint8Array, got ${describe(buffer)}`,
+      );
+    }
+    const fd = this.#open("recv");
+    if (buffer.length === 0) return 0;
+    return this.#recv(fd, buffer);
+  }
+
+  /**
+   * Receives up to `bufsize` bytes through a shared buffer.
+   *
+   * @returns A new array sized to what came; empty at end of stream.
+   * @throws {Deno.errors.WouldBlock} when nothing is there.
+   */
+  recv(bufsize: number): Uint8Array {
+    checkSize("bufsize", bufsize);
+    const fd = this.#open("recv");
+    if (bufsize > SHARED_RECV_SIZE) {
+      const own = new Uint8Array(bufsize);
+      const count = this.#recv(fd, own);
+      return count === bufsize ? own : own.slice(0, count);
+    }
+    sharedRecv ??= new Uint8Array(SHARED_RECV_SIZE);
+    const count = this.#recv(fd, sharedRecv.subarray(0, bufsize));
+    return count === 0 ? EMPTY : sharedRecv.slice(0, count);
+  }
+
+  /**
+   * Sends from `data` (`MSG_NOSIGNAL`: a closed peer is `BrokenPipe`, never
+   * SIGPIPE).
+   *
+   * @returns How many bytes the kernel took.
+   * @throws {Deno.errors.WouldBlock} when the send buffer is full.
+   */
+  send(data: Uint8Array): number {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError(`data must be a Uint8Array, got ${describe(data)}`);
+    }
+    const fd = this.#open("send");
+    if (data.length === 0) return 0;
+    const c = libc();
+    for (;;) {
+      const count = c.send(fd, data, BigInt(data.length), MSG_NOSIGNAL);
+      if (count >= 0) return count;
+      const code = errno();
+      if (code === EINTR) continue;
+      throw code === EAGAIN
+        ? new Deno.errors.WouldBlock("send: the send buffer is full")
+        : errnoError("send", code);
+    }
+  }
+
+  /** Ends one or both directions. */
+  shutdown(how: "read" | "write" | "both"): void {
+    const flag = how === "read"
+      ? SHUT_RD
+      : how === "write"
+      ? SHUT_WR
+      : how === "both"
+      ? SHUT_RDWR
+      : null;
+    if (flag === null) {
+      throw new TypeError(
+        `how must be "read", "write" or "both", got ${describe(how)}`,
+      );
+    }
+    if (libc().shutdown(this.#open("shutdown"), flag) < 0) {
+      throw lastError("shutdown");
+    }
+  }
+
+  /** Closes the descriptor; later calls do nothing. */
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    closeOwned(fd);
+  }
+
+  /** Closes the socket (for `using`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** The local address. */
+  getsockname(): Deno.Addr {
+    return this.#address("getsockname");
+  }
+
+  /**
+   * The peer's address.
+   *
+   * @throws {Deno.errors.NotConnected} when not connected.
+   */
+  getpeername(): Deno.Addr {
+    return this.#address("getpeername");
+  }
+
+  /** Turns Nagle's algorithm off (`true`) or on (TCP only). */
+  setNoDelay(noDelay = true): void {
+    this.#setFlag("setNoDelay", IPPROTO_TCP, TCP_NODELAY, noDelay);
+  }
+
+  /** Turns TCP keep-alive on or off. */
+  setKeepAlive(keepAlive = true): void {
+    this.#setFlag("setKeepAlive", SOL_SOCKET, SO_KEEPALIVE, keepAlive);
+  }
+
+  /** `SO_REUSEADDR`: bind over connections in TIME_WAIT. Before `bind`. */
+  setReuseAddr(reuse = true): void {
+    this.#setFlag("setReuseAddr", SOL_SOCKET, SO_REUSEADDR, reuse);
+  }
+
+  /** `SO_REUSEPORT`: several sockets bound to one port. Before `bind`. */
+  setReusePort(reuse = true): void {
+    this.#setFlag("setReusePort", SOL_SOCKET, SO_REUSEPORT, reuse);
+  }
+
+  /** Reads a boolean or integer option back (for tests and diagnostics). */
+  getOption(
+    option: "noDelay" | "keepAlive" | "reuseAddr" | "reusePort",
+  ): number {
+    switch (option) {
+      case "noDelay":
+        return this.#getInt("getOption", IPPROTO_TCP, TCP_NODELAY);
+      case "keepAlive":
+        return this.#getInt("getOption", SOL_SOCKET, SO_KEEPALIVE);
+      case "reuseAddr":
+        return this.#getInt("getOption", SOL_SOCKET, SO_REUSEADDR);
+      case "reusePort":
+        return this.#getInt("getOption", SOL_SOCKET, SO_REUSEPORT);
+    }
+    throw new TypeError(`unknown option ${describe(option)}`);
+  }
+
+  #address(operation: "getsockname" | "getpeername"): Deno.Addr {
+    const fd = this.#open(operation);
+    lengthCell[0] = SOCKADDR_STORAGE_SIZE;
+    if (libc()[operation](fd, storage, lengthBytes) < 0) {
+      throw lastError(operation);
+    }
+    return decodeAddress(storage, lengthCell[0]);
+  }
+
+  #recv(fd: number, buffer: Uint8Array): number {
+    const c = libc();
+    for (;;) {
+      const count = c.recv(fd, buffer, BigInt(buffer.length), 0);
+      if (count >= 0) return count;
+      const code = errno();
+      if (code === EINTR) continue;
+      throw code === EAGAIN
+        ? new Deno.errors.WouldBlock("recv: no data is there")
+        : errnoError("recv", code);
+    }
+  }
+
+  #open(operation: string): number {
+    if (this.#fd < 0) {
+      throw new Deno.errors.BadResource(`${operation} on a closed socket`);
+    }
+    return this.#fd;
+  }
+
+  #encode(address: Address, defaultHostname: string): Uint8Array {
+    const sockaddr = encodeAddress("address", address, defaultHostname);
+    if (sockaddr.family !== FAMILIES[this.family]) {
+      throw new TypeError(
+        `address is ${
+          familyName(sockaddr.family)
+        }, but the socket is ${this.family}`,
+      );
+    }
+    return sockaddr.bytes;
+  }
+
+  #setFlag(operation: string, level: number, name: number, on: unknown): void {
+    if (typeof on !== "boolean") {
+      throw new TypeError(`${operation} takes a boolean, got ${describe(on)}`);
+    }
+    const fd = this.#open(operation);
+    optionCell[0] = on ? 1 : 0;
+    if (libc().setsockopt(fd, level, name, optionBytes, 4) < 0) {
+      throw lastError(operation);
+    }
+  }
+
+  #getInt(operation: string, level: number, name: number): number {
+    const fd = this.#open(operation);
+    optionCell[0] = 0;
+    lengthCell[0] = 4;
+    if (libc().getsockopt(fd, level, name, optionBytes, lengthBytes) < 0) {
+      throw lastError(operation);
+    }
+    return optionCell[0];
+  }
+}

@@ -1,0 +1,255 @@
+// libc through Deno's FFI for the epoll backend: the symbol table, opened
+// lazily (importing this module needs no --allow-ffi), errno, and errno mapped
+// to the Deno.errors classes the default backend throws.
+//
+// Everything here is Linux-specific (x86_64 and aarch64 share the generic
+// errno numbers and socket constants used below). Call costs, measured: an
+// i32-only call 3–5 ns, buffer + i32 13 ns. `usize` parameters take the fast
+// path only when passed as bigint (a number costs 60–88 ns), and `ssize_t`
+// results are declared `i32`: Linux moves at most MAX_RW_COUNT (2^31 - 4096)
+// bytes per call, so every count fits.
+
+/** Symbols this backend calls; every pointer is a buffer this code sized. */
+const SYMBOLS = {
+  __errno_location: { parameters: [], result: "pointer" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // (fd, sockaddr, socklen_t)
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // (fd, sockaddr out, socklen_t* in/out, flags)
+  accept4: {
+    parameters: ["i32", "buffer", "buffer", "i32"],
+    result: "i32",
+  },
+  // (fd, buf, size_t len, flags) -> ssize_t, declared i32 (see above)
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  // (fd, level, name, value, socklen_t) / (fd, level, name, value, socklen_t*)
+  setsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "u32"],
+    result: "i32",
+  },
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  // (epfd, op, fd, struct epoll_event*)
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // (epfd, events, maxevents, timeout ms)
+  epoll_wait: {
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+  },
+  // The same call on a worker thread: a promise, for the idle wait.
+  epoll_wait_blocking: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The opened libc. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+// Socket constants (Linux, generic: the same on x86_64 and aarch64).
+export const AF_UNIX = 1;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+// Without it a send to a peer that closed raises SIGPIPE and kills Deno.
+export const MSG_NOSIGNAL = 0x4000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_ERROR = 4;
+export const SO_KEEPALIVE = 9;
+export const SO_REUSEPORT = 15;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
+export const SHUT_RD = 0;
+export const SHUT_WR = 1;
+export const SHUT_RDWR = 2;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+export const EPOLL_CLOEXEC = 0o2000000;
+
+// errno values this code tests for by number.
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EINPROGRESS = 115;
+export const ECONNABORTED = 103;
+
+type ErrorClass = new (message: string) => Error;
+
+// errno -> [name, description, class]. The classes are those Deno's own ops
+// throw for the same errno (Rust's io::ErrorKind mapped by Deno); an errno
+// Deno reports as a plain Error (EMFILE, ENOBUFS...) is a plain Error here
+// too, with `code` set as Deno sets it.
+const ERRNO: Record<number, [string, string, ErrorClass]> = {
+  1: ["EPERM", "operation not permitted", Deno.errors.PermissionDenied],
+  2: ["ENOENT", "no such file or directory", Deno.errors.NotFound],
+  4: ["EINTR", "interrupted system call", Deno.errors.Interrupted],
+  9: ["EBADF", "bad file descriptor", Deno.errors.BadResource],
+  11: ["EAGAIN", "resource temporarily unavailable", Deno.errors.WouldBlock],
+  12: ["ENOMEM", "out of memory", Error],
+  13: ["EACCES", "permission denied", Deno.errors.PermissionDenied],
+  17: ["EEXIST", "file exists", Deno.errors.AlreadyExists],
+  20: ["ENOTDIR", "not a directory", Deno.errors.NotADirectory],
+  22: ["EINVAL", "invalid argument", TypeError],
+  23: ["ENFILE", "too many open files in system", Error],
+  24: ["EMFILE", "too many open files", Error],
+  32: ["EPIPE", "broken pipe", Deno.errors.BrokenPipe],
+  36: ["ENAMETOOLONG", "file name too long", Error],
+  40: ["ELOOP", "too many symbolic links", Deno.errors.FilesystemLoop],
+  88: ["ENOTSOCK", "not a socket", Deno.errors.BadResource],
+  92: ["ENOPROTOOPT", "protocol not available", Deno.errors.NotSupported],
+  93: [
+    "EPROTONOSUPPORT",
+    "protocol not supported",
+    Deno.errors.NotSupported,
+  ],
+  95: ["EOPNOTSUPP", "operation not supported", Deno.errors.NotSupported],
+  97: [
+    "EAFNOSUPPORT",
+    "address family not supported",
+    Deno.errors.NotSupported,
+  ],
+  98: ["EADDRINUSE", "address in use", Deno.errors.AddrInUse],
+  99: [
+    "EADDRNOTAVAIL",
+    "address not available",
+    Deno.errors.AddrNotAvailable,
+  ],
+  100: ["ENETDOWN", "network is down", Deno.errors.NetworkUnreachable],
+  101: [
+    "ENETUNREACH",
+    "network is unreachable",
+    Deno.errors.NetworkUnreachable,
+  ],
+  103: [
+    "ECONNABORTED",
+    "connection aborted",
+    Deno.errors.ConnectionAborted,
+  ],
+  104: ["ECONNRESET", "connection reset", Deno.errors.ConnectionReset],
+  105: ["ENOBUFS", "no buffer space available", Error],
+  106: ["EISCONN", "already connected", Deno.errors.AlreadyExists],
+  107: ["ENOTCONN", "not connected", Deno.errors.NotConnected],
+  110: ["ETIMEDOUT", "connection timed out", Deno.errors.TimedOut],
+  111: ["ECONNREFUSED", "connection refused", Deno.errors.ConnectionRefused],
+  113: ["EHOSTUNREACH", "host is unreachable", Deno.errors.NetworkUnreachable],
+  114: ["EALREADY", "operation already in progress", Deno.errors.Busy],
+  115: ["EINPROGRESS", "operation now in progress", Deno.errors.WouldBlock],
+};
+
+/** The error for `errno` from `operation`, with `code` set as Deno sets it. */
+export function errnoError(operation: string, errno: number): Error {
+  const [name, description, ErrorClass] = ERRNO[errno] ??
+    [`errno ${errno}`, "unknown error", Error];
+  const error = new ErrorClass(
+    `${operation}: ${description} (${name}, os error ${errno})`,
+  );
+  Object.defineProperty(error, "code", {
+    value: name,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+  return error;
+}
+
+/** Why the epoll backend cannot run in this process, or `null` if it can. */
+export function unsupportedReason(): string | null {
+  if (Deno.build.os !== "linux") {
+    return `the epoll backend needs Linux (epoll, accept4), not ${Deno.build.os}: use the default backend here`;
+  }
+  if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") {
+    return `the epoll backend supports x86_64 and aarch64 Linux, not ${Deno.build.arch}: use the default backend here`;
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return "the epoll backend calls libc through FFI: run Deno with --allow-ffi (it lifts Deno's sandbox for this process), or use the default backend";
+  }
+  return null;
+}
+
+/** `struct epoll_event`: 12 bytes packed on x86_64, 16 on aarch64. */
+export const EPOLL_EVENT_SIZE: number = Deno.build.arch === "x86_64" ? 12 : 16;
+
+let symbols: Libc | null = null;
+let errnoCell: Int32Array | null = null;
+
+/**
+ * The libc symbols, opened on first use.
+ *
+ * @throws {Deno.errors.NotSupported} off Linux or on another CPU.
+ * @throws {Deno.errors.NotCapable} without the FFI permission.
+ */
+export function libc(): Libc {
+  if (symbols !== null) return symbols;
+  const reason = unsupportedReason();
+  if (reason !== null) {
+    throw reason.includes("--allow-ffi")
+      ? new Deno.errors.NotCapable(reason)
+      : new Deno.errors.NotSupported(reason);
+  }
+  const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  // errno is thread-local: this address is the JS thread's, valid for every
+  // synchronous call (never for `nonblocking` ones, which run elsewhere).
+  const location = lib.__errno_location();
+  if (location === null) {
+    throw new Deno.errors.NotSupported("libc returned no errno location");
+  }
+  errnoCell = new Int32Array(
+    Deno.UnsafePointerView.getArrayBuffer(location, 4),
+  );
+  symbols = lib;
+  return lib;
+}
+
+/** errno after the last synchronous call that failed. */
+export function errno(): number {
+  return errnoCell![0];
+}
+
+/** The error for the last failed synchronous call of `operation`. */
+export function lastError(operation: string): Error {
+  return errnoError(operation, errno());
+}
+
+// Descriptors this code opened and has not closed. Closing any other number
+// could close one of Deno's own (a stale number is reused at once).
+const owned = new Set<number>();
+
+/** Records `fd`, just returned by libc, as this code's to close. */
+export function own(fd: number): number {
+  owned.add(fd);
+  return fd;
+}
+
+/** Whether `fd` was opened by this code and is still open. */
+export function isOwned(fd: number): boolean {
+  return owned.has(fd);
+}
+
+/**
+ * Closes `fd` if this code owns it. Linux frees the number even when close
+ * fails (EINTR included), so it is never retried.
+ *
+ * @returns Whether it was owned (and is now closed).
+ */
+export function closeOwned(fd: number): boolean {
+  if (!owned.delete(fd)) return false;
+  libc().close(fd);
+  return true;
+}

@@ -1,0 +1,145 @@
+// Helpers for the epoll backend's tests: whether it can run here, bounded
+// waits for readiness, and connected FdSocket pairs.
+
+import { AssertionError } from "@std/assert";
+import { type Epoll, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
+import { type Family as SocketFamily, FdSocket } from "../_fd_socket.ts";
+import { unsupportedReason } from "../_libc.ts";
+import { hasIPv6, unixEndpoint } from "./_helpers.ts";
+
+/** Why the epoll tests cannot run here, or `null`. */
+export const epollUnsupported: string | null = unsupportedReason();
+
+/** A suffix for test names when they are skipped, saying why. */
+export const skipNote: string = epollUnsupported === null
+  ? ""
+  : " (skipped: needs Linux x86_64/aarch64 and --allow-ffi)";
+
+/** One address family the epoll tests run over. */
+export interface EpollFamily {
+  name: string;
+  family: SocketFamily;
+  ignore: boolean;
+  /** A bind address and a cleanup. */
+  endpoint(): { address: Deno.NetAddr | { path: string } } & Disposable;
+}
+
+/** IPv4, IPv6 (ignored without `::1`) and Unix. */
+export const EPOLL_FAMILIES: readonly EpollFamily[] = [
+  {
+    name: "IPv4",
+    family: "ipv4",
+    ignore: epollUnsupported !== null,
+    endpoint: () => ({
+      address: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+      [Symbol.dispose]() {},
+    }),
+  },
+  {
+    name: "IPv6",
+    family: "ipv6",
+    ignore: epollUnsupported !== null || !hasIPv6,
+    endpoint: () => ({
+      address: { transport: "tcp", hostname: "::1", port: 0 },
+      [Symbol.dispose]() {},
+    }),
+  },
+  {
+    name: "Unix",
+    family: "unix",
+    ignore: epollUnsupported !== null,
+    endpoint: () => {
+      const unix = unixEndpoint();
+      return {
+        address: { path: unix.path },
+        [Symbol.dispose]: () => unix[Symbol.dispose](),
+      };
+    },
+  },
+];
+
+/** The address to connect to what `getsockname()` returned. */
+export function target(addr: Deno.Addr): Deno.NetAddr | { path: string } {
+  if (addr.transport === "unix") return { path: addr.path };
+  if (addr.transport !== "tcp") throw new TypeError(addr.transport);
+  return addr;
+}
+
+/**
+ * Polls `epoll` until `token` shows any of `bits`, idling in between; fails
+ * after `ms`.
+ *
+ * @returns The readiness bits seen.
+ */
+export async function readyWithin(
+  epoll: Epoll,
+  token: number,
+  bits: number,
+  ms = 5000,
+): Promise<number> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const count = epoll.poll();
+    for (let i = 0; i < count; i++) {
+      if (epoll.token(i) === token && (epoll.readiness(i) & bits) !== 0) {
+        return epoll.readiness(i);
+      }
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      throw new AssertionError(
+        `token ${token} did not show bits ${bits} within ${ms} ms`,
+      );
+    }
+    if (count === 0) await epoll.idle(left);
+    else await epoll.idle(Math.min(left, 1));
+  }
+}
+
+/** A listener, a client connected to it and the accepted end. */
+export interface Pair extends Disposable {
+  listener: FdSocket;
+  client: FdSocket;
+  server: FdSocket;
+}
+
+/** Tokens {@linkcode connectedPair} registers its sockets with. */
+export const LISTENER = 1;
+export const CLIENT = 2;
+export const SERVER = 3;
+
+/**
+ * Connects an FdSocket pair over `family` and registers the three sockets in
+ * `epoll` (listener: EPOLLIN, client and server: none yet).
+ */
+export async function connectedPair(
+  epoll: Epoll,
+  family: EpollFamily,
+): Promise<Pair> {
+  const endpoint = family.endpoint();
+  const listener = FdSocket.open(family.family);
+  const client = FdSocket.open(family.family);
+  let server: FdSocket | null = null;
+  const dispose = () => {
+    for (const sock of [client, server, listener]) sock?.close();
+    endpoint[Symbol.dispose]();
+  };
+  try {
+    listener.bind(endpoint.address);
+    listener.listen(16);
+    epoll.add(listener.fd, LISTENER, EPOLLIN);
+    const connected = client.connect(target(listener.getsockname()));
+    epoll.add(client.fd, CLIENT, EPOLLOUT);
+    if (!connected) await readyWithin(epoll, CLIENT, EPOLLOUT);
+    const error = client.takeError();
+    if (error !== null) throw error;
+    await readyWithin(epoll, LISTENER, EPOLLIN);
+    server = listener.accept()[0];
+    epoll.modify(client.fd, CLIENT, 0);
+    epoll.add(server.fd, SERVER, 0);
+    return { listener, client, server, [Symbol.dispose]: dispose };
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+}
