@@ -29,7 +29,8 @@ import {
   skipNote,
   target,
 } from "./_epoll_helpers.ts";
-import { concat, fixture, isPattern, pattern } from "./_helpers.ts";
+import { concat } from "@std/bytes";
+import { fixture, isPattern, pattern } from "./_helpers.ts";
 
 const ignore = epollUnsupported !== null;
 
