@@ -23,11 +23,76 @@
  * @module
  */
 
-import type { Producer } from "./asynchat.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { concatBytes, EMPTY, indexOfBytes, prefixAtEnd } from "./_bytes.ts";
 
-export type { Producer } from "./asynchat.ts";
+/**
+ * A source of output, pulled only when the channel can send: `more()`
+ * returns the next piece, and an empty result means it is exhausted.
+ *
+ * @example A producer counting down
+ * ```ts
+ * import type { Producer } from "@asyncore/asyncore/producers";
+ * import { assertEquals } from "@std/assert";
+ *
+ * let n = 3;
+ * const countdown: Producer = { more: () => (n > 0 ? `${n--}\n` : "") };
+ * assertEquals([countdown.more(), countdown.more(), countdown.more()], ["3\n", "2\n", "1\n"]);
+ * assertEquals(countdown.more(), "");
+ * ```
+ */
+export interface Producer {
+  /**
+   * The next piece of output (strings are sent as UTF-8); empty when there
+   * is no more.
+   */
+  more(): Uint8Array | string;
+}
+
+/**
+ * Hands out a byte array (or string) in pieces of at most `bufferSize`
+ * bytes: Python's `asynchat.simple_producer`. The pieces are views of the
+ * data, not copies.
+ *
+ * @example
+ * ```ts
+ * import { SimpleProducer } from "@asyncore/asyncore/producers";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const producer = new SimpleProducer("hello world", 5);
+ * const pieces: string[] = [];
+ * for (let piece = producer.more(); piece.length > 0; piece = producer.more()) {
+ *   pieces.push(new TextDecoder().decode(piece));
+ * }
+ * assertEquals(pieces, ["hello", " worl", "d"]);
+ * ```
+ */
+export class SimpleProducer implements Producer {
+  #data: Uint8Array;
+  #bufferSize: number;
+
+  /**
+   * Makes a producer of `data`.
+   *
+   * @param data The bytes to produce; a string is sent as UTF-8.
+   * @param bufferSize The most bytes `more()` returns at a time.
+   */
+  constructor(data: Uint8Array | string, bufferSize = 512) {
+    this.#data = toBytes("data", data);
+    this.#bufferSize = checkSize("bufferSize", bufferSize);
+  }
+
+  /** The next piece, at most `bufferSize` bytes; empty when exhausted. */
+  more(): Uint8Array {
+    const data = this.#data;
+    if (data.length <= this.#bufferSize) {
+      this.#data = EMPTY;
+      return data;
+    }
+    this.#data = data.subarray(this.#bufferSize);
+    return data.subarray(0, this.#bufferSize);
+  }
+}
 
 const CRLF = new Uint8Array([13, 10]);
 const encoder = new TextEncoder();
