@@ -89,10 +89,12 @@ export class Splitter {
         handler.collectIncomingData(slice(buffer, start, buffer.length));
       } else if (typeof terminator === "number") {
         const end = Math.min(start + terminator, buffer.length);
-        // Counted down before the handlers run, so one they set wins.
         this.#pos = end;
-        this.terminator = terminator - (end - start);
         handler.collectIncomingData(slice(buffer, start, end));
+        // Counted down, unless the handler set a terminator of its own.
+        if (this.terminator === terminator) {
+          this.terminator = terminator - (end - start);
+        }
         if (this.#buffer !== buffer) return; // discarded
         if (end - start === terminator) handler.foundTerminator();
       } else {

@@ -1,7 +1,8 @@
 /**
- * Medusa's producers: sources of output for `AsyncChat.pushWithProducer()`.
- * Each has a `more()` that returns the next piece of output as bytes, and
- * an empty array once exhausted; the wrappers (globbing, hooked, chunked,
+ * Sources of output for `AsyncChat.pushWithProducer()`: the
+ * {@linkcode Producer} interface, Python's {@linkcode SimpleProducer} and
+ * Medusa's producers. Each has a `more()` that returns the next piece of
+ * output as bytes, and an empty array once exhausted; the wrappers (globbing, hooked, chunked,
  * escaping, composite) take other producers and transform what they yield.
  * A `FileProducer` holds an open file, and the wrappers pass
  * `[Symbol.dispose]()` on to what they wrap, so an `AsyncChat` that closes

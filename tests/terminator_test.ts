@@ -173,17 +173,23 @@ Deno.test("terminator: one set in foundTerminator applies at once to the rest of
   assertEquals(r.splitter.terminator, "\n");
 });
 
-Deno.test("terminator: a count counts down before the handlers run, so one they set wins", () => {
+Deno.test("terminator: a count counts down after collectIncomingData, unless it set another", () => {
   const r = new Recorder(5);
   const seen: Terminator[] = [];
   r.on.data = () => {
     seen.push(r.splitter.terminator);
     if (r.calls.length === 1) r.set("\n");
   };
-  // "ab" leaves 3 to count; collectIncomingData switches to lines instead.
+  // Within the call the count is as it was (as in Python); "ab" would leave
+  // 3, but the handler switches to lines instead, and that wins.
   r.feed("ab", "cd\nef\n");
-  assertEquals(seen, [3, "\n", "\n"]);
+  assertEquals(seen, [5, "\n", "\n"]);
   assertEquals(r.records(), ["abcd", "ef"]);
+  // Set again to the same count, it is counted down (as in Python).
+  const same = new Recorder(5);
+  same.on.data = () => same.set(5);
+  same.feed("ab");
+  assertEquals(same.splitter.terminator, 3);
 });
 
 Deno.test("terminator: discard() from a handler stops the split", () => {
