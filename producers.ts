@@ -96,7 +96,8 @@ export class SimpleProducer implements Producer {
 }
 
 const CRLF = new Uint8Array([13, 10]);
-const encoder = new TextEncoder();
+/** The size line of the last chunk: "0\r\n". */
+const LAST_CHUNK = new Uint8Array([0x30, 13, 10]);
 
 function checkProducer(name: string, value: unknown): Producer {
   if (
@@ -551,16 +552,18 @@ export class ChunkedProducer implements Producer, Disposable {
     if (this.#done) return EMPTY;
     const data = this.#producer === null ? EMPTY : pull(this.#producer);
     if (data.length > 0) {
-      const head = encoder.encode(`${data.length.toString(16)}\r\n`);
-      const out = new Uint8Array(head.length + data.length + 2);
-      out.set(head);
-      out.set(data, head.length);
-      out.set(CRLF, head.length + data.length);
+      // One array per chunk: the size line written in place, the data, CRLF.
+      const size = data.length.toString(16);
+      const out = new Uint8Array(size.length + 2 + data.length + 2);
+      for (let i = 0; i < size.length; i++) out[i] = size.charCodeAt(i);
+      out.set(CRLF, size.length);
+      out.set(data, size.length + 2);
+      out.set(CRLF, out.length - 2);
       return out;
     }
     this.#done = true;
     this.#producer = null;
-    const parts: Uint8Array[] = [encoder.encode("0\r\n")];
+    const parts: Uint8Array[] = [LAST_CHUNK];
     for (const trailer of this.#trailers) parts.push(trailer, CRLF);
     parts.push(CRLF);
     return concatBytes(parts);
@@ -653,7 +656,7 @@ export class EscapingProducer implements Producer, Disposable {
         parts.push(buffer.subarray(pos, held));
         total += held - pos;
       }
-      this.#pending = buffer.slice(held);
+      this.#pending = held < buffer.length ? buffer.slice(held) : EMPTY;
       if (total > 0) return concatBytes(parts, total);
     }
     // Exhausted: what was held back cannot be a match any more.
