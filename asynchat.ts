@@ -69,6 +69,7 @@ import { checkSize, describe, toBytes } from "./_validate.ts";
 import { kWakeLoop } from "./_readiness.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { Splitter } from "./_terminator.ts";
+import { disposeAll } from "./_dispose.ts";
 import type { Producer } from "./producers.ts";
 
 export { type Producer, SimpleProducer } from "./producers.ts";
@@ -527,23 +528,4 @@ export class AsyncChat extends Dispatcher {
     this.handleRecordTooLarge();
     if (this.socket?.closed) this.#input.discard();
   }
-}
-
-/**
- * Disposes the producers among `entries` that have `[Symbol.dispose]`; if
- * some throw, the first error is thrown once all have been tried.
- */
-function disposeAll(entries: readonly Outgoing[]): void {
-  let failure: { error: unknown } | null = null;
-  for (const entry of entries) {
-    if (entry === null || entry instanceof Uint8Array) continue;
-    const dispose = (entry as Partial<Disposable>)[Symbol.dispose];
-    if (typeof dispose !== "function") continue;
-    try {
-      dispose.call(entry);
-    } catch (error) {
-      failure ??= { error };
-    }
-  }
-  if (failure !== null) throw failure.error;
 }

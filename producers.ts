@@ -26,6 +26,7 @@
 
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { concatBytes, EMPTY, indexOfBytes, prefixAtEnd } from "./_bytes.ts";
+import { disposeAll, disposeIfDisposable } from "./_dispose.ts";
 
 /**
  * A source of output, pulled only when the channel can send: `more()`
@@ -111,30 +112,11 @@ function checkProducer(name: string, value: unknown): Producer {
   return value as Producer;
 }
 
-/** Disposes each producer that can be; the first error is thrown at the end. */
-function disposeAll(producers: readonly (Producer | null)[]): void {
-  let failure: { error: unknown } | null = null;
-  for (const producer of producers) {
-    try {
-      disposeProducer(producer);
-    } catch (error) {
-      failure ??= { error };
-    }
-  }
-  if (failure !== null) throw failure.error;
-}
-
 function checkArray(name: string, value: unknown): readonly unknown[] {
   if (!Array.isArray(value)) {
     throw new TypeError(`${name} must be an array, got ${describe(value)}`);
   }
   return value;
-}
-
-/** Disposes `producer` if it holds resources (`[Symbol.dispose]`). */
-function disposeProducer(producer: Producer | null): void {
-  const dispose = (producer as Partial<Disposable> | null)?.[Symbol.dispose];
-  if (typeof dispose === "function") dispose.call(producer);
 }
 
 /** Pulls the next piece from `producer` as bytes. */
@@ -429,7 +411,7 @@ export class GlobbingProducer implements Producer, Disposable {
   [Symbol.dispose](): void {
     const producer = this.#producer;
     this.#producer = null;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
 
@@ -493,7 +475,7 @@ export class HookedProducer implements Producer, Disposable {
   [Symbol.dispose](): void {
     const producer = this.#producer;
     this.#producer = null;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
 
@@ -577,7 +559,7 @@ export class ChunkedProducer implements Producer, Disposable {
     const producer = this.#producer;
     this.#producer = null;
     this.#done = true;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
 
@@ -671,6 +653,6 @@ export class EscapingProducer implements Producer, Disposable {
     const producer = this.#producer;
     this.#producer = null;
     this.#pending = EMPTY;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
