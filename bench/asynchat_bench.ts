@@ -28,6 +28,7 @@ import {
   GlobbingProducer,
   LinesProducer,
 } from "../producers.ts";
+import { LineEcho } from "./servers/asynchat_echo.ts";
 
 const MiB = 1024 * 1024;
 const INPUT_SIZE = 64 * MiB;
@@ -187,18 +188,16 @@ Deno.bench({
 
 /**
  * The line echo of bench/servers/asynchat_echo.ts without its socket: each
- * read is one line, and the handlers push it back, so this is the work
- * `AsyncChat` itself adds per echoed message in `deno task bench`.
+ * read is one line, and the server's handlers push it back, so this is the
+ * work `AsyncChat` itself adds per echoed message in `deno task bench`.
  */
-class LineEcho extends AsyncChat {
+class SocketlessEcho extends LineEcho {
   line: Uint8Array = EMPTY;
   sent = 0;
-  #pieces: Uint8Array[] = [];
 
   constructor() {
-    super(undefined, new Map());
+    super();
     this.connected = true;
-    this.setTerminator("\n");
   }
 
   override recv(_bufsize: number): Uint8Array {
@@ -209,19 +208,8 @@ class LineEcho extends AsyncChat {
     this.sent += data.length;
     return data.length;
   }
-
-  override collectIncomingData(data: Uint8Array): void {
-    this.#pieces.push(data);
-  }
-
-  override foundTerminator(): void {
-    for (const piece of this.#pieces) this.push(piece);
-    this.#pieces = [];
-    this.push(NEWLINE);
-  }
 }
 
-const NEWLINE = new Uint8Array([0x0a]);
 const ECHOES = 10_000;
 
 for (const size of [64, 16384]) {
@@ -241,7 +229,7 @@ for (const size of [64, 16384]) {
     n: 20,
     warmup: 5,
     fn() {
-      const chat = new LineEcho();
+      const chat = new SocketlessEcho();
       for (let i = 0; i < ECHOES; i++) {
         chat.line = echoLines[i % echoLines.length];
         chat.handleRead();
