@@ -67,72 +67,16 @@ import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { kWakeLoop } from "./_readiness.ts";
-import {
-  concatBytes,
-  EMPTY,
-  indexOfBytes,
-  prefixAtEnd as prefixAtEndFrom,
-} from "./_bytes.ts";
+import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
+import { Splitter } from "./_terminator.ts";
+import { disposeAll } from "./_dispose.ts";
+import type { AsyncProducer } from "./producers.ts";
 
-/**
- * A source of output, pulled only when the channel can send: `more()`
- * returns the next piece, and an empty result means it is exhausted.
- *
- * @example A producer counting down
- * ```ts
- * import type { Producer } from "@asyncore/asyncore/asynchat";
- * import { assertEquals } from "@std/assert";
- *
- * let n = 3;
- * const countdown: Producer = { more: () => (n > 0 ? `${n--}\n` : "") };
- * assertEquals([countdown.more(), countdown.more(), countdown.more()], ["3\n", "2\n", "1\n"]);
- * assertEquals(countdown.more(), "");
- * ```
- */
-export interface Producer {
-  /**
-   * The next piece of output (strings are sent as UTF-8); empty when there
-   * is no more.
-   */
-  more(): Uint8Array | string;
-}
-
-/**
- * A producer fed from an asynchronous source (such as a `ReadableStream`),
- * which may have nothing yet without being exhausted: its `more()` then
- * returns a promise that settles when it is worth calling again.
- * {@linkcode AsyncChat.pushWithProducer} takes it: the channel sends nothing
- * of it, nor of what is queued after it, until the promise settles, then
- * wakes its loop and calls `more()` again; a rejection reaches
- * `handleError()`. Every {@linkcode Producer} is one that is never waited on.
- *
- * @example A producer whose data arrives later
- * ```ts
- * import type { AsyncProducer } from "@asyncore/asyncore/asynchat";
- * import { assertEquals } from "@std/assert";
- *
- * const pieces: string[] = [];
- * let ended = false;
- * const { promise: arrived, resolve } = Promise.withResolvers<void>();
- * const later: AsyncProducer = {
- *   more: () => pieces.shift() ?? (ended ? "" : arrived),
- * };
- * const wait = later.more(); // nothing yet: a promise
- * pieces.push("hello");
- * ended = true;
- * resolve();
- * await wait;
- * assertEquals(later.more(), "hello");
- * assertEquals(later.more(), ""); // exhausted
- * ```
- */
-export interface AsyncProducer {
-  /**
-   * The next piece of output (strings are sent as UTF-8); empty when there
-   * is no more; a promise while there is nothing yet.
-   */
-  more(): Uint8Array | string | PromiseLike<unknown>;
-}
+export {
+  type AsyncProducer,
+  type Producer,
+  SimpleProducer,
+} from "./producers.ts";
 
 /** What {@linkcode AsyncChat.setTerminator} takes. */
 export type Terminator = string | Uint8Array | number | null;
@@ -148,51 +92,6 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 function isProducer(value: unknown): value is AsyncProducer {
   return typeof value === "object" && value !== null &&
     typeof (value as { more?: unknown }).more === "function";
-}
-
-/**
- * Hands out a byte array (or string) in pieces of at most `bufferSize`
- * bytes: Python's `asynchat.simple_producer`. The pieces are views of the
- * data, not copies.
- *
- * @example
- * ```ts
- * import { SimpleProducer } from "@asyncore/asyncore/asynchat";
- * import { assertEquals } from "@std/assert";
- *
- * const producer = new SimpleProducer("hello world", 5);
- * const pieces: string[] = [];
- * for (let piece = producer.more(); piece.length > 0; piece = producer.more()) {
- *   pieces.push(new TextDecoder().decode(piece));
- * }
- * assertEquals(pieces, ["hello", " worl", "d"]);
- * ```
- */
-export class SimpleProducer implements Producer {
-  #data: Uint8Array;
-  #bufferSize: number;
-
-  /**
-   * Makes a producer of `data`.
-   *
-   * @param data The bytes to produce; a string is sent as UTF-8.
-   * @param bufferSize The most bytes `more()` returns at a time.
-   */
-  constructor(data: Uint8Array | string, bufferSize = 512) {
-    this.#data = toBytes("data", data);
-    this.#bufferSize = checkSize("bufferSize", bufferSize);
-  }
-
-  /** The next piece, at most `bufferSize` bytes; empty when exhausted. */
-  more(): Uint8Array {
-    const data = this.#data;
-    if (data.length <= this.#bufferSize) {
-      this.#data = EMPTY;
-      return data;
-    }
-    this.#data = data.subarray(this.#bufferSize);
-    return data.subarray(0, this.#bufferSize);
-  }
 }
 
 /**
@@ -220,7 +119,7 @@ export function findPrefixAtEnd(
 ): number {
   const hay = toBytes("haystack", haystack);
   const term = toBytes("needle", needle);
-  return term.length === 0 ? 0 : prefixAtEndFrom(hay, term);
+  return term.length === 0 ? 0 : prefixAtEnd(hay, term);
 }
 
 /**
@@ -301,20 +200,15 @@ export class AsyncChat extends Dispatcher {
    */
   maxRecordSize = 65536;
 
-  // Input.
-  #terminator: Terminator = null;
-  #terminatorBytes: Uint8Array = EMPTY;
-  #terminatorVersion = 0;
-  /** Bytes read but not yet split: at most a terminator prefix between reads. */
-  #carry: Uint8Array = EMPTY;
-  /** Bumped by discardBuffers(), which stops a split under way. */
-  #inputEpoch = 0;
+  // Input: the splitter, and what the default collectIncomingData() keeps.
+  #input = new Splitter({
+    maxRecordSize: () => this.maxRecordSize,
+    collectIncomingData: (data) => this.collectIncomingData(data),
+    foundTerminator: () => this.foundTerminator(),
+    recordTooLarge: () => this.#recordTooLarge(),
+  });
   #incoming: Uint8Array[] = [];
   #incomingLength = 0;
-  /** Bytes of the current record collected so far (sequence terminators). */
-  #recordLength = 0;
-  /** Whether the current record overflowed and is dropped up to its terminator. */
-  #skipping = false;
 
   // Output: the bytes being sent, then the queue (a deque: array + head).
   #front: Uint8Array | null = null;
@@ -440,9 +334,7 @@ export class AsyncChat extends Dispatcher {
         }`,
       );
     }
-    this.#terminator = term;
-    this.#terminatorBytes = bytes;
-    this.#terminatorVersion++;
+    this.#input.setTerminator(term, bytes);
   }
 
   /**
@@ -450,7 +342,7 @@ export class AsyncChat extends Dispatcher {
    * `null` until one is set.
    */
   getTerminator(): Terminator {
-    return this.#terminator;
+    return this.#input.terminator;
   }
 
   /**
@@ -464,7 +356,7 @@ export class AsyncChat extends Dispatcher {
       if (error instanceof Deno.errors.WouldBlock) return;
       throw error;
     }
-    if (data.length > 0) this.#split(data);
+    if (data.length > 0) this.#input.feed(data);
   }
 
   /** Sends what the socket takes now: calls `initiateSend()`. */
@@ -621,12 +513,9 @@ export class AsyncChat extends Dispatcher {
    * are disposed.
    */
   discardBuffers(): void {
-    this.#carry = EMPTY;
-    this.#inputEpoch++;
+    this.#input.discard();
     this.#incoming = [];
     this.#incomingLength = 0;
-    this.#recordLength = 0;
-    this.#skipping = false;
     this.#dropOutput();
   }
 
@@ -680,201 +569,14 @@ export class AsyncChat extends Dispatcher {
   }
 
   /**
-   * Splits the held-back bytes followed by `data` on the terminator. The two
-   * are treated as one virtual buffer without joining them: positions below
-   * `carry.length` are in `carry`, the rest in `data`.
+   * Drops what the default `collectIncomingData()` kept of the record and
+   * calls `handleRecordTooLarge()`; if that closed the channel, the rest of
+   * the input goes too.
    */
-  #split(data: Uint8Array): void {
-    const carry = this.#carry;
-    const k = carry.length;
-    const total = k + data.length;
-    const epoch = this.#inputEpoch;
-    this.#carry = EMPTY;
-    let pos = 0;
-    let held = -1; // where the held-back tail starts, once found
-    try {
-      while (pos < total && this.#inputEpoch === epoch) {
-        const term = this.#terminator;
-        if (term === null || term === 0) {
-          const from = pos;
-          pos = total;
-          this.#emit(carry, data, from, total, epoch);
-        } else if (typeof term === "number") {
-          const left = total - pos;
-          const version = this.#terminatorVersion;
-          const from = pos;
-          if (left < term) {
-            pos = total;
-            this.#emit(carry, data, from, total, epoch);
-            if (this.#terminatorVersion === version) {
-              this.#terminator = term - left;
-            }
-          } else {
-            pos += term;
-            this.#emit(carry, data, from, pos, epoch);
-            if (this.#inputEpoch !== epoch) return;
-            if (this.#terminatorVersion === version) this.#terminator = 0;
-            this.foundTerminator();
-          }
-        } else {
-          const needle = this.#terminatorBytes;
-          const at = findIn(carry, data, needle, pos);
-          const from = pos;
-          let to: number; // the end of this record's bytes in this read
-          if (at >= 0) {
-            to = at;
-            pos = at + needle.length;
-          } else {
-            to = held = total - prefixAtEndIn(carry, data, needle, pos);
-            pos = total;
-          }
-          if (!this.#skipping && to > from) {
-            if (this.#recordLength + (to - from) > this.maxRecordSize) {
-              this.#overflow();
-              if (this.socket?.closed) {
-                held = -1;
-                pos = total;
-                return;
-              }
-            } else {
-              this.#recordLength += to - from;
-              this.#emit(carry, data, from, to, epoch);
-              if (this.#inputEpoch !== epoch) return;
-            }
-          }
-          if (at < 0) break;
-          this.#recordLength = 0;
-          if (this.#skipping) {
-            this.#skipping = false;
-          } else {
-            this.foundTerminator();
-          }
-        }
-      }
-    } finally {
-      // Keep what was not handed on: the held-back tail, or, if a handler
-      // threw, everything after the point reached (as Python does).
-      const keep = held >= 0 ? held : pos;
-      if (keep < total && this.#inputEpoch === epoch) {
-        this.#carry = sliceOf(carry, data, keep, total);
-      }
-    }
-  }
-
-  /** Starts dropping the current record and calls `handleRecordTooLarge()`. */
-  #overflow(): void {
-    this.#skipping = true;
-    this.#recordLength = 0;
+  #recordTooLarge(): void {
     this.#incoming = [];
     this.#incomingLength = 0;
     this.handleRecordTooLarge();
+    if (this.socket?.closed) this.#input.discard();
   }
-
-  /** Hands `[from, to)` of the virtual buffer to `collectIncomingData()`. */
-  #emit(
-    carry: Uint8Array,
-    data: Uint8Array,
-    from: number,
-    to: number,
-    epoch: number,
-  ): void {
-    const k = carry.length;
-    if (from < k) {
-      this.collectIncomingData(carry.subarray(from, Math.min(to, k)));
-      if (to <= k || this.#inputEpoch !== epoch) return;
-      from = k;
-    }
-    this.collectIncomingData(
-      from === k && to - k === data.length
-        ? data
-        : data.subarray(from - k, to - k),
-    );
-  }
-}
-
-/**
- * Disposes the producers among `entries` that have `[Symbol.dispose]`; if
- * some throw, the first error is thrown once all have been tried.
- */
-function disposeAll(entries: readonly Outgoing[]): void {
-  let failure: { error: unknown } | null = null;
-  for (const entry of entries) {
-    if (entry === null || entry instanceof Uint8Array) continue;
-    const dispose = (entry as Partial<Disposable>)[Symbol.dispose];
-    if (typeof dispose !== "function") continue;
-    try {
-      dispose.call(entry);
-    } catch (error) {
-      failure ??= { error };
-    }
-  }
-  if (failure !== null) throw failure.error;
-}
-
-/** Byte `i` of the virtual buffer `carry + data`. */
-function byteAt(carry: Uint8Array, data: Uint8Array, i: number): number {
-  return i < carry.length ? carry[i] : data[i - carry.length];
-}
-
-/** A copy of `[from, to)` of the virtual buffer `carry + data`. */
-function sliceOf(
-  carry: Uint8Array,
-  data: Uint8Array,
-  from: number,
-  to: number,
-): Uint8Array {
-  const k = carry.length;
-  if (from >= k) return data.slice(from - k, to - k);
-  const out = new Uint8Array(to - from);
-  out.set(carry.subarray(from, Math.min(to, k)));
-  if (to > k) out.set(data.subarray(0, to - k), k - from);
-  return out;
-}
-
-/** Where `needle` first occurs at or after `from` in `carry + data`, or -1. */
-function findIn(
-  carry: Uint8Array,
-  data: Uint8Array,
-  needle: Uint8Array,
-  from: number,
-): number {
-  const k = carry.length;
-  if (from >= k) {
-    const i = indexOfBytes(data, needle, from - k);
-    return i < 0 ? -1 : i + k;
-  }
-  const inCarry = indexOfBytes(carry, needle, from);
-  if (inCarry >= 0) return inCarry;
-  const m = needle.length;
-  const total = k + data.length;
-  // Matches that start in carry and end in data.
-  for (let s = Math.max(from, k - m + 1); s < k && s + m <= total; s++) {
-    let j = 0;
-    while (j < m && byteAt(carry, data, s + j) === needle[j]) j++;
-    if (j === m) return s;
-  }
-  const i = indexOfBytes(data, needle, 0);
-  return i < 0 ? -1 : i + k;
-}
-
-/**
- * The length of the longest proper prefix of `needle` that `carry + data`
- * ends with, looking only at positions from `from` on.
- */
-function prefixAtEndIn(
-  carry: Uint8Array,
-  data: Uint8Array,
-  needle: Uint8Array,
-  from: number,
-): number {
-  const k = carry.length;
-  if (from >= k) return prefixAtEndFrom(data, needle, from - k);
-  const total = k + data.length;
-  for (let l = Math.min(needle.length - 1, total - from); l > 0; l--) {
-    const start = total - l;
-    let j = 0;
-    while (j < l && byteAt(carry, data, start + j) === needle[j]) j++;
-    if (j === l) return l;
-  }
-  return 0;
 }

@@ -1,7 +1,8 @@
 /**
- * Medusa's producers: sources of output for `AsyncChat.pushWithProducer()`.
- * Each has a `more()` that returns the next piece of output as bytes, and
- * an empty array once exhausted; the wrappers (globbing, hooked, chunked,
+ * Sources of output for `AsyncChat.pushWithProducer()`: the
+ * {@linkcode Producer} interface, Python's {@linkcode SimpleProducer} and
+ * Medusa's producers. Each has a `more()` that returns the next piece of
+ * output as bytes, and an empty array once exhausted; the wrappers (globbing, hooked, chunked,
  * escaping, composite) take other producers and transform what they yield.
  * A `FileProducer` holds an open file, and the wrappers pass
  * `[Symbol.dispose]()` on to what they wrap, so an `AsyncChat` that closes
@@ -23,14 +24,118 @@
  * @module
  */
 
-import type { Producer } from "./asynchat.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { concatBytes, EMPTY, indexOfBytes, prefixAtEnd } from "./_bytes.ts";
+import { disposeAll, disposeIfDisposable } from "./_dispose.ts";
 
-export type { Producer } from "./asynchat.ts";
+/**
+ * A source of output, pulled only when the channel can send: `more()`
+ * returns the next piece, and an empty result means it is exhausted.
+ *
+ * @example A producer counting down
+ * ```ts
+ * import type { Producer } from "@asyncore/asyncore/producers";
+ * import { assertEquals } from "@std/assert";
+ *
+ * let n = 3;
+ * const countdown: Producer = { more: () => (n > 0 ? `${n--}\n` : "") };
+ * assertEquals([countdown.more(), countdown.more(), countdown.more()], ["3\n", "2\n", "1\n"]);
+ * assertEquals(countdown.more(), "");
+ * ```
+ */
+export interface Producer {
+  /**
+   * The next piece of output (strings are sent as UTF-8); empty when there
+   * is no more.
+   */
+  more(): Uint8Array | string;
+}
+
+/**
+ * A producer fed from an asynchronous source (such as a `ReadableStream`),
+ * which may have nothing yet without being exhausted: its `more()` then
+ * returns a promise that settles when it is worth calling again.
+ * `AsyncChat.pushWithProducer()` takes it: the channel sends nothing
+ * of it, nor of what is queued after it, until the promise settles, then
+ * wakes its loop and calls `more()` again; a rejection reaches
+ * `handleError()`. Every {@linkcode Producer} is one that is never waited on.
+ *
+ * @example A producer whose data arrives later
+ * ```ts
+ * import type { AsyncProducer } from "@asyncore/asyncore/producers";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const pieces: string[] = [];
+ * let ended = false;
+ * const { promise: arrived, resolve } = Promise.withResolvers<void>();
+ * const later: AsyncProducer = {
+ *   more: () => pieces.shift() ?? (ended ? "" : arrived),
+ * };
+ * const wait = later.more(); // nothing yet: a promise
+ * pieces.push("hello");
+ * ended = true;
+ * resolve();
+ * await wait;
+ * assertEquals(later.more(), "hello");
+ * assertEquals(later.more(), ""); // exhausted
+ * ```
+ */
+export interface AsyncProducer {
+  /**
+   * The next piece of output (strings are sent as UTF-8); empty when there
+   * is no more; a promise while there is nothing yet.
+   */
+  more(): Uint8Array | string | PromiseLike<unknown>;
+}
+
+/**
+ * Hands out a byte array (or string) in pieces of at most `bufferSize`
+ * bytes: Python's `asynchat.simple_producer`. The pieces are views of the
+ * data, not copies.
+ *
+ * @example
+ * ```ts
+ * import { SimpleProducer } from "@asyncore/asyncore/producers";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const producer = new SimpleProducer("hello world", 5);
+ * const pieces: string[] = [];
+ * for (let piece = producer.more(); piece.length > 0; piece = producer.more()) {
+ *   pieces.push(new TextDecoder().decode(piece));
+ * }
+ * assertEquals(pieces, ["hello", " worl", "d"]);
+ * ```
+ */
+export class SimpleProducer implements Producer {
+  #data: Uint8Array;
+  #bufferSize: number;
+
+  /**
+   * Makes a producer of `data`.
+   *
+   * @param data The bytes to produce; a string is sent as UTF-8.
+   * @param bufferSize The most bytes `more()` returns at a time.
+   */
+  constructor(data: Uint8Array | string, bufferSize = 512) {
+    this.#data = toBytes("data", data);
+    this.#bufferSize = checkSize("bufferSize", bufferSize);
+  }
+
+  /** The next piece, at most `bufferSize` bytes; empty when exhausted. */
+  more(): Uint8Array {
+    const data = this.#data;
+    if (data.length <= this.#bufferSize) {
+      this.#data = EMPTY;
+      return data;
+    }
+    this.#data = data.subarray(this.#bufferSize);
+    return data.subarray(0, this.#bufferSize);
+  }
+}
 
 const CRLF = new Uint8Array([13, 10]);
-const encoder = new TextEncoder();
+/** The size line of the last chunk: "0\r\n". */
+const LAST_CHUNK = new Uint8Array([0x30, 13, 10]);
 
 function checkProducer(name: string, value: unknown): Producer {
   if (
@@ -44,30 +149,11 @@ function checkProducer(name: string, value: unknown): Producer {
   return value as Producer;
 }
 
-/** Disposes each producer that can be; the first error is thrown at the end. */
-function disposeAll(producers: readonly (Producer | null)[]): void {
-  let failure: { error: unknown } | null = null;
-  for (const producer of producers) {
-    try {
-      disposeProducer(producer);
-    } catch (error) {
-      failure ??= { error };
-    }
-  }
-  if (failure !== null) throw failure.error;
-}
-
 function checkArray(name: string, value: unknown): readonly unknown[] {
   if (!Array.isArray(value)) {
     throw new TypeError(`${name} must be an array, got ${describe(value)}`);
   }
   return value;
-}
-
-/** Disposes `producer` if it holds resources (`[Symbol.dispose]`). */
-function disposeProducer(producer: Producer | null): void {
-  const dispose = (producer as Partial<Disposable> | null)?.[Symbol.dispose];
-  if (typeof dispose === "function") dispose.call(producer);
 }
 
 /** Pulls the next piece from `producer` as bytes. */
@@ -362,7 +448,7 @@ export class GlobbingProducer implements Producer, Disposable {
   [Symbol.dispose](): void {
     const producer = this.#producer;
     this.#producer = null;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
 
@@ -426,7 +512,7 @@ export class HookedProducer implements Producer, Disposable {
   [Symbol.dispose](): void {
     const producer = this.#producer;
     this.#producer = null;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
 
@@ -485,16 +571,18 @@ export class ChunkedProducer implements Producer, Disposable {
     if (this.#done) return EMPTY;
     const data = this.#producer === null ? EMPTY : pull(this.#producer);
     if (data.length > 0) {
-      const head = encoder.encode(`${data.length.toString(16)}\r\n`);
-      const out = new Uint8Array(head.length + data.length + 2);
-      out.set(head);
-      out.set(data, head.length);
-      out.set(CRLF, head.length + data.length);
+      // One array per chunk: the size line written in place, the data, CRLF.
+      const size = data.length.toString(16);
+      const out = new Uint8Array(size.length + 2 + data.length + 2);
+      for (let i = 0; i < size.length; i++) out[i] = size.charCodeAt(i);
+      out.set(CRLF, size.length);
+      out.set(data, size.length + 2);
+      out.set(CRLF, out.length - 2);
       return out;
     }
     this.#done = true;
     this.#producer = null;
-    const parts: Uint8Array[] = [encoder.encode("0\r\n")];
+    const parts: Uint8Array[] = [LAST_CHUNK];
     for (const trailer of this.#trailers) parts.push(trailer, CRLF);
     parts.push(CRLF);
     return concatBytes(parts);
@@ -508,7 +596,7 @@ export class ChunkedProducer implements Producer, Disposable {
     const producer = this.#producer;
     this.#producer = null;
     this.#done = true;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }
 
@@ -587,7 +675,7 @@ export class EscapingProducer implements Producer, Disposable {
         parts.push(buffer.subarray(pos, held));
         total += held - pos;
       }
-      this.#pending = buffer.slice(held);
+      this.#pending = held < buffer.length ? buffer.slice(held) : EMPTY;
       if (total > 0) return concatBytes(parts, total);
     }
     // Exhausted: what was held back cannot be a match any more.
@@ -602,6 +690,6 @@ export class EscapingProducer implements Producer, Disposable {
     const producer = this.#producer;
     this.#producer = null;
     this.#pending = EMPTY;
-    disposeProducer(producer);
+    disposeIfDisposable(producer);
   }
 }

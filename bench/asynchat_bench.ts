@@ -1,7 +1,8 @@
 /**
  * Micro-benchmarks of `AsyncChat` without sockets: terminator scanning
  * (1-byte, 2-byte and numeric terminators) over 64 MiB fed in random chunk
- * sizes, producer draining, many small pushes, and `findPrefixAtEnd`.
+ * sizes, the line echo of `deno task bench` (64 B and 16 KiB lines),
+ * producer draining, many small pushes, and `findPrefixAtEnd`.
  *
  * ```sh
  * deno bench bench/asynchat_bench.ts
@@ -27,6 +28,7 @@ import {
   GlobbingProducer,
   LinesProducer,
 } from "../producers.ts";
+import { LineEcho } from "./servers/asynchat_echo.ts";
 
 const MiB = 1024 * 1024;
 const INPUT_SIZE = 64 * MiB;
@@ -183,6 +185,59 @@ Deno.bench({
     check("bytes", chat.bytes, countInput.payload);
   },
 });
+
+/**
+ * The line echo of bench/servers/asynchat_echo.ts without its socket: each
+ * read is one line, and the server's handlers push it back, so this is the
+ * work `AsyncChat` itself adds per echoed message in `deno task bench`.
+ */
+class SocketlessEcho extends LineEcho {
+  line: Uint8Array = EMPTY;
+  sent = 0;
+
+  constructor() {
+    super();
+    this.connected = true;
+  }
+
+  override recv(_bufsize: number): Uint8Array {
+    return this.line;
+  }
+
+  override send(data: Uint8Array | string): number {
+    this.sent += data.length;
+    return data.length;
+  }
+}
+
+const ECHOES = 10_000;
+
+for (const size of [64, 16384]) {
+  // Distinct buffers, cycled, as fresh reads are.
+  const echoLines = Array.from({ length: 64 }, (_, j) => {
+    const line = new Uint8Array(size);
+    for (let i = 0; i < size - 1; i++) line[i] = 0x61 + (i + j) % 26;
+    line[size - 1] = 0x0a;
+    return line;
+  });
+  Deno.bench({
+    name: `line echo: ${ECHOES.toLocaleString("en-US")} lines of ${
+      size === 64 ? "64 B" : "16 KiB"
+    }`,
+    group: "line echo",
+    baseline: size === 64,
+    n: 20,
+    warmup: 5,
+    fn() {
+      const chat = new SocketlessEcho();
+      for (let i = 0; i < ECHOES; i++) {
+        chat.line = echoLines[i % echoLines.length];
+        chat.handleRead();
+      }
+      check("sent", chat.sent, ECHOES * size);
+    },
+  });
+}
 
 /** A channel whose socket takes up to `room` bytes per send, or none while full. */
 class Drain extends AsyncChat {

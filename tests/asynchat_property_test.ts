@@ -294,3 +294,33 @@ Deno.test("asynchat property: the byte search agrees with a naive one", async ()
     throw error;
   }
 });
+
+Deno.test("asynchat property: the word-at-a-time byte search agrees with indexOf", async () => {
+  const { indexOfByte } = await import("../_bytes.ts");
+  const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
+  const rand = seeded(seed);
+  try {
+    for (let round = 0; round < 500; round++) {
+      // Any byte value, matches sparse or absent, views at any alignment.
+      const buffer = Uint8Array.from(
+        { length: Math.floor(rand() * 600) },
+        () => Math.floor(rand() * 256),
+      );
+      const start = Math.floor(rand() * (buffer.length + 1));
+      const end = start + Math.floor(rand() * (buffer.length - start + 1));
+      const hay = buffer.subarray(start, end);
+      const byte = rand() < 0.5 && hay.length > 0
+        ? hay[Math.floor(rand() * hay.length)]
+        : Math.floor(rand() * 256);
+      const from = Math.floor(rand() * (hay.length + 1));
+      assertEquals(
+        indexOfByte(hay, byte, from),
+        hay.indexOf(byte, from),
+        `round ${round}`,
+      );
+    }
+  } catch (error) {
+    console.error(`byte search failed: seed ${seed} (ASYNCHAT_SEED=${seed})`);
+    throw error;
+  }
+});

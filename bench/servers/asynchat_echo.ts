@@ -17,10 +17,11 @@ import { announce, EchoListener, portArgument } from "./_listen.ts";
 
 const NEWLINE = new Uint8Array([0x0a]);
 
-class LineEcho extends AsyncChat {
+/** The echo channel; bench/asynchat_bench.ts runs it without a socket. */
+export class LineEcho extends AsyncChat {
   #pieces: Uint8Array[] = [];
 
-  constructor(sock: Socket) {
+  constructor(sock?: Socket) {
     super(sock);
     this.setTerminator("\n");
   }
@@ -37,5 +38,7 @@ class LineEcho extends AsyncChat {
   }
 }
 
-announce(new EchoListener(portArgument(), (sock) => new LineEcho(sock)));
-await loop();
+if (import.meta.main) {
+  announce(new EchoListener(portArgument(), (sock) => new LineEcho(sock)));
+  await loop();
+}
