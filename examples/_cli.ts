@@ -295,6 +295,14 @@ export function serverOptions(
   };
 }
 
+/** The `--max-length BYTES` option of a program with a record limit. */
+export function maxLengthOption(
+  help: string,
+  defaultBytes: number,
+): OptionSpec {
+  return { value: "BYTES", help, default: String(defaultBytes) };
+}
+
 /**
  * Makes a server with `listen()` and prints `listening on ADDRESS`; when it
  * cannot listen (a port in use, say), says why and exits with code 1.

@@ -184,3 +184,62 @@ Deno.test("echo_client.ts reports a refused connection", async () => {
   assertEquals(text(stdout), "");
   assertMatch(stderr, new RegExp(`^echo_client.ts: 127.0.0.1:${port}: `));
 });
+
+// CPython's client sends one long line and reads its echo whole.
+const LONG_LINE_CLIENT = `
+import socket, sys
+size, eol = int(sys.argv[2]), sys.argv[3].encode()
+line = bytes(48 + i % 10 for i in range(size)) + eol
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+sock.sendall(line)
+got = b""
+while len(got) < len(line):
+    data = sock.recv(65536)
+    if not data:
+        break
+    got += data
+sock.close()
+print(len(got), got == line)
+`;
+
+for (const server of SERVERS.filter((s) => s.eol !== undefined)) {
+  Deno.test({
+    name:
+      `${server.name} echoes a 200 KiB line to a CPython client, as CPython's asynchat does`,
+    ignore: !hasPython,
+    async fn() {
+      await using example = await startServer(server.name);
+      const { code, stdout, stderr } = await runPython(LONG_LINE_CLIENT, [
+        String(example.port),
+        "204800",
+        server.eol!,
+      ]);
+      assertEquals([code, stderr], [0, ""]);
+      assertEquals(stdout, `${204800 + server.eol!.length} True\n`);
+      await stopCleanly(example);
+    },
+  });
+
+  Deno.test(`${server.name} closes a line over --max-length and goes on serving`, async () => {
+    await using example = await startServer(server.name, [
+      "--max-length",
+      "1000",
+    ]);
+    const eol = server.eol!;
+    const over = await connect(example.port);
+    const under = await connect(example.port);
+    try {
+      const fits = bytes("z".repeat(1000) + eol);
+      assertEquals(await echo(under, fits), fits);
+      await over.write(bytes("z".repeat(1001)));
+      await assertClosedByPeer(over);
+      await example.waitForOutput(/record longer than 1000 bytes/);
+      assertEquals(await echo(under, fits), fits);
+    } finally {
+      closeQuietly(over);
+      closeQuietly(under);
+    }
+    const finished = await example.stop();
+    assertEquals(finished.code, 0);
+  });
+}
