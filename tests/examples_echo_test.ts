@@ -129,8 +129,10 @@ for line in data.splitlines():
 sock.close()
 `;
 
-Deno.test("select_echo_server.ts logs as the book does", async () => {
-  await using example = await startServer("select_echo_server.ts");
+Deno.test("select_echo_server.ts logs as the book does with --verbose", async () => {
+  await using example = await startServer("select_echo_server.ts", [
+    "--verbose",
+  ]);
   const conn = await connect(example.port);
   try {
     const local = conn.localAddr as Deno.NetAddr;
@@ -243,3 +245,24 @@ for (const server of SERVERS.filter((s) => s.eol !== undefined)) {
     assertEquals(finished.code, 0);
   });
 }
+
+Deno.test("select_echo_server.ts logs only connections without --verbose", async () => {
+  await using example = await startServer("select_echo_server.ts");
+  const conn = await connect(example.port);
+  try {
+    const peer = `127.0.0.1:${(conn.localAddr as Deno.NetAddr).port}`;
+    // 1 MiB in many reads and writes: none of them is logged.
+    const data = bytes("0123456789abcdef".repeat(65536));
+    assertEquals(await echo(conn, data), data);
+    conn.close();
+    await example.waitForOutput(/^disconnected from /m);
+    const { stdout } = await stopCleanly(example);
+    assertEquals(stdout.split("\n").filter((line) => line !== ""), [
+      `listening on 127.0.0.1:${example.port}`,
+      `Connected from ${peer}`,
+      `disconnected from ${peer}`,
+    ]);
+  } finally {
+    closeQuietly(conn);
+  }
+});
