@@ -15,7 +15,9 @@ import {
   startServer,
   stopCleanly,
   text,
+  withTimeout,
 } from "./_examples_helpers.ts";
+import { probe } from "./_helpers.ts";
 
 interface EchoServer {
   name: string;
@@ -265,4 +267,64 @@ Deno.test("select_echo_server.ts logs only connections without --verbose", async
   } finally {
     closeQuietly(conn);
   }
+});
+
+/** A Python with Twisted (Debian's python3-twisted), if one is installed. */
+const twistedPython = ["python3", "/usr/bin/python3"].find((python) =>
+  probe(python, ["-c", "import twisted.protocols.basic"])
+);
+
+// Twisted's LineReceiver, its line limit raised to 1 MiB: sends one long
+// line and prints the length of the echo and whether it matches.
+const TWISTED_LINE_CLIENT = `
+import sys
+from twisted.internet import protocol, reactor
+from twisted.protocols.basic import LineReceiver
+
+class Echo(LineReceiver):
+    delimiter = b"\\n"
+    MAX_LENGTH = 1 << 20
+    def connectionMade(self):
+        self.sent = bytes(48 + i % 10 for i in range(int(sys.argv[2])))
+        self.sendLine(self.sent)
+    def lineReceived(self, line):
+        print(len(line), line == self.sent, flush=True)
+        self.transport.loseConnection()
+    def connectionLost(self, reason):
+        if reactor.running:
+            reactor.stop()
+
+class Factory(protocol.ClientFactory):
+    protocol = Echo
+    def clientConnectionFailed(self, connector, reason):
+        print("failed:", reason.getErrorMessage(), flush=True)
+        reactor.stop()
+
+reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
+reactor.callLater(10, reactor.stop)
+reactor.run()
+`;
+
+Deno.test({
+  name:
+    "asynchat_line_echo_server.ts echoes a 300 KiB line to Twisted's LineReceiver",
+  ignore: twistedPython === undefined,
+  async fn() {
+    await using example = await startServer("asynchat_line_echo_server.ts");
+    const child = new Deno.Command(twistedPython!, {
+      args: ["-c", TWISTED_LINE_CLIENT, String(example.port), "307200"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = await withTimeout(
+      child.output(),
+      20_000,
+      "the Twisted client",
+      () => child.kill("SIGKILL"),
+    );
+    assertEquals([output.code, text(output.stderr)], [0, ""]);
+    assertEquals(text(output.stdout), "307200 True\n");
+    await stopCleanly(example);
+  },
 });
