@@ -15,7 +15,6 @@ import {
   startServer,
   stopCleanly,
   text,
-  withTimeout,
 } from "./_examples_helpers.ts";
 import { probe } from "./_helpers.ts";
 
@@ -156,7 +155,10 @@ Deno.test("select_echo_server.ts logs as the book does with --verbose", async ()
 });
 
 Deno.test("echo_client.ts sends the given lines with the chosen terminator", async () => {
-  await using example = await startServer("select_echo_server.ts");
+  // --verbose: the server logs the size of each read.
+  await using example = await startServer("select_echo_server.ts", [
+    "--verbose",
+  ]);
   const { code, stdout } = await runExample("echo_client.ts", [
     "--port",
     String(example.port),
@@ -311,20 +313,14 @@ Deno.test({
   ignore: twistedPython === undefined,
   async fn() {
     await using example = await startServer("asynchat_line_echo_server.ts");
-    const child = new Deno.Command(twistedPython!, {
-      args: ["-c", TWISTED_LINE_CLIENT, String(example.port), "307200"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const output = await withTimeout(
-      child.output(),
+    const { code, stdout, stderr } = await runPython(
+      TWISTED_LINE_CLIENT,
+      [String(example.port), "307200"],
       20_000,
-      "the Twisted client",
-      () => child.kill("SIGKILL"),
+      twistedPython,
     );
-    assertEquals([output.code, text(output.stderr)], [0, ""]);
-    assertEquals(text(output.stdout), "307200 True\n");
+    assertEquals([code, stderr], [0, ""]);
+    assertEquals(stdout, "307200 True\n");
     await stopCleanly(example);
   },
 });

@@ -229,23 +229,6 @@ Deno.test("proxy.ts explains its command line", async () => {
   );
 });
 
-Deno.test("proxy.ts listens on --port, as every other server does", async () => {
-  const upstream = echoServer();
-  await using proxy = await startServer("proxy.ts", [
-    "127.0.0.1",
-    String(upstream.port),
-  ]);
-  const conn = await connect(proxy.port);
-  try {
-    assertEquals(text(await echo(conn, bytes("bye\n"))), "bye\n");
-    await assertClosedByPeer(conn);
-  } finally {
-    closeQuietly(conn);
-  }
-  assertEquals(await upstream.close(), ["bye\n"]);
-  await stopCleanly(proxy);
-});
-
 /**
  * CPython's http.server, HTTP/1.1 with keep-alive: `GET /long` answers a
  * JSON body of one 200,000-byte line, `POST` echoes the body it was sent.
@@ -339,7 +322,7 @@ Deno.test({
   },
 });
 
-Deno.test("proxy.ts passes on bytes as they come, without waiting for a newline", async () => {
+Deno.test("proxy.ts (on --port) passes on bytes as they come, without waiting for a newline", async () => {
   const upstream = echoServer();
   await using proxy = await startServer("proxy.ts", [
     "127.0.0.1",
