@@ -101,7 +101,7 @@ export class Cli<K extends string, F extends string = never> {
     const names = Object.keys(this.spec.options) as K[];
     const switches = Object.keys(this.spec.flags ?? {}) as F[];
     let unknown: string | undefined;
-    const parsed = parseArgs(args, {
+    const parsed = parseArgs([...args], {
       string: [...names, "_"],
       boolean: ["help", ...switches],
       alias: { h: "help" },

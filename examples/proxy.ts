@@ -52,7 +52,7 @@ function repr(data: Uint8Array): string {
   return JSON.stringify(decoder.decode(data));
 }
 
-/** Listens on `listen` and proxies each client to `there`. */
+/** Listens on `here` and proxies each client to `there`. */
 export class ProxyServer extends Dispatcher {
   readonly there: { hostname: string; port: number };
 
