@@ -870,30 +870,14 @@ for (const hostname of ["127.0.0.1", "::1"]) {
 }
 
 Deno.test("Socket: waitClosed() resolves once the bytes send() accepted are delivered", async () => {
-  using listener = new Socket();
-  listener.bind({ hostname: "127.0.0.1", port: 0 });
-  listener.listen();
-  const peer = await dial(listener.getsockname());
-  try {
-    await select([listener], [], [], 5000);
-    const [sock] = listener.accept();
-    const big = pattern(1 << 20);
-    sock.sendBufferSize = big.length;
-    assertEquals(sock.send(big), big.length);
-    sock.close();
-    const waiting = sock.waitClosed();
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(65536);
-    for (;;) {
-      const n = await within(5000, "the peer's read", peer.read(buffer));
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-    }
-    await within(5000, "waitClosed()", waiting);
-    const received = concat(chunks);
-    assertEquals(received.length, big.length);
-    assert(isPattern(received), "the bytes arrived in order");
-  } finally {
-    peer.close();
-  }
+  using endpoint = FAMILIES[0].endpoint();
+  using pair = await connectedPair(endpoint, { sendBufferSize: 1 << 20 });
+  const big = pattern(1 << 20);
+  assertEquals(pair.client.send(big), big.length);
+  pair.client.close();
+  const waiting = pair.client.waitClosed();
+  const received = await recvAll(pair.server);
+  await within(5000, "waitClosed()", waiting);
+  assertEquals(received.length, big.length);
+  assert(isPattern(received), "the bytes arrived in order");
 });
