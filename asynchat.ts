@@ -258,7 +258,9 @@ export class AsyncChat extends Dispatcher {
 
   /**
    * Called when a record grows past `maxRecordSize` bytes without its
-   * terminator. By default it logs an error and closes the channel. An
+   * terminator. By default it logs an error and calls
+   * {@linkcode AsyncChat.handleClose}, so the channel ends the way every
+   * other end reaches its owner. An
    * override that keeps the channel open (say, to push an error reply) may:
    * the rest of that record, up to and including its terminator, is dropped
    * without a `foundTerminator()` call, and the next record is read as usual.
@@ -270,7 +272,7 @@ export class AsyncChat extends Dispatcher {
       `record longer than ${this.maxRecordSize} bytes, closing channel ${this}`,
       "error",
     );
-    this.close();
+    this.handleClose();
   }
 
   /**

@@ -222,6 +222,7 @@ export class Socket {
   #backlog = 0;
   #acceptingNow = false;
   #acceptError: Error | null = null;
+  #released: PromiseWithResolvers<void> | null = null;
 
   #activity = 0;
   #noDelay: boolean | undefined;
@@ -788,11 +789,55 @@ export class Socket {
       }, this.#lingerTimeout);
     }
     notify(this, true);
+    this.#checkReleased();
   }
 
   /** Closes the socket (for `using`). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Resolves once the socket is closed and has let go of its OS socket: for
+   * a listening socket, once its address can be bound again; for a
+   * connection, once the bytes `send()` accepted are delivered (or the
+   * linger timeout dropped them).
+   *
+   * Python frees a listening port inside `close()`. Deno cannot: the accept
+   * waiting on the listener holds the OS socket until that accept is
+   * cancelled, in the next turn of the event loop (a timer or I/O callback;
+   * awaiting a promise is not enough). Await this before binding the same
+   * address again in the same process.
+   *
+   * @example Rebinding a port
+   * ```ts
+   * import { Socket } from "@asyncore/asyncore/select";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const server = new Socket();
+   * server.bind({ hostname: "127.0.0.1", port: 0 });
+   * server.listen(5);
+   * const { port } = server.getsockname() as Deno.NetAddr;
+   * server.close();
+   * await server.waitClosed();
+   * using again = new Socket();
+   * again.bind({ hostname: "127.0.0.1", port });
+   * assertEquals((again.getsockname() as Deno.NetAddr).port, port);
+   * ```
+   *
+   * @returns A promise that resolves once the OS socket is released.
+   */
+  waitClosed(): Promise<void> {
+    this.#released ??= Promise.withResolvers();
+    this.#checkReleased();
+    return this.#released.promise;
+  }
+
+  #checkReleased(): void {
+    if (
+      this.#fd < 0 && !this.#acceptingNow && this.#conn === null &&
+      this.#splice === null
+    ) this.#released?.resolve();
   }
 
   /** The local address. */
@@ -1106,6 +1151,7 @@ export class Socket {
     // A STARTTLS splice closes the raw connection once the TLS side is done.
     this.#splice?.release();
     this.#splice = null;
+    this.#checkReleased();
   }
 
   // Listening side: one accept in flight while the backlog has room.
@@ -1126,6 +1172,7 @@ export class Socket {
     this.#acceptingNow = false;
     if (this.#fd < 0) {
       conn.close();
+      this.#checkReleased();
       return;
     }
     this.#pending.push(
@@ -1140,7 +1187,10 @@ export class Socket {
 
   #onAcceptError(error: Error): void {
     this.#acceptingNow = false;
-    if (this.#fd < 0) return;
+    if (this.#fd < 0) {
+      this.#checkReleased();
+      return;
+    }
     if (
       error instanceof Deno.errors.ConnectionAborted ||
       error instanceof Deno.errors.ConnectionReset ||

@@ -1,11 +1,13 @@
 /**
  * What every example shares, so that each example file holds only the
- * program of its source text: a tiny command-line parser that prints usage
- * on bad or missing options (exit code 2), address formatting, and Ctrl-C
- * handling. Imports nothing but Deno's own APIs.
+ * program of its source text: a command line on `@std/cli`'s `parseArgs`
+ * that prints usage on bad or missing options (exit code 2), address
+ * formatting, and Ctrl-C handling.
  *
  * @module
  */
+
+import { parseArgs } from "@std/cli";
 
 /** One `--name VALUE` option. */
 export interface OptionSpec {
@@ -18,7 +20,7 @@ export interface OptionSpec {
 }
 
 /** What a command accepts. */
-export interface CommandSpec<K extends string> {
+export interface CommandSpec<K extends string, F extends string = never> {
   /** The file name, e.g. `select_echo_server.ts`. */
   name: string;
   /** One line on what the program does. */
@@ -33,21 +35,25 @@ export interface CommandSpec<K extends string> {
   permissions?: string;
   /** The options, by name without the leading `--`. */
   options: Record<K, OptionSpec>;
+  /** The switches (`--name`, no value), by name, with one line of help each. */
+  flags?: Record<F, string>;
 }
 
 /** The parsed command line. */
-export interface Parsed<K extends string> {
+export interface Parsed<K extends string, F extends string = never> {
   /** Each option's value, or its default, or `undefined`. */
   options: Record<K, string | undefined>;
+  /** Whether each switch was given. */
+  flags: Record<F, boolean>;
   /** The positional arguments. */
   positionals: string[];
 }
 
 /** A command line: parses arguments and reports mistakes with usage text. */
-export class Cli<K extends string> {
-  readonly spec: CommandSpec<K>;
+export class Cli<K extends string, F extends string = never> {
+  readonly spec: CommandSpec<K, F>;
 
-  constructor(spec: CommandSpec<K>) {
+  constructor(spec: CommandSpec<K, F>) {
     this.spec = spec;
   }
 
@@ -55,7 +61,19 @@ export class Cli<K extends string> {
   usage(): string {
     const { name, summary, positionals, options } = this.spec;
     const permissions = this.spec.permissions ?? "--allow-net";
-    const lines = [
+    const rows = (Object.entries(options) as [string, OptionSpec][]).map((
+      [key, option],
+    ) => [
+      `  --${key} ${option.value}`,
+      option.help +
+      (option.default === undefined ? "" : ` (default: ${option.default})`),
+    ]);
+    for (const [key, help] of Object.entries(this.spec.flags ?? {})) {
+      rows.push([`  --${key}`, help as string]);
+    }
+    rows.push(["  --help", "show this text and exit"]);
+    const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+    return [
       `usage: deno run ${permissions} examples/${name} [options]${
         positionals ? ` ${positionals}` : ""
       }`,
@@ -63,19 +81,8 @@ export class Cli<K extends string> {
       summary,
       "",
       "options:",
-    ];
-    const entries = Object.entries(options) as [string, OptionSpec][];
-    const left = entries.map(([key, option]) => `  --${key} ${option.value}`);
-    left.push("  --help");
-    const width = Math.max(...left.map((text) => text.length)) + 2;
-    entries.forEach(([, option], i) => {
-      const fallback = option.default === undefined
-        ? ""
-        : ` (default: ${option.default})`;
-      lines.push(left[i].padEnd(width) + option.help + fallback);
-    });
-    lines.push("  --help".padEnd(width) + "show this text and exit");
-    return lines.join("\n");
+      ...rows.map(([left, help]) => left.padEnd(width) + help),
+    ].join("\n");
   }
 
   /** Prints `message` and the usage text on stderr and exits with code 2. */
@@ -85,46 +92,48 @@ export class Cli<K extends string> {
   }
 
   /**
-   * Parses `--name VALUE`, `--name=VALUE` and positional arguments (`--`
-   * ends the options); exits with usage text on anything it does not know.
+   * Parses `--name VALUE`, `--name=VALUE`, `--switch` and positional
+   * arguments (`--` ends the options); `--help` or `-h` prints the usage
+   * text and exits; anything unknown fails with usage text.
    */
-  parse(args: readonly string[] = Deno.args): Parsed<K> {
-    const { options: specs, minPositionals = 0, maxPositionals = 0 } =
-      this.spec;
+  parse(args: readonly string[] = Deno.args): Parsed<K, F> {
+    const { minPositionals = 0, maxPositionals = 0 } = this.spec;
+    const names = Object.keys(this.spec.options) as K[];
+    const switches = Object.keys(this.spec.flags ?? {}) as F[];
+    let unknown: string | undefined;
+    const parsed = parseArgs([...args], {
+      string: [...names, "_"],
+      boolean: ["help", ...switches],
+      alias: { h: "help" },
+      "--": true,
+      unknown(arg: string, key?: string) {
+        if (key !== undefined) unknown ??= arg;
+        return key === undefined;
+      },
+    });
+    if (parsed.help === true) {
+      console.log(this.usage());
+      Deno.exit(0);
+    }
+    if (unknown !== undefined) {
+      this.fail(`unknown option ${JSON.stringify(unknown)}`);
+    }
     const options = {} as Record<K, string | undefined>;
-    for (const key of Object.keys(specs) as K[]) {
-      options[key] = specs[key].default;
+    for (const key of names) {
+      const value = parsed[key];
+      // `--name` with nothing after it (or another option) parses as "".
+      if (value === "" && needsValue(args, `--${key}`)) {
+        this.fail(
+          `option --${key} needs a value (${this.spec.options[key].value})`,
+        );
+      }
+      options[key] = typeof value === "string"
+        ? value
+        : this.spec.options[key].default;
     }
-    const positionals: string[] = [];
-    for (let i = 0; i < args.length; i++) {
-      const arg = args[i];
-      if (arg === "--") {
-        positionals.push(...args.slice(i + 1));
-        break;
-      }
-      if (arg === "--help" || arg === "-h") {
-        console.log(this.usage());
-        Deno.exit(0);
-      }
-      if (!arg.startsWith("-") || arg === "-") {
-        positionals.push(arg);
-        continue;
-      }
-      const eq = arg.indexOf("=");
-      const key = (eq < 0 ? arg.slice(2) : arg.slice(2, eq)) as K;
-      if (!arg.startsWith("--") || !Object.hasOwn(specs, key)) {
-        this.fail(`unknown option ${JSON.stringify(arg)}`);
-      }
-      let value: string;
-      if (eq >= 0) {
-        value = arg.slice(eq + 1);
-      } else if (i + 1 < args.length) {
-        value = args[++i];
-      } else {
-        this.fail(`option --${key} needs a value (${specs[key].value})`);
-      }
-      options[key] = value;
-    }
+    const flags = {} as Record<F, boolean>;
+    for (const key of switches) flags[key] = parsed[key] === true;
+    const positionals = [...parsed._, ...(parsed["--"] ?? [])].map(String);
     if (positionals.length < minPositionals) {
       this.fail(`missing ${this.spec.positionals ?? "arguments"}`);
     }
@@ -133,7 +142,7 @@ export class Cli<K extends string> {
         `unexpected argument ${JSON.stringify(positionals[maxPositionals])}`,
       );
     }
-    return { options, positionals };
+    return { options, flags, positionals };
   }
 
   /** Reads a TCP port (0 to 65535) or fails with usage text. */
@@ -188,6 +197,16 @@ export class Cli<K extends string> {
       port: this.port(what, text.slice(colon + 1)),
     };
   }
+}
+
+/** Whether `flag` is given bare with no value after it (before any `--`). */
+function needsValue(args: readonly string[], flag: string): boolean {
+  for (let i = 0; i < args.length && args[i] !== "--"; i++) {
+    if (args[i] !== flag) continue;
+    const next = args[i + 1];
+    if (next === undefined || next.startsWith("-")) return true;
+  }
+  return false;
 }
 
 /** `127.0.0.1:8881`, `[::1]:8881` or a Unix socket path. */
@@ -274,6 +293,14 @@ export function serverOptions(
     host: { value: "HOST", help: "address to listen on", default: "127.0.0.1" },
     port: { value: "PORT", help: "port to listen on", default: defaultPort },
   };
+}
+
+/** The `--max-length BYTES` option of a program with a record limit. */
+export function maxLengthOption(
+  help: string,
+  defaultBytes: number,
+): OptionSpec {
+  return { value: "BYTES", help, default: String(defaultBytes) };
 }
 
 /**

@@ -5,13 +5,15 @@
  * and pushes back each line.
  *
  * ```sh
- * deno run --allow-net examples/asynchat_line_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * deno run --allow-net examples/asynchat_line_echo_server.ts [--host 127.0.0.1] [--port 8881] [--max-length 1048576]
  * ```
  *
  * Differences from the book: each line is pushed back with its `\n` (the
  * book's drops it, so a client cannot tell where one answer ends), the
  * channel stops reading while 128 KiB wait to be sent, and Ctrl-C closes
- * every channel. As in the book, a line may be of any length.
+ * every channel. A line may be up to `--max-length` bytes (1 MiB by default;
+ * the book sets no bound, which lets one client take all the memory): past
+ * it the line is logged as too long and the connection closed.
  *
  * @module
  */
@@ -25,15 +27,23 @@ import {
   concat,
   formatAddress,
   listenOrExit,
+  maxLengthOption,
   serverOptions,
 } from "./_cli.ts";
 
 const encoder = new TextEncoder();
 
+/** The longest line echoed by default, in bytes. */
+export const MAX_LENGTH = 1048576;
+
 /** Accepts connections and starts a `SecondaryServerSocket` for each. */
 export class MainServerSocket extends Dispatcher {
-  constructor(port: number, hostname = "127.0.0.1") {
+  /** The longest line each connection echoes. */
+  readonly maxLength: number;
+
+  constructor(port: number, hostname = "127.0.0.1", maxLength = MAX_LENGTH) {
     super();
+    this.maxLength = maxLength;
     this.createSocket();
     try {
       this.bind({ hostname, port });
@@ -49,7 +59,8 @@ export class MainServerSocket extends Dispatcher {
     if (pair === null) return;
     const [newSocket, address] = pair;
     console.log("Connected from", formatAddress(address));
-    new SecondaryServerSocket(newSocket, address);
+    new SecondaryServerSocket(newSocket, address).maxRecordSize =
+      this.maxLength;
   }
 }
 
@@ -88,16 +99,20 @@ if (import.meta.main) {
   const cli = new Cli({
     name: "asynchat_line_echo_server.ts",
     summary: "Echoes each \\n-terminated line (asynchat).",
-    options: serverOptions("8881"),
+    options: {
+      ...serverOptions("8881"),
+      "max-length": maxLengthOption("the longest line echoed", MAX_LENGTH),
+    },
   });
   const { options } = cli.parse();
   // Ctrl-C from here on closes every channel and exits cleanly.
   using interrupt = catchInterrupt();
   const hostname = cli.host("--host", options.host);
   const port = cli.port("--port", options.port);
+  const maxLength = cli.positiveInteger("--max-length", options["max-length"]);
   listenOrExit(
     "asynchat_line_echo_server.ts",
-    () => new MainServerSocket(port, hostname),
+    () => new MainServerSocket(port, hostname, maxLength),
   );
   await loop({ signal: interrupt.signal });
   closeAll();

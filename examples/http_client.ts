@@ -18,7 +18,9 @@
  * Medusa's: the request carries a `Host` header (which HTTP/1.1 servers
  * expect even of HTTP/1.0 clients), responses are not interleaved, a failed
  * fetch is reported on stderr (and the exit code is 1), and Ctrl-C closes
- * every channel.
+ * every channel. A fetch fails when the connection cannot be made, when it
+ * is reset, when the server closes before a whole response head, or before
+ * the `Content-Length` it announced: such a response is not printed.
  *
  * @module
  */
@@ -27,6 +29,7 @@ import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
 import { catchInterrupt, Cli, concat, messageOf, writeStdout } from "./_cli.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Fetches one URL with HTTP/1.0 and prints the response. */
 export class HttpClient extends Dispatcher {
@@ -66,13 +69,19 @@ export class HttpClient extends Dispatcher {
     if (data.length > 0) this.response.push(data);
   }
 
+  /** The end of the connection: prints the response, or why it failed. */
   override handleClose(): void {
-    if (!this.failed) {
-      const response = concat(this.response);
-      console.log(`--- ${this.url.href} (${response.length} bytes)`);
-      writeStdout(response);
-      if (response.length > 0 && response.at(-1) !== 0x0a) console.log();
+    if (this.failed) return;
+    const response = concat(this.response);
+    const error = this.socket?.error; // a reset, say
+    if (error) return this.handleError(error);
+    const problem = incomplete(response);
+    if (problem !== null) {
+      return this.handleError(new Deno.errors.UnexpectedEof(problem));
     }
+    console.log(`--- ${this.url.href} (${response.length} bytes)`);
+    writeStdout(response);
+    if (response.at(-1) !== 0x0a) console.log();
     this.close();
   }
 
@@ -81,6 +90,29 @@ export class HttpClient extends Dispatcher {
     console.error(`http_client.ts: ${this.url.href}: ${messageOf(error)}`);
     this.close();
   }
+}
+
+/**
+ * Why a response the server ended is not whole, or `null` when it is: it
+ * needs a head, and as much body as its `Content-Length` says.
+ */
+function incomplete(response: Uint8Array): string | null {
+  let end = -1;
+  for (let i = 0; i + 3 < response.length && end < 0; i++) {
+    if (
+      response[i] === 0x0d && response[i + 1] === 0x0a &&
+      response[i + 2] === 0x0d && response[i + 3] === 0x0a
+    ) end = i;
+  }
+  if (end < 0) return "the server closed before the end of the response head";
+  const head = decoder.decode(response.subarray(0, end));
+  const match = head.match(/^content-length:[ \t]*(\d+)[ \t]*$/im);
+  if (match === null) return null; // the body ends where the connection does
+  const expected = Number(match[1]);
+  const body = response.length - (end + 4);
+  return body < expected
+    ? `the server closed after ${body} of ${expected} bytes of body`
+    : null;
 }
 
 if (import.meta.main) {

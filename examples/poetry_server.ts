@@ -19,7 +19,14 @@
 import { AsyncChat } from "@asyncore/asyncore/asynchat";
 import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
 import type { Socket } from "@asyncore/asyncore/select";
-import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+import {
+  catchInterrupt,
+  Cli,
+  formatAddress,
+  listenOrExit,
+  messageOf,
+  serverOptions,
+} from "./_cli.ts";
 
 /** Sends the poem to one client and closes. */
 export class PoetryProtocol extends AsyncChat {
@@ -71,14 +78,7 @@ if (import.meta.main) {
     permissions: "--allow-net --allow-read",
     positionals: "[POEM_FILE]",
     maxPositionals: 1,
-    options: {
-      host: {
-        value: "HOST",
-        help: "address to listen on",
-        default: "127.0.0.1",
-      },
-      port: { value: "PORT", help: "port to listen on", default: "10000" },
-    },
+    options: serverOptions("10000"),
   });
   const { options, positionals } = cli.parse();
   // Ctrl-C from here on closes every channel and exits cleanly.
@@ -99,15 +99,11 @@ if (import.meta.main) {
     );
     Deno.exit(1);
   }
-  let factory: PoetryFactory;
-  try {
-    factory = new PoetryFactory(poem, { hostname, port });
-  } catch (error) {
-    console.error(`poetry_server.ts: cannot listen: ${messageOf(error)}`);
-    Deno.exit(1);
-  }
+  listenOrExit(
+    "poetry_server.ts",
+    () => new PoetryFactory(poem, { hostname, port }),
+  );
   console.log(`Serving ${poemName} (${poem.length} bytes)`);
-  console.log(`listening on ${formatAddress(factory.getsockname())}`);
   await loop({ signal: interrupt.signal });
   closeAll();
 }

@@ -2,22 +2,28 @@
  * Medusa's logging proxy (`proxy.py`, by Sam Rushing):
  * a `ProxyServer` accepts each client on `PORT + 8000` and starts a
  * `ProxyReceiver` for it, which opens a `ProxySender` to the real server.
- * Both are `AsyncChat` channels split on `\n`: every line is logged with its
- * channel id and pushed to the other side. When either side closes, the
- * other is closed once what it still has to send is sent.
+ * Both are `AsyncChat` channels: what one side reads is pushed to the other
+ * and every line is logged with its channel id. When either side closes,
+ * the other is closed once what it still has to send is sent.
  *
  * ```sh
- * deno run --allow-net examples/proxy.ts [--host 127.0.0.1] [--listen PORT] SERVER_HOST SERVER_PORT
+ * deno run --allow-net examples/proxy.ts [--host 127.0.0.1] [--port PORT] SERVER_HOST SERVER_PORT
  * ```
  *
  * The log arrows are Medusa's: `<== (id)` is a line from the client to the
  * server, `==> (id)` a line from the server to the client.
  *
- * Differences from Medusa: channel ids count up (Medusa's counter stays at
- * 0, as it increments an instance attribute), the side that closes second
- * sends what is queued first, a last line without `\n` is passed on too,
- * each side stops reading while the other has 128 KiB to send, and Ctrl-C
- * closes every channel.
+ * Differences from Medusa: bytes are passed on as they arrive, not a line
+ * at a time, so a line of any length and a body that does not end in `\n`
+ * (a POST, a keep-alive response) go through at once, and memory stays
+ * bounded; each side logs its lines only up to the first empty one (the end
+ * of an HTTP head) and then the count of bytes that follow, as one line when
+ * it closes; a logged line shows at most its first 1,000 bytes. Channel ids
+ * count up (Medusa's counter stays at 0, as it increments an instance
+ * attribute), the side that closes second sends what is queued first, each
+ * side stops reading while the other has 128 KiB to send, the listening port
+ * is `--port` (`--listen`, its old name, still works), and Ctrl-C closes
+ * every channel.
  *
  * @module
  */
@@ -36,7 +42,9 @@ import {
 
 /** How much one side may have queued before the other stops reading. */
 const HIGH_WATER = 131072;
-const NEWLINE = new Uint8Array([0x0a]);
+/** The most bytes of one line the log shows. */
+const LOGGED = 1000;
+const NEWLINE = 0x0a;
 const decoder = new TextDecoder();
 
 /** Python's `repr()` of a line, near enough: a JSON string. */
@@ -44,7 +52,7 @@ function repr(data: Uint8Array): string {
   return JSON.stringify(decoder.decode(data));
 }
 
-/** Listens on `listen` and proxies each client to `there`. */
+/** Listens on `here` and proxies each client to `there`. */
 export class ProxyServer extends Dispatcher {
   readonly there: { hostname: string; port: number };
 
@@ -73,10 +81,17 @@ export class ProxyServer extends Dispatcher {
 /** What both halves of a proxied connection share. */
 abstract class ProxyHalf extends AsyncChat {
   id = 0;
-  buffer: Uint8Array[] = [];
+  /** The start of the line being read (its first `LOGGED` bytes), for the log. */
+  line: Uint8Array[] = [];
+  /** The length of the line being read. */
+  lineLength = 0;
+  /** Whether the head is over: an empty line was read. */
+  inBody = false;
+  /** The bytes read after the head. */
+  bodyLength = 0;
   #closed = false;
 
-  /** The other half, where this half's lines go. */
+  /** The other half, where this half's bytes go. */
   abstract get other(): ProxyHalf;
   /** The arrow logged with each line this half reads. */
   abstract readonly arrow: string;
@@ -85,26 +100,46 @@ abstract class ProxyHalf extends AsyncChat {
     return this.other.sendBuffered < HIGH_WATER;
   }
 
+  /** Passes the bytes on as they are (no terminator is set), then logs. */
   override collectIncomingData(data: Uint8Array): void {
-    this.buffer.push(data);
+    this.other.push(data);
+    let from = 0;
+    while (!this.inBody) {
+      const end = data.indexOf(NEWLINE, from);
+      this.#keep(data.subarray(from, end < 0 ? data.length : end));
+      if (end < 0) return;
+      from = end + 1;
+      this.#logLine("");
+    }
+    this.bodyLength += data.length - from;
   }
 
-  override foundTerminator(): void {
-    const data = concat(this.buffer);
-    this.buffer = [];
-    console.log(`${this.arrow} (${this.id}) ${repr(data)}`);
-    this.other.push(concat([data, NEWLINE]));
+  #keep(part: Uint8Array): void {
+    const room = LOGGED - Math.min(this.lineLength, LOGGED);
+    if (room > 0 && part.length > 0) this.line.push(part.slice(0, room));
+    this.lineLength += part.length;
   }
 
-  /** Passes on a last unterminated line, then closes the other half when done. */
+  #logLine(suffix: string): void {
+    const data = concat(this.line);
+    const cut = this.lineLength > data.length
+      ? ` (first ${data.length} of ${this.lineLength} bytes)`
+      : "";
+    console.log(`${this.arrow} (${this.id}) ${repr(data)}${cut}${suffix}`);
+    // An empty line ("\r\n" counts) ends an HTTP head.
+    this.inBody = this.lineLength === 0 ||
+      (this.lineLength === 1 && data[0] === 0x0d);
+    this.line = [];
+    this.lineLength = 0;
+  }
+
+  /** Logs what is left, then closes the other half when done. */
   override handleClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.buffer.length > 0) {
-      const data = concat(this.buffer);
-      this.buffer = [];
-      console.log(`${this.arrow} (${this.id}) ${repr(data)} (no newline)`);
-      this.other.push(data);
+    if (this.lineLength > 0) this.#logLine(" (no newline)");
+    if (this.bodyLength > 0) {
+      console.log(`${this.arrow} (${this.id}) ${this.bodyLength} more bytes`);
     }
     this.close();
     this.other.closeWhenDone();
@@ -120,7 +155,6 @@ export class ProxyReceiver extends ProxyHalf {
 
   constructor(server: ProxyServer, conn: Socket, addr: Deno.Addr) {
     super(conn);
-    this.setTerminator("\n");
     this.server = server;
     this.id = ProxyReceiver.channelCounter++;
     console.log(`Accepted (${this.id}) from ${formatAddress(addr)}`);
@@ -151,7 +185,6 @@ export class ProxySender extends ProxyHalf {
     super();
     this.receiver = receiver;
     this.address = address;
-    this.setTerminator("\n");
     this.createSocket();
     this.connect(address);
   }
@@ -187,10 +220,11 @@ if (import.meta.main) {
         help: "address to listen on",
         default: "127.0.0.1",
       },
-      listen: {
+      port: {
         value: "PORT",
         help: "port to listen on (default: SERVER_PORT + 8000)",
       },
+      listen: { value: "PORT", help: "the old name of --port" },
     },
   });
   const { options, positionals } = cli.parse();
@@ -200,16 +234,17 @@ if (import.meta.main) {
     hostname: cli.host("SERVER_HOST", positionals[0]),
     port: cli.port("SERVER_PORT", positionals[1]),
   };
-  if (options.listen === undefined && there.port + 8000 > 65535) {
-    cli.fail(
-      `SERVER_PORT + 8000 is past 65535; choose a port with --listen`,
-    );
+  const [portFlag, portText] = options.port !== undefined
+    ? ["--port", options.port]
+    : ["--listen", options.listen];
+  if (portText === undefined && there.port + 8000 > 65535) {
+    cli.fail(`SERVER_PORT + 8000 is past 65535; choose a port with --port`);
   }
   const here = {
     hostname: cli.host("--host", options.host),
-    port: options.listen === undefined
+    port: portText === undefined
       ? there.port + 8000
-      : cli.port("--listen", options.listen),
+      : cli.port(portFlag, portText),
   };
   listenOrExit("proxy.ts", () => new ProxyServer(there, here));
   console.log(`forwarding to ${formatAddress({ transport: "tcp", ...there })}`);

@@ -4,32 +4,40 @@
  * data pending for each socket, and a log line for everything that happens.
  *
  * ```sh
- * deno run --allow-net examples/select_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * deno run --allow-net examples/select_echo_server.ts [--host 127.0.0.1] [--port 8881] [--verbose]
  * ```
  *
  * Differences from the book: a socket that disconnects also leaves the input
  * list (the book forgets to remove it), a connection reset counts as a
- * disconnect, and Ctrl-C closes every socket and exits cleanly.
+ * disconnect, every read and write is logged only with `--verbose` (the
+ * book's log runs to thousands of lines per MiB), and Ctrl-C closes every
+ * socket and exits cleanly.
  *
  * @module
  */
 
 import { select, Socket } from "@asyncore/asyncore/select";
-import { catchInterrupt, Cli, formatAddress, messageOf } from "./_cli.ts";
+import {
+  catchInterrupt,
+  Cli,
+  formatAddress,
+  messageOf,
+  serverOptions,
+} from "./_cli.ts";
 
 const cli = new Cli({
   name: "select_echo_server.ts",
   summary: "Echoes whatever each client sends, using select() directly.",
-  options: {
-    host: { value: "HOST", help: "address to listen on", default: "127.0.0.1" },
-    port: { value: "PORT", help: "port to listen on", default: "8881" },
-  },
+  options: serverOptions("8881"),
+  flags: { verbose: "log every read and write, as the book does" },
 });
-const { options } = cli.parse();
+const { options, flags } = cli.parse();
 // Ctrl-C from here on closes every channel and exits cleanly.
 using interrupt = catchInterrupt();
 const host = cli.host("--host", options.host);
 const port = cli.port("--port", options.port);
+/** Logs a line about one read or write, with `--verbose`. */
+const trace = flags.verbose ? console.log : () => {};
 
 function isDisconnect(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset ||
@@ -103,7 +111,7 @@ try {
       }
       if (newdata.length > 0) {
         // data arrived: prepare and queue the response to it
-        console.log(`${newdata.length} bytes from ${adrs.get(x)}`);
+        trace(`${newdata.length} bytes from ${adrs.get(x)}`);
         const queued = data.get(x) ?? new Uint8Array(0);
         const joined = new Uint8Array(queued.length + newdata.length);
         joined.set(queued);
@@ -128,17 +136,17 @@ try {
           disconnected(x);
           continue;
         }
-        console.log(`${nsent} bytes to ${adrs.get(x)}`);
+        trace(`${nsent} bytes to ${adrs.get(x)}`);
         // remember data still to be sent, if any
         tosend = tosend.subarray(nsent);
       }
       if (tosend && tosend.length > 0) {
-        console.log(`${tosend.length} bytes remain for ${adrs.get(x)}`);
+        trace(`${tosend.length} bytes remain for ${adrs.get(x)}`);
         data.set(x, tosend);
       } else {
         data.delete(x);
         remove(ous, x);
-        console.log("No data currently remain for", adrs.get(x));
+        trace("No data currently remain for", adrs.get(x));
       }
     }
   }

@@ -8,7 +8,7 @@
  * connection in place (`Dispatcher.startTls`) and then echoes over TLS.
  *
  * ```sh
- * deno run --allow-net --allow-read examples/tls_echo_server.ts [--host 127.0.0.1] [--port 8443] [--mode tls|starttls] [--cert FILE --key FILE]
+ * deno run --allow-net --allow-read examples/tls_echo_server.ts [--host 127.0.0.1] [--port 8443] [--mode tls|starttls] [--cert FILE --key FILE] [--max-length 65536]
  * ```
  *
  * The certificate and key default to the test fixtures in
@@ -28,12 +28,15 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  maxLengthOption,
   messageOf,
 } from "./_cli.ts";
 
 const FIXTURES = new URL("../tests/fixtures/tls/", import.meta.url);
 /** The most bytes a handler holds for a client before it stops reading. */
 const MAX_BUFFERED = 65536;
+/** The longest line before STARTTLS by default, in bytes. */
+export const MAX_LENGTH = 65536;
 
 /** Serves one client: the STARTTLS preamble if asked for, then echo. */
 export class TlsEchoHandler extends AsyncChat {
@@ -103,15 +106,19 @@ export class TlsEchoHandler extends AsyncChat {
 export class TlsEchoServer extends Dispatcher {
   readonly tls: TlsOptions;
   readonly starttls: boolean;
+  /** The longest line a client may send before STARTTLS. */
+  readonly maxLength: number;
 
   constructor(
     address: { hostname: string; port: number },
     tls: TlsOptions,
     starttls = false,
+    maxLength = MAX_LENGTH,
   ) {
     super();
     this.tls = tls;
     this.starttls = starttls;
+    this.maxLength = maxLength;
     this.createSocket(starttls ? {} : { tls });
     try {
       this.bind(address);
@@ -124,7 +131,8 @@ export class TlsEchoServer extends Dispatcher {
 
   override handleAccepted(sock: Socket, addr: Deno.Addr): void {
     console.log("Connected from", formatAddress(addr));
-    new TlsEchoHandler(sock, addr, this.tls, this.starttls);
+    new TlsEchoHandler(sock, addr, this.tls, this.starttls).maxRecordSize =
+      this.maxLength;
   }
 
   override handleClose(): void {
@@ -158,6 +166,10 @@ if (import.meta.main) {
         value: "FILE",
         help: "private key of the certificate, PEM (default: its test key)",
       },
+      "max-length": maxLengthOption(
+        "the longest line before STARTTLS",
+        MAX_LENGTH,
+      ),
     },
   });
   const { options } = cli.parse();
@@ -168,6 +180,7 @@ if (import.meta.main) {
       `--mode must be tls or starttls, got ${JSON.stringify(options.mode)}`,
     );
   }
+  const maxLength = cli.positiveInteger("--max-length", options["max-length"]);
   if ((options.cert === undefined) !== (options.key === undefined)) {
     cli.fail("--cert and --key go together");
   }
@@ -190,6 +203,7 @@ if (import.meta.main) {
       { hostname, port },
       tls,
       options.mode === "starttls",
+      maxLength,
     ));
   using interrupt = catchInterrupt();
   await loop({ signal: interrupt.signal });

@@ -6,7 +6,7 @@
  * answer. If the transform fails, it says so and prints the poem as it was.
  *
  * ```sh
- * deno run --allow-net examples/transform_client.ts [--transform cummingsify] XFORM_[HOST:]PORT POETRY_[HOST:]PORT...
+ * deno run --allow-net examples/transform_client.ts [--transform cummingsify] [--max-length 67108864] XFORM_[HOST:]PORT POETRY_[HOST:]PORT...
  * ```
  *
  * The poems go to stdout in the order of the addresses; progress goes to
@@ -24,11 +24,15 @@ import {
   Cli,
   concat,
   formatAddress,
+  maxLengthOption,
   messageOf,
   writeStdout,
 } from "./_cli.ts";
 
 const encoder = new TextEncoder();
+
+/** The longest transformed poem accepted by default, in bytes. */
+export const MAX_LENGTH = 64 * 1024 * 1024;
 
 /** Asks the transformation server for one transform of one poem. */
 export class TransformClient extends NetstringReceiver {
@@ -42,11 +46,12 @@ export class TransformClient extends NetstringReceiver {
     poem: Uint8Array,
     address: { hostname: string; port: number },
     done: (poem: Uint8Array | null) => void,
+    maxLength: number = MAX_LENGTH,
   ) {
     super();
     this.xformName = xformName;
     this.done = done;
-    this.maxLength = 64 * 1024 * 1024;
+    this.maxLength = maxLength;
     this.createSocket();
     this.connect(address);
     // Queued until the connection is made.
@@ -86,6 +91,10 @@ if (import.meta.main) {
         help: "the transform to ask for",
         default: "cummingsify",
       },
+      "max-length": maxLengthOption(
+        "the longest transformed poem accepted",
+        MAX_LENGTH,
+      ),
     },
   });
   const { options, positionals } = cli.parse();
@@ -99,6 +108,7 @@ if (import.meta.main) {
       }`,
     );
   }
+  const maxLength = cli.positiveInteger("--max-length", options["max-length"]);
   const [xformAddress, ...poetryAddresses] = positionals.map((text) =>
     cli.address("address", text)
   );
@@ -124,7 +134,7 @@ if (import.meta.main) {
           );
         }
         poems[i] = transformed ?? poem;
-      });
+      }, maxLength);
     });
   });
   await loop({ signal: interrupt.signal });

@@ -24,7 +24,13 @@
 import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
 import type { Socket } from "@asyncore/asyncore/select";
 import { NetstringReceiver } from "./_netstring.ts";
-import { catchInterrupt, Cli, formatAddress, listenOrExit } from "./_cli.ts";
+import {
+  catchInterrupt,
+  Cli,
+  formatAddress,
+  listenOrExit,
+  maxLengthOption,
+} from "./_cli.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
@@ -165,11 +171,7 @@ if (import.meta.main) {
         default: "127.0.0.1",
       },
       port: { value: "PORT", help: "port to listen on", default: "11000" },
-      "max-length": {
-        value: "BYTES",
-        help: "the longest request accepted",
-        default: "1048576",
-      },
+      "max-length": maxLengthOption("the longest request accepted", 1048576),
       "idle-timeout": {
         value: "MS",
         help: "close a client silent this long",

@@ -416,8 +416,9 @@ export async function runPython(
   script: string,
   args: string[],
   ms: number = IO_TIMEOUT,
+  python = "python3",
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command("python3", {
+  const child = new Deno.Command(python, {
     args: ["-c", script, ...args],
     stdin: "null",
     stdout: "piped",

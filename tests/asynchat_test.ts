@@ -947,3 +947,41 @@ Deno.test("asynchat: a channel over a Deno.Conn", async () => {
   await runLoop(map);
   assertEquals(client.lines, ["CONN"]);
 });
+
+Deno.test("asynchat: an oversized record ends the channel through handleClose(), as any other end does", async () => {
+  // The owner's cleanup lives in handleClose(): the record limit must reach
+  // it too, not close behind its back.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const map: ChannelMap = new Map();
+  const events: string[] = [];
+  class Owned extends AsyncChat {
+    override handleRecordTooLarge(): void {
+      events.push("handleRecordTooLarge");
+      super.handleRecordTooLarge();
+    }
+    override handleClose(): void {
+      events.push(`handleClose (closed: ${this.socket?.closed})`);
+      super.handleClose();
+    }
+    override logInfo(): void {}
+  }
+  const chat = new Owned(undefined, map);
+  chat.maxRecordSize = 1000;
+  chat.setTerminator("\n");
+  chat.createSocket();
+  chat.connect(connectAddress(listener.addr));
+  const peer = await within(5000, "accept", listener.accept());
+  listener.close();
+  try {
+    // 4 KiB without a newline, and the peer stays open: only the limit ends it.
+    await peer.write(new Uint8Array(4096).fill(0x78));
+    await runLoop(map);
+    assertEquals(events, [
+      "handleRecordTooLarge",
+      "handleClose (closed: false)",
+    ]);
+    assert(chat.socket?.closed);
+  } finally {
+    peer.close();
+  }
+});

@@ -256,3 +256,30 @@ for (const name of ["select_echo_server.ts", "asyncore_echo_server.ts"]) {
     }
   });
 }
+
+/** Every example with a record limit, and the limit it applies by default. */
+const RECORD_LIMITS: [string, string, boolean][] = [
+  ["asynchat_echo_server.ts", "1048576", false],
+  ["asynchat_line_echo_server.ts", "1048576", false],
+  ["transform_server.ts", "1048576", false],
+  ["transform_client.ts", "67108864", false],
+  ["tls_echo_server.ts", "65536", true],
+];
+
+for (const [name, limit, allowRead] of RECORD_LIMITS) {
+  Deno.test(`${name} shows its record limit in --help and takes --max-length`, async () => {
+    const help = await runExample(name, ["--help"], { allowRead });
+    assertMatch(
+      text(help.stdout),
+      new RegExp(`^ {2}--max-length BYTES +.+ \\(default: ${limit}\\)$`, "m"),
+    );
+    // transform_client.ts needs its addresses before it reads options.
+    const addresses = name === "transform_client.ts" ? ["1", "2"] : [];
+    await assertUsageError(
+      name,
+      ["--max-length", "0", ...addresses],
+      /--max-length must be a positive integer, got "0"/,
+      { allowRead },
+    );
+  });
+}

@@ -16,6 +16,7 @@ import {
   stopCleanly,
   text,
 } from "./_examples_helpers.ts";
+import { probe } from "./_helpers.ts";
 
 interface EchoServer {
   name: string;
@@ -129,8 +130,10 @@ for line in data.splitlines():
 sock.close()
 `;
 
-Deno.test("select_echo_server.ts logs as the book does", async () => {
-  await using example = await startServer("select_echo_server.ts");
+Deno.test("select_echo_server.ts logs as the book does with --verbose", async () => {
+  await using example = await startServer("select_echo_server.ts", [
+    "--verbose",
+  ]);
   const conn = await connect(example.port);
   try {
     const local = conn.localAddr as Deno.NetAddr;
@@ -152,7 +155,10 @@ Deno.test("select_echo_server.ts logs as the book does", async () => {
 });
 
 Deno.test("echo_client.ts sends the given lines with the chosen terminator", async () => {
-  await using example = await startServer("select_echo_server.ts");
+  // --verbose: the server logs the size of each read.
+  await using example = await startServer("select_echo_server.ts", [
+    "--verbose",
+  ]);
   const { code, stdout } = await runExample("echo_client.ts", [
     "--port",
     String(example.port),
@@ -183,4 +189,138 @@ Deno.test("echo_client.ts reports a refused connection", async () => {
   assertEquals(code, 1);
   assertEquals(text(stdout), "");
   assertMatch(stderr, new RegExp(`^echo_client.ts: 127.0.0.1:${port}: `));
+});
+
+// CPython's client sends one long line and reads its echo whole.
+const LONG_LINE_CLIENT = `
+import socket, sys
+size, eol = int(sys.argv[2]), sys.argv[3].encode()
+line = bytes(48 + i % 10 for i in range(size)) + eol
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+sock.sendall(line)
+got = b""
+while len(got) < len(line):
+    data = sock.recv(65536)
+    if not data:
+        break
+    got += data
+sock.close()
+print(len(got), got == line)
+`;
+
+for (const server of SERVERS.filter((s) => s.eol !== undefined)) {
+  Deno.test({
+    name:
+      `${server.name} echoes a 200 KiB line to a CPython client, as CPython's asynchat does`,
+    ignore: !hasPython3,
+    async fn() {
+      await using example = await startServer(server.name);
+      const { code, stdout, stderr } = await runPython(LONG_LINE_CLIENT, [
+        String(example.port),
+        "204800",
+        server.eol!,
+      ]);
+      assertEquals([code, stderr], [0, ""]);
+      assertEquals(stdout, `${204800 + server.eol!.length} True\n`);
+      await stopCleanly(example);
+    },
+  });
+
+  Deno.test(`${server.name} closes a line over --max-length and goes on serving`, async () => {
+    await using example = await startServer(server.name, [
+      "--max-length",
+      "1000",
+    ]);
+    const eol = server.eol!;
+    const over = await connect(example.port);
+    const under = await connect(example.port);
+    try {
+      const fits = bytes("z".repeat(1000) + eol);
+      assertEquals(await echo(under, fits), fits);
+      await over.write(bytes("z".repeat(1001)));
+      await assertClosedByPeer(over);
+      await example.waitForOutput(/record longer than 1000 bytes/);
+      assertEquals(await echo(under, fits), fits);
+    } finally {
+      closeQuietly(over);
+      closeQuietly(under);
+    }
+    const finished = await example.stop();
+    assertEquals(finished.code, 0);
+  });
+}
+
+Deno.test("select_echo_server.ts logs only connections without --verbose", async () => {
+  await using example = await startServer("select_echo_server.ts");
+  const conn = await connect(example.port);
+  try {
+    const peer = `127.0.0.1:${(conn.localAddr as Deno.NetAddr).port}`;
+    // 1 MiB in many reads and writes: none of them is logged.
+    const data = bytes("0123456789abcdef".repeat(65536));
+    assertEquals(await echo(conn, data), data);
+    conn.close();
+    await example.waitForOutput(/^disconnected from /m);
+    const { stdout } = await stopCleanly(example);
+    assertEquals(stdout.split("\n").filter((line) => line !== ""), [
+      `listening on 127.0.0.1:${example.port}`,
+      `Connected from ${peer}`,
+      `disconnected from ${peer}`,
+    ]);
+  } finally {
+    closeQuietly(conn);
+  }
+});
+
+/** A Python with Twisted (Debian's python3-twisted), if one is installed. */
+const twistedPython = ["python3", "/usr/bin/python3"].find((python) =>
+  probe(python, ["-c", "import twisted.protocols.basic"])
+);
+
+// Twisted's LineReceiver, its line limit raised to 1 MiB: sends one long
+// line and prints the length of the echo and whether it matches.
+const TWISTED_LINE_CLIENT = `
+import sys
+from twisted.internet import protocol, reactor
+from twisted.protocols.basic import LineReceiver
+
+class Echo(LineReceiver):
+    delimiter = b"\\n"
+    MAX_LENGTH = 1 << 20
+    def connectionMade(self):
+        self.sent = bytes(48 + i % 10 for i in range(int(sys.argv[2])))
+        self.sendLine(self.sent)
+    def lineReceived(self, line):
+        print(len(line), line == self.sent, flush=True)
+        self.transport.loseConnection()
+    def connectionLost(self, reason):
+        if reactor.running:
+            reactor.stop()
+
+class Factory(protocol.ClientFactory):
+    protocol = Echo
+    def clientConnectionFailed(self, connector, reason):
+        print("failed:", reason.getErrorMessage(), flush=True)
+        reactor.stop()
+
+reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
+reactor.callLater(10, reactor.stop)
+reactor.run()
+`;
+
+Deno.test({
+  name:
+    "asynchat_line_echo_server.ts echoes a 300 KiB line to Twisted's LineReceiver",
+  ignore: twistedPython === undefined,
+  async fn() {
+    await using example = await startServer("asynchat_line_echo_server.ts");
+    const { code, stdout, stderr } = await runPython(
+      TWISTED_LINE_CLIENT,
+      [String(example.port), "307200"],
+      20_000,
+      twistedPython,
+    );
+    assertEquals([code, stderr], [0, ""]);
+    assertEquals(stdout, "307200 True\n");
+    await stopCleanly(example);
+  },
 });

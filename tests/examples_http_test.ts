@@ -1,12 +1,15 @@
 // End-to-end tests of examples/http_client.ts against a local Deno.serve.
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
+import { Peer } from "./_helpers.ts";
 import {
   assertUsageError,
   bytes,
+  hasPython3,
   pattern,
   runExample,
   text,
+  writeAll,
 } from "./_examples_helpers.ts";
 
 /** One `--- URL (N bytes)` section of http_client.ts's output. */
@@ -183,4 +186,108 @@ Deno.test("http_client.ts rejects what it cannot fetch", async () => {
   );
   await assertUsageError("http_client.ts", ["not a url"], /not a URL/);
   await assertUsageError("http_client.ts", [], /missing URL\.\.\./);
+});
+
+/**
+ * A server that answers each connection with the next of `responses` and
+ * closes: for responses cut short, since Deno.serve sends whole ones.
+ */
+function rawServer(responses: string[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for (const response of responses) {
+      const conn = await listener.accept();
+      try {
+        await conn.read(new Uint8Array(4096)); // the request
+        await writeAll(conn, bytes(response));
+      } finally {
+        conn.close();
+      }
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${listener.addr.port}/`,
+    async close(): Promise<void> {
+      try {
+        await serving;
+      } finally {
+        listener.close();
+      }
+    },
+  };
+}
+
+Deno.test("http_client.ts reports a response shorter than its Content-Length, or without a whole head", async () => {
+  for (
+    const [response, problem] of [
+      [
+        "HTTP/1.0 200 OK\r\nContent-Length: 5000\r\n\r\n" + "z".repeat(1000),
+        "the server closed after 1000 of 5000 bytes of body",
+      ],
+      [
+        "HTTP/1.0 200 OK\r\nContent-Le",
+        "the server closed before the end of the response head",
+      ],
+      ["", "the server closed before the end of the response head"],
+    ]
+  ) {
+    const server = rawServer([response]);
+    try {
+      const { code, stdout, stderr } = await runExample("http_client.ts", [
+        server.url,
+      ]);
+      assertEquals(
+        [code, text(stdout), stderr],
+        [1, "", `http_client.ts: ${server.url}: ${problem}\n`],
+      );
+    } finally {
+      await server.close();
+    }
+  }
+  // Whole: as long as announced, or no Content-Length (ends at close).
+  const server = rawServer([
+    "HTTP/1.0 200 OK\r\ncontent-length:  3\r\n\r\nabc",
+    "HTTP/1.0 200 OK\r\n\r\nuntil the end",
+  ]);
+  try {
+    for (const body of ["abc", "until the end"]) {
+      const { code, stdout, stderr } = await runExample("http_client.ts", [
+        server.url,
+      ]);
+      assertEquals([code, stderr], [0, ""]);
+      assertEquals(parseSections(stdout).map((s) => text(s.body)), [body]);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+/** CPython: sends a head and part of the body, then resets (SO_LINGER 0). */
+const RESETTING_SERVER = `
+import socket, struct
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.recv(4096)
+conn.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n" + b"r" * 1000)
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+conn.close()
+listener.close()
+`;
+
+Deno.test({
+  name:
+    "http_client.ts reports a response cut short by a reset from a CPython server",
+  ignore: !hasPython3,
+  async fn() {
+    await using server = Peer.pythonCode(RESETTING_SERVER);
+    const url = `http://127.0.0.1:${await server.line()}/`;
+    const { code, stdout, stderr } = await runExample("http_client.ts", [url]);
+    await server.exit();
+    assertEquals([code, text(stdout)], [1, ""]);
+    assertMatch(
+      stderr,
+      new RegExp(`^http_client.ts: ${url}: .*reset.*\n$`, "i"),
+    );
+  },
 });

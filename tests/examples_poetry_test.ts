@@ -69,9 +69,18 @@ Deno.test("poetry_server.ts sends its poem to each client and closes", async () 
   await using server = await startServer("poetry_server.ts", [], {
     allowRead: true,
   });
+  await server.waitForOutput(/^Serving /m);
   assertStringIncludes(
     server.stdout,
     `Serving examples/poetry/death_be_not_proud.txt (${DONNE.length} bytes)\n`,
+  );
+  // "listening on" first, as every other server prints it.
+  assertEquals(
+    server.stdout.split("\n").slice(0, 2),
+    [
+      `listening on 127.0.0.1:${server.port}`,
+      `Serving examples/poetry/death_be_not_proud.txt (${DONNE.length} bytes)`,
+    ],
   );
   const conns = await Promise.all([1, 2, 3].map(() => connect(server.port)));
   try {

@@ -2,6 +2,8 @@
 // proxy to a local echo server.
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
+import { probe } from "./_helpers.ts";
+import { Peer } from "./_helpers.ts";
 import {
   assertClosedByPeer,
   assertLines,
@@ -10,12 +12,16 @@ import {
   closeQuietly,
   connect,
   echo,
+  hasPython3,
   readToEnd,
+  runPython,
   startServer,
   stopCleanly,
   text,
   writeAll,
 } from "./_examples_helpers.ts";
+
+const hasCurl = probe("curl", ["--version"]);
 
 /**
  * A local echo server: echoes what it reads; after echoing a `bye\n` it
@@ -209,11 +215,139 @@ Deno.test("proxy.ts explains its command line", async () => {
   await assertUsageError(
     "proxy.ts",
     ["127.0.0.1", "60000"],
-    /SERVER_PORT \+ 8000 is past 65535; choose a port with --listen/,
+    /SERVER_PORT \+ 8000 is past 65535; choose a port with --port/,
   );
   await assertUsageError(
     "proxy.ts",
     ["--listen", "70000", "127.0.0.1", "80"],
     /--listen must be a port number/,
   );
+  await assertUsageError(
+    "proxy.ts",
+    ["--port", "70000", "127.0.0.1", "80"],
+    /--port must be a port number/,
+  );
+});
+
+/**
+ * CPython's http.server, HTTP/1.1 with keep-alive: `GET /long` answers a
+ * JSON body of one 200,000-byte line, `POST` echoes the body it was sent.
+ */
+const HTTP_BACKEND = `
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.answer(b'{"data": "' + b"x" * 200000 + b'"}')
+    def do_POST(self):
+        self.answer(self.rfile.read(int(self.headers["Content-Length"])))
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+`;
+
+/** CPython's http.client: one keep-alive connection, three requests. */
+const HTTP_CLIENT = `
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+conn.request("GET", "/long")
+print(len(conn.getresponse().read()))
+for body in [b"a body with no newline", b"and another"]:
+    conn.request("POST", "/echo", body=body)
+    print(conn.getresponse().read().decode())
+conn.close()
+`;
+
+Deno.test({
+  name:
+    "proxy.ts carries a long line and bodies without a newline between CPython's http.client and http.server",
+  ignore: !hasPython3,
+  async fn() {
+    await using backend = Peer.pythonCode(HTTP_BACKEND);
+    const port = await backend.line();
+    await using proxy = await startServer("proxy.ts", ["127.0.0.1", port]);
+    const { code, stdout, stderr } = await runPython(HTTP_CLIENT, [
+      String(proxy.port),
+    ], 20_000);
+    assertEquals([code, stderr], [0, ""]);
+    assertEquals(
+      stdout,
+      [
+        String(200_012),
+        "a body with no newline",
+        "and another",
+        "",
+      ].join("\n"),
+    );
+    // The heads are logged line by line; the bodies are counted.
+    await proxy.waitForOutput(/^Closing \(0\)$/m);
+    const finished = await stopCleanly(proxy);
+    assertLines(finished.stdout, [
+      '<== (0) "GET /long HTTP/1.1\\r"',
+      '<== (0) "\\r"',
+      '==> (0) "HTTP/1.1 200 OK\\r"',
+      '==> (0) "Content-Length: 200012\\r"',
+    ]);
+    assertMatch(finished.stdout, /^==> \(0\) \d+ more bytes$/m);
+  },
+});
+
+Deno.test({
+  name: "proxy.ts carries a long line to curl",
+  ignore: !hasPython3 || !hasCurl,
+  async fn() {
+    await using backend = Peer.pythonCode(HTTP_BACKEND);
+    const port = await backend.line();
+    await using proxy = await startServer("proxy.ts", ["127.0.0.1", port]);
+    const curl = await new Deno.Command("curl", {
+      args: [
+        "-sS",
+        "--max-time",
+        "10",
+        `http://127.0.0.1:${proxy.port}/long`,
+      ],
+      stdin: "null",
+    }).output();
+    assertEquals(text(curl.stderr), "");
+    assertEquals(curl.code, 0);
+    assertEquals(text(curl.stdout), `{"data": "${"x".repeat(200_000)}"}`);
+    await stopCleanly(proxy);
+  },
+});
+
+Deno.test("proxy.ts (on --port) passes on bytes as they come, without waiting for a newline", async () => {
+  const upstream = echoServer();
+  await using proxy = await startServer("proxy.ts", [
+    "127.0.0.1",
+    String(upstream.port),
+  ]);
+  const conn = await connect(proxy.port);
+  try {
+    // No newline: each piece must come back before the next is sent.
+    for (const piece of ["partial", " line", " of a body"]) {
+      assertEquals(text(await echo(conn, bytes(piece))), piece);
+    }
+    // A line far over 64 KiB, and the log shows its start only.
+    const long = bytes("y".repeat(300_000) + "\n");
+    assertEquals(await echo(conn, long), long);
+    assertEquals(text(await echo(conn, bytes("bye\n"))), "bye\n");
+    await assertClosedByPeer(conn);
+  } finally {
+    closeQuietly(conn);
+  }
+  await upstream.close();
+  await proxy.waitForOutput(/^Closing \(0\)$/m);
+  const { stdout } = await stopCleanly(proxy);
+  assertLines(stdout, [
+    `<== (0) "partial line of a body${
+      "y".repeat(978)
+    }" (first 1000 of 300022 bytes)`,
+  ]);
 });

@@ -33,6 +33,7 @@ import {
   dial,
   type Endpoint,
   FAMILIES,
+  hasIPv6,
   hostOf,
   isPattern,
   pattern,
@@ -832,4 +833,52 @@ Deno.test("Socket: a closed socket gives up on a peer that never reads after lin
   } finally {
     peer.close();
   }
+});
+
+for (const hostname of ["127.0.0.1", "::1"]) {
+  Deno.test({
+    name: `Socket: waitClosed() frees a closed listener's port on ${hostname}`,
+    ignore: hostname === "::1" && !hasIPv6,
+    async fn() {
+      // A listening socket always has an accept in flight; the port is free
+      // again once close() has cancelled it, which waitClosed() reports.
+      const first = new Socket();
+      first.bind({ hostname, port: 0 });
+      first.listen(5);
+      const port = portOf(first.getsockname());
+      first.close();
+      await within(5000, "waitClosed()", first.waitClosed());
+      using second = new Socket();
+      second.bind({ hostname, port });
+      second.listen(5);
+      assertEquals(portOf(second.getsockname()), port);
+      // It serves: the port is really this socket's now.
+      const peer = await dial(second.getsockname());
+      try {
+        assertEquals(await select([second], [], [], 5000), [[second], [], []]);
+        second.accept()[0].close();
+      } finally {
+        peer.close();
+      }
+      // Called again, or on a socket that never listened, it resolves too.
+      await within(5000, "waitClosed() again", first.waitClosed());
+      const fresh = new Socket();
+      const waiting = fresh.waitClosed();
+      fresh.close();
+      await within(5000, "a fresh socket's waitClosed()", waiting);
+    },
+  });
+}
+
+Deno.test("Socket: waitClosed() resolves once the bytes send() accepted are delivered", async () => {
+  using endpoint = FAMILIES[0].endpoint();
+  using pair = await connectedPair(endpoint, { sendBufferSize: 1 << 20 });
+  const big = pattern(1 << 20);
+  assertEquals(pair.client.send(big), big.length);
+  pair.client.close();
+  const waiting = pair.client.waitClosed();
+  const received = await recvAll(pair.server);
+  await within(5000, "waitClosed()", waiting);
+  assertEquals(received.length, big.length);
+  assert(isPattern(received), "the bytes arrived in order");
 });
