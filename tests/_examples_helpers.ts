@@ -331,7 +331,7 @@ export async function readExactly(
   let offset = 0;
   await within(
     ms,
-    `reading ${n} bytes (got ${offset})`,
+    () => `reading ${n} bytes (got ${offset})`,
     (async () => {
       while (offset < n) {
         const count = await conn.read(out.subarray(offset));

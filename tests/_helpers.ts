@@ -143,11 +143,12 @@ function isTimeout(error: unknown): boolean {
 /**
  * Resolves with `promise`, or (`deadline` from @std/async) rejects with an
  * AssertionError naming `what` once `ms` pass, after calling `onTimeout`
- * (which should cancel the work: kill a child, close a connection).
+ * (which should cancel the work: kill a child, close a connection). `what`
+ * may be a function, to say how far the work got when it timed out.
  */
 export async function within<T>(
   ms: number,
-  what: string,
+  what: string | (() => string),
   promise: Promise<T>,
   onTimeout?: () => void,
 ): Promise<T> {
@@ -156,7 +157,8 @@ export async function within<T>(
   } catch (error) {
     if (!isTimeout(error)) throw error;
     onTimeout?.();
-    throw new AssertionError(`${what}: not done within ${ms} ms`);
+    const named = typeof what === "function" ? what() : what;
+    throw new AssertionError(`${named}: not done within ${ms} ms`);
   }
 }
 
