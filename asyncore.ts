@@ -842,12 +842,63 @@ function fault(obj: Dispatcher, error: unknown): void {
   }
 }
 
-/** Dispatches a read event to `obj`, as Python's `asyncore.read()`. */
+/**
+ * Dispatches a read event to `obj`, as Python's `asyncore.read()`: what a
+ * handler throws goes to `obj.handleError()`.
+ *
+ * @example A handler's error goes to handleError()
+ * ```ts
+ * import { Dispatcher, read } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Channel extends Dispatcher {
+ *   caught: unknown = null;
+ *   override handleRead(): void {
+ *     throw new RangeError("bad record");
+ *   }
+ *   override handleError(error: unknown): void {
+ *     this.caught = error;
+ *   }
+ * }
+ * const channel = new Channel(undefined, new Map());
+ * channel.connected = true;
+ * read(channel);
+ * assertEquals((channel.caught as Error).message, "bad record");
+ * ```
+ *
+ * @param obj The channel that is readable.
+ */
 export function read(obj: Dispatcher): void {
   guard(obj, () => obj.handleReadEvent());
 }
 
-/** Dispatches a write event to `obj`, as Python's `asyncore.write()`. */
+/**
+ * Dispatches a write event to `obj`, as Python's `asyncore.write()`: a
+ * channel still connecting completes its connect first.
+ *
+ * @example A connecting channel hears of its connect, then writes
+ * ```ts
+ * import { Dispatcher, write } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Channel extends Dispatcher {
+ *   calls: string[] = [];
+ *   override handleConnect(): void {
+ *     this.calls.push("connect");
+ *   }
+ *   override handleWrite(): void {
+ *     this.calls.push("write");
+ *   }
+ * }
+ * const channel = new Channel(undefined, new Map());
+ * channel.connecting = true;
+ * write(channel);
+ * assertEquals(channel.calls, ["connect", "write"]);
+ * assertEquals(channel.connected, true);
+ * ```
+ *
+ * @param obj The channel that is writable.
+ */
 export function write(obj: Dispatcher): void {
   guard(obj, () => obj.handleWriteEvent());
 }
@@ -859,6 +910,30 @@ function exception(obj: Dispatcher): void {
 /**
  * Dispatches `poll()` flags to `obj`, as Python's `asyncore.readwrite()`.
  * Disconnect errors go to `handleClose()`, other errors to `handleError()`.
+ *
+ * @example Readable and hung up: read, then close
+ * ```ts
+ * import { Dispatcher, readwrite } from "@asyncore/asyncore/asyncore";
+ * import { POLLHUP, POLLIN } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Channel extends Dispatcher {
+ *   calls: string[] = [];
+ *   override handleRead(): void {
+ *     this.calls.push("read");
+ *   }
+ *   override handleClose(): void {
+ *     this.calls.push("close");
+ *   }
+ * }
+ * const channel = new Channel(undefined, new Map());
+ * channel.connected = true;
+ * readwrite(channel, POLLIN | POLLHUP);
+ * assertEquals(channel.calls, ["read", "close"]);
+ * ```
+ *
+ * @param obj The channel with events.
+ * @param flags `POLL*` bits.
  */
 export function readwrite(obj: Dispatcher, flags: number): void {
   guard(obj, () => {
