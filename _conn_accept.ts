@@ -1,7 +1,14 @@
 // The promise backend's listening side: one `Deno.Listener.accept()` in
 // flight (Deno allows no more) while the backlog has room.
+//
+// Deno completes an accept at once when the kernel holds a connection, so a
+// burst of connections is taken in by a chain of microtasks. Readiness is
+// reported once the chain stops (after the event loop turns) or the backlog
+// is full, not per connection: a loop then serves the whole burst in one pass
+// instead of asking every channel what it wants once per connection.
 
 import type { ConnSource } from "./_conn_source.ts";
+import { afterTurn } from "./_turns.ts";
 
 /** Connections taken in ahead of `accept()`, wrapped as `T`. */
 export class AcceptPump<T extends { close(): void }> {
@@ -16,6 +23,11 @@ export class AcceptPump<T extends { close(): void }> {
   #listener: Deno.Listener;
   #wrap: (conn: Deno.Conn) => T;
   #accepting = false;
+  #reportQueued = false;
+  #report = (): void => {
+    this.#reportQueued = false;
+    if (!this.#core.closed) this.#core.changed();
+  };
 
   constructor(
     core: ConnSource,
@@ -53,7 +65,12 @@ export class AcceptPump<T extends { close(): void }> {
       return;
     }
     this.pending.push(this.#wrap(conn));
-    this.#core.changed();
+    if (this.pending.length >= this.backlog) {
+      this.#core.changed();
+    } else if (!this.#reportQueued) {
+      this.#reportQueued = true;
+      afterTurn(this.#report);
+    }
     this.start();
   }
 

@@ -53,11 +53,14 @@ export class ReadPump {
     if (size <= 0) return;
     let region = this.#region;
     let used = this.#regionUsed;
-    // A small reader reads into what is left of its region until too little
-    // is, so one region serves several short messages.
+    // A reader reads into what is left of its region until less than a
+    // quarter of the read it wants is, so one region serves several messages
+    // (allocating, and the first touch of fresh memory, cost more than a
+    // shorter read).
     if (
-      region === null || (region.length - used < size &&
-        (region.length - used < MIN_TAIL || this.#readSize > MIN_READ_SIZE))
+      region === null ||
+      (region.length - used < size &&
+        region.length - used < Math.max(MIN_TAIL, size >> 2))
     ) {
       region = this.#region = allocateRegion(
         this.#readSize === MIN_READ_SIZE

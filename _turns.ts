@@ -17,18 +17,28 @@ export function turned(): void {
   lastTurn = performance.now();
 }
 
-/** Lets the event loop run once; a fresh channel, so nothing outlives the call. */
+/**
+ * Calls `fn` once the event loop has turned (after the I/O completions that
+ * are ready now); a fresh channel, so nothing outlives the call.
+ */
+export function afterTurn(fn: () => void): void {
+  const { port1, port2 } = new MessageChannel();
+  port1.onmessage = () => {
+    port1.close();
+    fn();
+  };
+  port2.postMessage(null);
+  port2.close();
+}
+
+/** Lets the event loop run once. */
 function yieldTurn(): Promise<void> {
-  return new Promise((resolve) => {
-    const { port1, port2 } = new MessageChannel();
-    port1.onmessage = () => {
-      port1.close();
+  return new Promise((resolve) =>
+    afterTurn(() => {
       turned();
       resolve();
-    };
-    port2.postMessage(null);
-    port2.close();
-  });
+    })
+  );
 }
 
 /**

@@ -85,6 +85,7 @@ import {
   HUP,
   Interest,
   READABLE,
+  type Registry,
   WRITABLE,
 } from "./_selector.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
@@ -272,6 +273,14 @@ const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
  * (await listener.accept()).close();
  * ```
  */
+/** Registers `obj`'s socket with `registry` for `interest` (0: not at all). */
+let register: (
+  obj: Dispatcher,
+  registry: Registry,
+  sock: Socket,
+  interest: Interest,
+) => void;
+
 export class Dispatcher {
   /** Whether `send` on this channel logs what it sends. */
   debug = false;
@@ -303,6 +312,26 @@ export class Dispatcher {
   #loopMap: ChannelMap | null = null;
   #fileno: number | null = null;
   #startingTls = false;
+  // What the loop last registered this channel's socket for: a pass
+  // re-registers only when that changes (see `register`).
+  #registry: Registry | null = null;
+  #registeredSocket: Socket | null = null;
+  #interest = 0;
+
+  static {
+    register = (obj, registry, sock, interest) => {
+      if (
+        obj.#registeredSocket === sock && obj.#interest === interest &&
+        obj.#registry === registry
+      ) return;
+      obj.#deregister();
+      if (interest === 0) return;
+      registry.register(sourceOf(sock), sock.fileno(), interest);
+      obj.#registry = registry;
+      obj.#registeredSocket = sock;
+      obj.#interest = interest;
+    };
+  }
 
   /**
    * Creates a channel; with a socket (or a `Deno.Conn`) it is connected and
@@ -403,6 +432,7 @@ export class Dispatcher {
     const fd = this.#fileno;
     if (fd === null) return;
     const channels = map ?? this.#map;
+    this.#deregister();
     if (channels.get(fd) === this) {
       channels.delete(fd);
       // A loop waiting on this map must see it change (it may now be empty).
@@ -736,6 +766,13 @@ export class Dispatcher {
     this.close();
   }
 
+  #deregister(): void {
+    const sock = this.#registeredSocket;
+    if (sock !== null) this.#registry!.deregister(sourceOf(sock));
+    this.#registry = this.#registeredSocket = null;
+    this.#interest = 0;
+  }
+
   #requireSocket(operation: string): Socket {
     if (this.socket === null) {
       // A programming error, not a disconnect: it goes to handleError().
@@ -1036,17 +1073,11 @@ async function pass(
     }
     const sock = obj.socket;
     if (sock === null) return;
-    if (!isR && !isW) {
-      registry.deregister(sourceOf(sock));
-    } else if (sock.closed) {
+    if ((isR || isW) && sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
       guard(obj, () => obj.handleClose());
     } else {
-      registry.reregister(
-        sourceOf(sock),
-        sock.fileno(),
-        Interest.of(isR, isW),
-      );
+      register(obj, registry, sock, Interest.of(isR, isW));
     }
   });
   // Wait. With nothing registered this only sleeps, unless the waker fires.
