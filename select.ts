@@ -158,43 +158,72 @@ export async function select<
   ];
   const isEmpty = ([r, w, x]: [R[], W[], X[]]) =>
     r.length === 0 && w.length === 0 && x.length === 0;
+  return await waitFor(
+    scan,
+    (result) => !isEmpty(result),
+    () => {
+      // Errors are always reported, so an xlist socket asks for nothing more.
+      const wanted = new Map<Socket, Interest>();
+      const add = (sock: Socket, bits: number) =>
+        wanted.set(sock, ((wanted.get(sock) ?? 0) | bits) as Interest);
+      for (const sock of rs) add(sock, Interest.READABLE);
+      for (const sock of ws) add(sock, Interest.WRITABLE);
+      for (const sock of xs) add(sock, Interest.NONE);
+      return wanted;
+    },
+    limit,
+    options.signal,
+    () => {
+      // As if select() were called again: a socket closed meanwhile is an
+      // error, not something to wait on forever.
+      for (const sock of [...rs, ...ws, ...xs]) {
+        if (sock.closed) throw closedError("select");
+      }
+    },
+  );
+}
+
+/**
+ * The wait of select() and Poll.poll(): returns `scan()` once `found()` says
+ * it holds something. Until then the sockets `watch()` names are registered
+ * with a selector of their own, and scanned again after each wake-up, until
+ * `limit` ms pass or `signal` aborts (then the empty scan is returned).
+ * `woken` runs after each wake-up, before the scan.
+ */
+async function waitFor<T>(
+  scan: () => T,
+  found: (result: T) => boolean,
+  watch: () => Map<Socket, Interest>,
+  limit: number | undefined,
+  signal: AbortSignal | undefined,
+  woken?: () => void,
+): Promise<T> {
   let result = scan();
-  if (!isEmpty(result) || limit === 0) {
+  if (found(result) || limit === 0) {
     const turn = passWithoutWait();
-    return turn ? turn.then(scan) : result;
+    if (turn === undefined) return result;
+    await turn;
+    return scan();
   }
-  // Errors are always reported, so an xlist socket asks for nothing more.
-  const wanted = new Map<Socket, number>();
-  for (const sock of rs) wanted.set(sock, (wanted.get(sock) ?? 0) | READABLE);
-  for (const sock of ws) wanted.set(sock, (wanted.get(sock) ?? 0) | WRITABLE);
-  for (const sock of xs) wanted.set(sock, wanted.get(sock) ?? 0);
+  const watched = watch();
   const selector = new Selector();
   const { registry } = selector;
-  for (const [sock, interest] of wanted) {
-    registry.register(sourceOf(sock), sock.fileno(), interest as Interest);
+  for (const [sock, interest] of watched) {
+    registry.register(sourceOf(sock), sock.fileno(), interest);
   }
   const events = new Events();
   const deadline = limit === undefined ? Infinity : performance.now() + limit;
-  const { signal } = options;
   try {
     for (;;) {
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return result;
-      await selector.poll(
-        events,
-        left === Infinity ? undefined : left,
-        signal,
-      );
-      // As if select() were called again: a socket closed meanwhile is an
-      // error, not something to wait on forever.
-      for (const sock of wanted.keys()) {
-        if (sock.closed) throw closedError("select");
-      }
+      await selector.poll(events, left === Infinity ? undefined : left, signal);
+      woken?.();
       result = scan();
-      if (!isEmpty(result)) return result;
+      if (found(result)) return result;
     }
   } finally {
-    for (const sock of wanted.keys()) registry.deregister(sourceOf(sock));
+    for (const sock of watched.keys()) registry.deregister(sourceOf(sock));
   }
 }
 
@@ -300,43 +329,26 @@ export class Poll {
     const limit = typeof timeout === "number" && timeout < 0
       ? undefined
       : checkTimeout("timeout", timeout);
-    let result = this.#scan();
-    if (result.length > 0 || limit === 0) {
-      const turn = passWithoutWait();
-      return turn ? turn.then(() => this.#scan()) : result;
-    }
-    const selector = new Selector();
-    const { registry } = selector;
-    const watched: Socket[] = [];
-    for (const [fd, mask] of this.#registered) {
-      const sock = sockets.get(fd);
-      if (sock === undefined) continue;
-      // POLLPRI never shows on a stream socket: it asks for nothing.
-      registry.register(
-        sourceOf(sock),
-        fd,
-        Interest.of((mask & POLLIN) !== 0, (mask & POLLOUT) !== 0),
-      );
-      watched.push(sock);
-    }
-    const events = new Events();
-    const deadline = limit === undefined ? Infinity : performance.now() + limit;
-    const { signal } = options;
-    try {
-      for (;;) {
-        const left = deadline - performance.now();
-        if (left <= 0 || signal?.aborted) return result;
-        await selector.poll(
-          events,
-          left === Infinity ? undefined : left,
-          signal,
-        );
-        result = this.#scan();
-        if (result.length > 0) return result;
-      }
-    } finally {
-      for (const sock of watched) registry.deregister(sourceOf(sock));
-    }
+    return await waitFor(
+      () => this.#scan(),
+      (result) => result.length > 0,
+      () => {
+        const watched = new Map<Socket, Interest>();
+        for (const [fd, mask] of this.#registered) {
+          const sock = sockets.get(fd);
+          // POLLPRI never shows on a stream socket: it asks for nothing.
+          if (sock !== undefined) {
+            watched.set(
+              sock,
+              Interest.of((mask & POLLIN) !== 0, (mask & POLLOUT) !== 0),
+            );
+          }
+        }
+        return watched;
+      },
+      limit,
+      options.signal,
+    );
   }
 
   #checkMask(eventmask: number): number {
