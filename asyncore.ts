@@ -246,6 +246,14 @@ function formatBytes(bytes: Uint8Array): string {
 const adopted = new WeakSet<Socket>();
 const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
 
+/** Registers `obj`'s socket with `registry` for `interest` (0: not at all). */
+let register: (
+  obj: Dispatcher,
+  registry: Registry,
+  sock: Socket,
+  interest: Interest,
+) => void;
+
 /**
  * A channel: a socket and the handlers the loop calls when it is ready.
  * Python's `asyncore.dispatcher`; subclass it and override the `handle*`
@@ -273,14 +281,6 @@ const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
  * (await listener.accept()).close();
  * ```
  */
-/** Registers `obj`'s socket with `registry` for `interest` (0: not at all). */
-let register: (
-  obj: Dispatcher,
-  registry: Registry,
-  sock: Socket,
-  interest: Interest,
-) => void;
-
 export class Dispatcher {
   /** Whether `send` on this channel logs what it sends. */
   debug = false;
