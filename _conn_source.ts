@@ -3,9 +3,8 @@
 // would (receive side in _conn_read.ts, send side in _conn_write.ts, listening
 // side in _conn_accept.ts, STARTTLS splice in _tls.ts), derives readiness from
 // them, and pushes every change of it to the registries it is registered
-// with (_selector.ts). The public `Socket` (socket.ts) checks arguments and
-// state and delegates here; a second backend gives `Socket` the same
-// operations on a descriptor of its own.
+// with (_selector.ts). It implements `SocketBackend` (_backend.ts), what the
+// public `Socket` (socket.ts) delegates to.
 
 import {
   ERROR,
@@ -14,7 +13,6 @@ import {
   READABLE,
   type Registration,
   type Registry,
-  type Source,
   type Token,
   WRITABLE,
 } from "./_selector.ts";
@@ -24,14 +22,7 @@ import { AcceptPump } from "./_conn_accept.ts";
 import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
-
-/** Where a socket is in its life. */
-export type State =
-  | "fresh"
-  | "bound"
-  | "listening"
-  | "connecting"
-  | "connected";
+import type { SocketBackend, State } from "./_backend.ts";
 
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {
@@ -39,7 +30,8 @@ export interface Accepted {
 }
 
 /** A socket on Deno's promise-based connections. */
-export class ConnSource<T extends Accepted = Accepted> implements Source {
+export class ConnSource<T extends Accepted = Accepted>
+  implements SocketBackend<T> {
   state: State = "fresh";
   /** The pending error (`SO_ERROR`). */
   error: Error | null = null;
@@ -63,8 +55,8 @@ export class ConnSource<T extends Accepted = Accepted> implements Source {
   readonly reader: ReadPump;
   readonly writer: WritePump;
   acceptor: AcceptPump<T> | null = null;
-  noDelay: boolean | undefined;
-  keepAlive: boolean | undefined;
+  #noDelay: boolean | undefined;
+  #keepAlive: boolean | undefined;
 
   #wrap: (conn: Deno.Conn) => T;
   // Usually one registration (the loop's); select() and Poll add their own
@@ -258,15 +250,62 @@ export class ConnSource<T extends Accepted = Accepted> implements Source {
     return count;
   }
 
-  setRecvLimit(size: number): void {
+  get recvLimit(): number {
+    return this.reader.limit;
+  }
+  set recvLimit(size: number) {
     this.reader.limit = size;
     this.reader.start();
   }
 
-  setSendLimit(size: number): void {
+  get sendLimit(): number {
+    return this.writer.limit;
+  }
+  set sendLimit(size: number) {
     const wasFull = this.writer.full;
     this.writer.limit = size;
     if (wasFull && !this.writer.full) this.changed();
+  }
+
+  get lingerTimeout(): number {
+    return this.writer.lingerTimeout;
+  }
+  set lingerTimeout(ms: number) {
+    this.writer.lingerTimeout = ms;
+  }
+
+  get recvBuffered(): number {
+    return this.reader.rx.length;
+  }
+
+  get sendBuffered(): number {
+    return this.writer.tx.length;
+  }
+
+  get readDone(): boolean {
+    return this.reader.eof || this.reader.shutRead;
+  }
+
+  get writeShut(): boolean {
+    return this.writer.shutWrite;
+  }
+
+  localAddr(): Deno.Addr | null {
+    return this.listener?.addr ?? (this.raw ?? this.conn)?.localAddr ?? null;
+  }
+
+  remoteAddr(): Deno.Addr | null {
+    return (this.raw ?? this.conn)?.remoteAddr ?? null;
+  }
+
+  setNoDelay(noDelay: boolean): void {
+    this.#noDelay = noDelay;
+    this.applyOptions();
+  }
+
+  setKeepAlive(keepAlive: boolean): void {
+    this.#keepAlive = keepAlive;
+    this.applyOptions();
   }
 
   shutdown(read: boolean, write: boolean): void {
@@ -357,8 +396,8 @@ export class ConnSource<T extends Accepted = Accepted> implements Source {
     const tcp = conn as Deno.TcpConn | null;
     // A TlsConn has no socket options; neither has a Unix connection.
     if (tcp === null || typeof tcp.setNoDelay !== "function") return;
-    if (this.noDelay !== undefined) tcp.setNoDelay(this.noDelay);
-    if (this.keepAlive !== undefined) tcp.setKeepAlive(this.keepAlive);
+    if (this.#noDelay !== undefined) tcp.setNoDelay(this.#noDelay);
+    if (this.#keepAlive !== undefined) tcp.setKeepAlive(this.#keepAlive);
   }
 
   /** A handshake completed: `conn` carries the plaintext from now on. */

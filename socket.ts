@@ -27,6 +27,7 @@
  */
 
 import { ConnSource } from "./_conn_source.ts";
+import type { SocketBackend } from "./_backend.ts";
 import { checkTlsOptions, isServerSide } from "./_tls.ts";
 import { setSourceAccessor, sockets } from "./_sockets.ts";
 import {
@@ -198,7 +199,7 @@ export class Socket {
 
   readonly #transport: "tcp" | "unix";
   #fd: number;
-  #io: ConnSource<Socket>;
+  #io: SocketBackend<Socket>;
   #tls: TlsOptions | null = null;
   // The hostname connected to: the name a client's STARTTLS verifies.
   #peerName = "";
@@ -242,8 +243,8 @@ export class Socket {
       sendBufferSize,
       (conn) =>
         Socket.fromConn(conn, {
-          recvBufferSize: this.#io.reader.limit,
-          sendBufferSize: this.#io.writer.limit,
+          recvBufferSize: this.#io.recvLimit,
+          sendBufferSize: this.#io.sendLimit,
         }),
     );
     this.#fd = sockets.allocate(this);
@@ -281,7 +282,8 @@ export class Socket {
       sendBufferSize: options.sendBufferSize,
       transport,
     });
-    sock.#io.attach(
+    // Wrapping a Deno.Conn is the promise backend's own business.
+    (sock.#io as ConnSource<Socket>).attach(
       conn,
       typeof (conn as Deno.TlsConn).handshake === "function",
     );
@@ -322,18 +324,18 @@ export class Socket {
 
   /** The bound of the receive buffer, in bytes. */
   get recvBufferSize(): number {
-    return this.#io.reader.limit;
+    return this.#io.recvLimit;
   }
   set recvBufferSize(size: number) {
-    this.#io.setRecvLimit(checkSize("recvBufferSize", size));
+    this.#io.recvLimit = checkSize("recvBufferSize", size);
   }
 
   /** The bound of the send buffer, in bytes. */
   get sendBufferSize(): number {
-    return this.#io.writer.limit;
+    return this.#io.sendLimit;
   }
   set sendBufferSize(size: number) {
-    this.#io.setSendLimit(checkSize("sendBufferSize", size));
+    this.#io.sendLimit = checkSize("sendBufferSize", size);
   }
 
   /**
@@ -345,7 +347,7 @@ export class Socket {
    * @default {30000}
    */
   get lingerTimeout(): number {
-    return this.#io.writer.lingerTimeout;
+    return this.#io.lingerTimeout;
   }
   set lingerTimeout(ms: number) {
     const timeout = checkTimeout("lingerTimeout", ms);
@@ -354,17 +356,17 @@ export class Socket {
         `lingerTimeout must be a finite number of ms, got ${describe(ms)}`,
       );
     }
-    this.#io.writer.lingerTimeout = timeout;
+    this.#io.lingerTimeout = timeout;
   }
 
   /** The number of received bytes waiting for `recv`. */
   get recvBuffered(): number {
-    return this.#io.reader.rx.length;
+    return this.#io.recvBuffered;
   }
 
   /** The number of bytes `send` accepted that the peer has not been sent yet. */
   get sendBuffered(): number {
-    return this.#io.writer.tx.length;
+    return this.#io.sendBuffered;
   }
 
   /**
@@ -547,18 +549,18 @@ export class Socket {
         "startTls: the connection already uses TLS",
       );
     }
-    if (io.state !== "connected" || io.conn === null) {
+    const remote = io.remoteAddr();
+    if (io.state !== "connected" || remote === null) {
       throw new Deno.errors.NotConnected(
         "startTls: the socket is not connected",
       );
     }
     if (io.error) throw io.error;
-    if (io.writer.shutWrite) {
+    if (io.writeShut) {
       throw new Deno.errors.BrokenPipe(
         "startTls: the socket is shut for writing",
       );
     }
-    const remote = io.conn.remoteAddr;
     io.startTls(
       tls,
       this.#peerName ||
@@ -587,7 +589,7 @@ export class Socket {
     const data = io.read(bufsize);
     if (data !== null) return data;
     if (io.error) throw io.error;
-    if (io.reader.eof || io.reader.shutRead) return EMPTY;
+    if (io.readDone) return EMPTY;
     if (io.state !== "connected" && io.state !== "connecting") {
       throw new Deno.errors.NotConnected("recv: the socket is not connected");
     }
@@ -614,7 +616,7 @@ export class Socket {
     if (io.state !== "connected") {
       throw new Deno.errors.NotConnected("send: the socket is not connected");
     }
-    if (io.writer.shutWrite) {
+    if (io.writeShut) {
       throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
     }
     if (bytes.length === 0) return 0;
@@ -666,8 +668,7 @@ export class Socket {
   /** The local address. */
   getsockname(): Deno.Addr {
     this.#checkOpen("getsockname");
-    const io = this.#io;
-    const local = io.listener?.addr ?? (io.raw ?? io.conn)?.localAddr;
+    const local = this.#io.localAddr();
     if (local) return tcpAddr(local);
     return this.#transport === "unix"
       ? { transport: "unix", path: "" }
@@ -681,13 +682,13 @@ export class Socket {
    */
   getpeername(): Deno.Addr {
     this.#checkOpen("getpeername");
-    const conn = this.#io.raw ?? this.#io.conn;
-    if (conn === null) {
+    const remote = this.#io.remoteAddr();
+    if (remote === null) {
       throw new Deno.errors.NotConnected(
         "getpeername: the socket is not connected",
       );
     }
-    return tcpAddr(conn.remoteAddr);
+    return tcpAddr(remote);
   }
 
   /**
@@ -698,8 +699,7 @@ export class Socket {
    */
   setNoDelay(noDelay = true): void {
     this.#checkOpen("setNoDelay");
-    this.#io.noDelay = noDelay;
-    this.#io.applyOptions();
+    this.#io.setNoDelay(noDelay);
   }
 
   /**
@@ -708,8 +708,7 @@ export class Socket {
    */
   setKeepAlive(keepAlive = true): void {
     this.#checkOpen("setKeepAlive");
-    this.#io.keepAlive = keepAlive;
-    this.#io.applyOptions();
+    this.#io.setKeepAlive(keepAlive);
   }
 
   #checkOpen(operation: string): void {
