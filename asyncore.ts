@@ -320,10 +320,14 @@ export class Dispatcher {
 
   static {
     register = (obj, registry, sock, interest) => {
-      if (
-        obj.#registeredSocket === sock && obj.#interest === interest &&
-        obj.#registry === registry
-      ) return;
+      if (obj.#registeredSocket === sock && obj.#registry === registry) {
+        if (obj.#interest === interest) return;
+        if (interest !== 0) {
+          registry.reregister(sourceOf(sock), sock.fileno(), interest);
+          obj.#interest = interest;
+          return;
+        }
+      }
       obj.#deregister();
       if (interest === 0) return;
       registry.register(sourceOf(sock), sock.fileno(), interest);
