@@ -27,6 +27,8 @@ export class ByteQueue {
     const first = this.#chunks[this.#head];
     const available = first.length - this.#offset;
     if (available >= max || available === this.#length) {
+      // The whole front chunk: no new view (a read hands out one per recv).
+      if (this.#offset === 0 && max >= available) return first;
       return first.subarray(
         this.#offset,
         this.#offset + Math.min(max, available),

@@ -1,0 +1,143 @@
+// Tests of the readiness layer (_selector.ts) over real loopback sockets:
+// level-triggered events, interest changes, deregistration, closure, the
+// waker, timeouts and abort signals.
+
+import { assert, assertEquals } from "@std/assert";
+import { getAvailablePort } from "@std/net";
+import { Socket } from "../socket.ts";
+import { select } from "../select.ts";
+import { sourceOf } from "../_sockets.ts";
+import {
+  CLOSED,
+  ERROR,
+  Events,
+  Interest,
+  READABLE,
+  Selector,
+  Waker,
+  WRITABLE,
+} from "../_selector.ts";
+import { within } from "./_helpers.ts";
+
+/** A connected pair over loopback TCP, and the listener; closed on dispose. */
+async function pair(): Promise<
+  { client: Socket; conn: Socket } & Disposable
+> {
+  const server = new Socket();
+  server.bind({ hostname: "127.0.0.1", port: 0 });
+  server.listen();
+  const client = new Socket();
+  client.connect(server.getsockname() as Deno.NetAddr);
+  await select([server], [client], [], 5000);
+  await select([], [client], [], 5000);
+  const [conn] = server.accept();
+  server.close();
+  return {
+    client,
+    conn,
+    [Symbol.dispose]() {
+      client.close();
+      conn.close();
+    },
+  };
+}
+
+function list(events: Events): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < events.length; i++) {
+    out.push([events.token(i), events.readiness(i)]);
+  }
+  return out;
+}
+
+Deno.test("Selector: a ready socket is reported by every poll while it stays ready", async () => {
+  using sockets = await pair();
+  const { client, conn } = sockets;
+  const selector = new Selector();
+  const events = new Events();
+  selector.registry.register(sourceOf(conn), 7, Interest.READABLE);
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+  client.send("hi");
+  await within(5000, "the poll", selector.poll(events, 5000));
+  assertEquals(list(events), [[7, READABLE]]);
+  await selector.poll(events, 0);
+  assertEquals(list(events), [[7, READABLE]], "level-triggered");
+  assertEquals(new TextDecoder().decode(conn.recv(16)), "hi");
+  await selector.poll(events, 0);
+  assertEquals(list(events), [], "no longer ready");
+  selector.registry.deregister(sourceOf(conn));
+});
+
+Deno.test("Selector: reregister changes the interest; deregister stops the reports", async () => {
+  using sockets = await pair();
+  const { client, conn } = sockets;
+  const selector = new Selector();
+  const { registry } = selector;
+  const events = new Events();
+  registry.register(sourceOf(conn), 3, Interest.WRITABLE);
+  await selector.poll(events, 0);
+  assertEquals(list(events), [[3, WRITABLE]]);
+  registry.reregister(sourceOf(conn), 4, Interest.READABLE);
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+  client.send("x");
+  await selector.poll(events, 5000);
+  assertEquals(list(events), [[4, READABLE]]);
+  registry.deregister(sourceOf(conn));
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+});
+
+Deno.test("Selector: a registered socket that is closed is reported once as CLOSED", async () => {
+  using sockets = await pair();
+  const selector = new Selector();
+  const events = new Events();
+  selector.registry.register(sourceOf(sockets.conn), 9, Interest.READABLE);
+  const waiting = selector.poll(events, 5000);
+  sockets.conn.close();
+  await within(1000, "the poll", waiting);
+  assertEquals(list(events), [[9, CLOSED]]);
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+});
+
+Deno.test("Selector: an error is reported whatever the interest", async () => {
+  const port = getAvailablePort();
+  using client = new Socket();
+  const selector = new Selector();
+  const events = new Events();
+  selector.registry.register(sourceOf(client), 5, Interest.NONE);
+  client.connect({ hostname: "127.0.0.1", port }); // nothing listens there
+  await within(5000, "the poll", selector.poll(events, 5000));
+  assertEquals(events.length, 1);
+  assertEquals(events.token(0), 5);
+  assert(events.readiness(0) & ERROR);
+  assert(client.error !== null);
+  selector.registry.deregister(sourceOf(client));
+});
+
+Deno.test("Waker: wakes a waiting poll with one event; a wake with no poll waiting is dropped", async () => {
+  const selector = new Selector();
+  const waker = new Waker(selector.registry, 99);
+  const events = new Events();
+  const waiting = selector.poll(events, 30_000);
+  waker.wake();
+  await within(1000, "the woken poll", waiting);
+  assertEquals(list(events), [[99, READABLE]]);
+  waker.wake();
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+});
+
+Deno.test("Selector: a timeout or an abort ends an idle poll with no events", async () => {
+  const selector = new Selector();
+  const events = new Events();
+  await within(1000, "the timed poll", selector.poll(events, 10));
+  assertEquals(events.length, 0);
+  const controller = new AbortController();
+  const waiting = selector.poll(events, undefined, controller.signal);
+  controller.abort();
+  await within(1000, "the aborted poll", waiting);
+  assertEquals(events.length, 0);
+});
