@@ -40,7 +40,8 @@ import {
   encodeAddress,
   SOCKADDR_STORAGE_SIZE,
 } from "./_sockaddr.ts";
-import { type Address, checkCount, checkSize, describe } from "./_validate.ts";
+import type { Address } from "./socket.ts";
+import { checkCount, checkSize, describe } from "./_validate.ts";
 
 /** The address family of an {@linkcode FdSocket}. */
 export type Family = "ipv4" | "ipv6" | "unix";

@@ -12,7 +12,8 @@
 //   sockaddr_storage 128 bytes: room for any of them.
 
 import { AF_INET, AF_INET6, AF_UNIX } from "./_libc.ts";
-import { type Address, checkAddress, describe } from "./_validate.ts";
+import type { Address } from "./socket.ts";
+import { checkAddress, describe } from "./_validate.ts";
 
 /** Room for any address (`sizeof(struct sockaddr_storage)`). */
 export const SOCKADDR_STORAGE_SIZE = 128;

@@ -12,45 +12,7 @@
 // same way, with a private `Deno.listenTls` listener as the engine.
 
 import { describe } from "./_validate.ts";
-
-/**
- * TLS settings for a {@linkcode Socket}: `cert` and `key` for the server's
- * side of the handshake, `hostname` and `caCerts` for the client's.
- *
- * @example Options for each side
- * ```ts
- * import type { TlsOptions } from "@asyncore/asyncore/select";
- *
- * const server: TlsOptions = {
- *   cert: "-----BEGIN CERTIFICATE-----\n…",
- *   key: "-----BEGIN PRIVATE KEY-----\n…",
- * };
- * const client: TlsOptions = {
- *   hostname: "localhost",
- *   caCerts: ["-----BEGIN CERTIFICATE-----\n…"],
- * };
- * ```
- */
-export interface TlsOptions {
-  /**
-   * The server's certificate chain, PEM-encoded. With `key`, a listening
-   * socket accepts TLS connections and `startTls()` takes the server's side.
-   */
-  cert?: string;
-  /** The private key of `cert`, PEM-encoded (RSA, EC or PKCS #8). */
-  key?: string;
-  /**
-   * The name the server's certificate must carry (and the name sent as SNI).
-   *
-   * @default {the hostname connected to}
-   */
-  hostname?: string;
-  /**
-   * Root certificates (PEM) trusted besides the default ones, e.g. the CA of
-   * a self-signed test certificate.
-   */
-  caCerts?: string[];
-}
+import type { TlsOptions } from "./socket.ts";
 
 /** Checks `value` as {@linkcode TlsOptions}; returns a copy. */
 export function checkTlsOptions(name: string, value: unknown): TlsOptions {

@@ -1,8 +1,5 @@
 // Argument checks shared by the public modules: clear errors naming the argument.
 
-/** A network address: TCP host and port, or a Unix socket path. */
-export type Address = { hostname?: string; port: number } | { path: string };
-
 const encoder = new TextEncoder();
 
 /** Describes a value for an error message. */

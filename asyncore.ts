@@ -69,36 +69,36 @@ import {
   POLLNVAL,
   POLLOUT,
   POLLPRI,
-  Socket,
-  type SocketOptions,
-  type TlsOptions,
 } from "./select.ts";
 import {
   type Address,
-  checkCount,
-  checkTimeout,
-  describe,
-  toBytes,
-} from "./_validate.ts";
+  Socket,
+  type SocketOptions,
+  type TlsOptions,
+} from "./socket.ts";
+import { checkCount, checkTimeout, describe, toBytes } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
-import { Heap } from "./_heap.ts";
+import { kWakeLoop } from "./_readiness.ts";
 import {
-  Alarm,
-  EXCEPTIONAL,
-  kActivity,
-  kHangup,
-  kInterestMask,
-  kInterestOwner,
-  kReadiness,
-  kWakeLoop,
-  LoopInterest,
-  notify,
-  passWithoutWait,
+  ERROR,
+  Events,
+  HUP,
+  Interest,
   READABLE,
-  waitFor,
-  type Watchable,
   WRITABLE,
-} from "./_readiness.ts";
+} from "./_selector.ts";
+import { Alarm, passWithoutWait } from "./_turns.ts";
+import { sourceOf } from "./_sockets.ts";
+import {
+  defaultMap,
+  loopStateOf,
+  nextTimer,
+  runTimers,
+  timerCalls,
+  wakeLoop,
+} from "./_loop_state.ts";
+
+export { callLater, type CallLaterOptions, DelayedCall } from "./timers.ts";
 
 /** The channels one loop serves, keyed by {@linkcode Dispatcher.fileno}. */
 export type ChannelMap = Map<number, Dispatcher>;
@@ -114,7 +114,7 @@ export type ChannelMap = Map<number, Dispatcher>;
  * assertEquals(socketMap.size, 0);
  * ```
  */
-export const socketMap: ChannelMap = new Map();
+export const socketMap: ChannelMap = defaultMap;
 
 /**
  * Thrown by a handler to end {@linkcode loop} at once: the loop rejects with
@@ -403,7 +403,11 @@ export class Dispatcher {
     const fd = this.#fileno;
     if (fd === null) return;
     const channels = map ?? this.#map;
-    if (channels.get(fd) === this) channels.delete(fd);
+    if (channels.get(fd) === this) {
+      channels.delete(fd);
+      // A loop waiting on this map must see it change (it may now be empty).
+      wakeLoop(channels);
+    }
     this.#fileno = null;
   }
 
@@ -838,12 +842,63 @@ function fault(obj: Dispatcher, error: unknown): void {
   }
 }
 
-/** Dispatches a read event to `obj`, as Python's `asyncore.read()`. */
+/**
+ * Dispatches a read event to `obj`, as Python's `asyncore.read()`: what a
+ * handler throws goes to `obj.handleError()`.
+ *
+ * @example A handler's error goes to handleError()
+ * ```ts
+ * import { Dispatcher, read } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Channel extends Dispatcher {
+ *   caught: unknown = null;
+ *   override handleRead(): void {
+ *     throw new RangeError("bad record");
+ *   }
+ *   override handleError(error: unknown): void {
+ *     this.caught = error;
+ *   }
+ * }
+ * const channel = new Channel(undefined, new Map());
+ * channel.connected = true;
+ * read(channel);
+ * assertEquals((channel.caught as Error).message, "bad record");
+ * ```
+ *
+ * @param obj The channel that is readable.
+ */
 export function read(obj: Dispatcher): void {
   guard(obj, () => obj.handleReadEvent());
 }
 
-/** Dispatches a write event to `obj`, as Python's `asyncore.write()`. */
+/**
+ * Dispatches a write event to `obj`, as Python's `asyncore.write()`: a
+ * channel still connecting completes its connect first.
+ *
+ * @example A connecting channel hears of its connect, then writes
+ * ```ts
+ * import { Dispatcher, write } from "@asyncore/asyncore/asyncore";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Channel extends Dispatcher {
+ *   calls: string[] = [];
+ *   override handleConnect(): void {
+ *     this.calls.push("connect");
+ *   }
+ *   override handleWrite(): void {
+ *     this.calls.push("write");
+ *   }
+ * }
+ * const channel = new Channel(undefined, new Map());
+ * channel.connecting = true;
+ * write(channel);
+ * assertEquals(channel.calls, ["connect", "write"]);
+ * assertEquals(channel.connected, true);
+ * ```
+ *
+ * @param obj The channel that is writable.
+ */
 export function write(obj: Dispatcher): void {
   guard(obj, () => obj.handleWriteEvent());
 }
@@ -855,6 +910,30 @@ function exception(obj: Dispatcher): void {
 /**
  * Dispatches `poll()` flags to `obj`, as Python's `asyncore.readwrite()`.
  * Disconnect errors go to `handleClose()`, other errors to `handleError()`.
+ *
+ * @example Readable and hung up: read, then close
+ * ```ts
+ * import { Dispatcher, readwrite } from "@asyncore/asyncore/asyncore";
+ * import { POLLHUP, POLLIN } from "@asyncore/asyncore/select";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Channel extends Dispatcher {
+ *   calls: string[] = [];
+ *   override handleRead(): void {
+ *     this.calls.push("read");
+ *   }
+ *   override handleClose(): void {
+ *     this.calls.push("close");
+ *   }
+ * }
+ * const channel = new Channel(undefined, new Map());
+ * channel.connected = true;
+ * readwrite(channel, POLLIN | POLLHUP);
+ * assertEquals(channel.calls, ["read", "close"]);
+ * ```
+ *
+ * @param obj The channel with events.
+ * @param flags `POLL*` bits.
  */
 export function readwrite(obj: Dispatcher, flags: number): void {
   guard(obj, () => {
@@ -886,7 +965,7 @@ function checkIdle(obj: Dispatcher, now: number): number {
   if (obj.idleTimeout === Infinity || sock === null || !obj.connected) {
     return Infinity;
   }
-  const activity = sock[kActivity];
+  const activity = sourceOf(sock).activity;
   let clock = idleClocks.get(obj);
   if (clock === undefined || clock.activity !== activity) {
     clock = { activity, since: now };
@@ -899,62 +978,19 @@ function checkIdle(obj: Dispatcher, now: number): number {
   return Infinity;
 }
 
-// What each map's loop waits for, kept on the sources themselves from pass
-// to pass (mio's Registry). Each also watches its map's waker.
-const registries = new WeakMap<ChannelMap, LoopInterest>();
-
-/**
- * Wakes a map's loop from its wait when a channel or a timer is added from
- * outside a pass (from other async code), so that it is served now rather
- * than once the wait times out.
- */
-class Waker implements Watchable {
-  [kInterestOwner]: LoopInterest | null = null;
-  [kInterestMask] = READABLE;
-  get [kReadiness](): number {
-    return 0;
-  }
-}
-
-const wakers = new WeakMap<ChannelMap, Waker>();
-
-function wakeLoop(map: ChannelMap): void {
-  const waker = wakers.get(map);
-  if (waker !== undefined) notify(waker, true);
-}
-
-function registryOf(map: ChannelMap): LoopInterest {
-  let registry = registries.get(map);
-  if (registry === undefined) {
-    registry = new LoopInterest();
-    const waker = new Waker();
-    registry.set(waker, READABLE);
-    registries.set(map, registry);
-    wakers.set(map, waker);
-  }
-  return registry;
-}
-
-function dispatchSelect(
-  r: Dispatcher[],
-  w: Dispatcher[],
-  e: Dispatcher[],
-  map: ChannelMap,
-): void {
-  for (const obj of r) if (map.get(obj.fileno()) === obj) read(obj);
-  for (const obj of w) if (map.get(obj.fileno()) === obj) write(obj);
-  for (const obj of e) if (map.get(obj.fileno()) === obj) exception(obj);
+/** What a loop reuses from pass to pass: the events, and their channels. */
+class PassBuffers {
+  readonly events: Events = new Events();
+  readonly channels: (Dispatcher | undefined)[] = [];
 }
 
 /**
- * One pass: run idle checks, ask every channel what it wants, wait until a
- * channel is ready, `timeout` passes or the next timer is due, dispatch, and
- * run the timers that are due. `usePoll` dispatches as `poll2()` does
- * (`readwrite()` with `POLL*` flags), otherwise as `poll()` does (`read()`,
- * `write()`, then the exceptional channels).
- *
- * The readiness engine is used directly rather than through `select()`: after
- * a wait only the sockets that fired are looked at, not every channel.
+ * One pass, as CPython's `poll()`: ask every channel what it wants (after
+ * its idle check) and register what changed, wait until a channel is ready,
+ * `timeout` passes or the next timer is due, dispatch by token, and run the
+ * timers that are due. `usePoll` dispatches as `poll2()` does (`readwrite()`
+ * with `POLL*` flags), otherwise as `poll()` does (`read()`, `write()`, then
+ * the exceptional channels).
  */
 async function pass(
   usePoll: boolean,
@@ -962,6 +998,7 @@ async function pass(
   map: ChannelMap,
   signal?: AbortSignal,
   alarm?: Alarm,
+  buffers: PassBuffers = new PassBuffers(),
 ): Promise<void> {
   if (map.size === 0) {
     // Nothing to serve: return at once, as Python's poll() does (letting the
@@ -976,35 +1013,15 @@ async function pass(
     timeout === undefined ? Infinity : now + timeout,
     nextTimer(map),
   );
-  const registry = registryOf(map);
-  const r: Dispatcher[] = [];
-  const w: Dispatcher[] = [];
-  const e: Dispatcher[] = [];
-  const ready: [Dispatcher, number][] = [];
-  const collect = (obj: Dispatcher, mask: number, sock: Socket) => {
-    const bits = sock[kReadiness] & mask;
-    if (bits === 0) return;
-    if (usePoll) {
-      let flags = 0;
-      if (bits & READABLE) flags |= POLLIN;
-      if (bits & WRITABLE) flags |= POLLOUT;
-      if (bits & EXCEPTIONAL) flags |= POLLERR;
-      if (sock[kHangup]) flags |= POLLHUP;
-      ready.push([obj, flags]);
-    } else {
-      if (bits & READABLE) r.push(obj);
-      if (bits & WRITABLE) w.push(obj);
-      if (bits & EXCEPTIONAL) e.push(obj);
-    }
-  };
-  // forEach rather than for-of: the iterator results of a loop in an async
-  // function cost an allocation per channel per pass.
+  const { selector } = loopStateOf(map);
+  const { registry } = selector;
+  // Gather. forEach rather than for-of: the iterator results of a loop in an
+  // async function cost an allocation per channel per pass.
   map.forEach((obj) => {
     if (obj.idleTimeout !== Infinity) {
       until = Math.min(until, checkIdle(obj, now));
       if (map.get(obj.fileno()) !== obj) return;
     }
-    const sock = obj.socket;
     let isR: boolean;
     let isW: boolean;
     try {
@@ -1017,45 +1034,70 @@ async function pass(
       if (map.get(obj.fileno()) !== obj) return;
       isR = isW = false;
     }
-    const mask = isR || isW
-      ? (isR ? READABLE : 0) | (isW ? WRITABLE : 0) | EXCEPTIONAL
-      : 0;
+    const sock = obj.socket;
     if (sock === null) return;
-    registry.set(sock, mask);
-    if (mask === 0) return;
-    if (sock.closed) {
+    if (!isR && !isW) {
+      registry.deregister(sourceOf(sock));
+    } else if (sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
       guard(obj, () => obj.handleClose());
-      return;
+    } else {
+      registry.reregister(
+        sourceOf(sock),
+        sock.fileno(),
+        Interest.of(isR, isW),
+      );
     }
-    collect(obj, mask, sock);
   });
-  if (r.length + w.length + e.length + ready.length > 0) {
-    // Something is ready now; let pending completions in now and then.
-    const turn = passWithoutWait();
-    if (turn) await turn;
-  } else {
-    const wait = until === Infinity
-      ? undefined
-      : Math.max(0, until - performance.now());
-    // With nothing watched this only sleeps, unless the map's waker fires.
-    for (const source of await waitFor(registry, wait, signal, alarm)) {
-      if (!(source instanceof Socket)) continue; // the waker
-      const obj = map.get(source.fileno());
-      const mask = registry.get(source);
-      if (obj !== undefined && obj.socket === source && mask) {
-        collect(obj, mask, source);
-      }
-    }
-  }
+  // Wait. With nothing registered this only sleeps, unless the waker fires.
+  const { events, channels } = buffers;
+  await selector.poll(
+    events,
+    until === Infinity ? undefined : Math.max(0, until - performance.now()),
+    signal,
+    alarm,
+  );
+  // Dispatch, each event to the channel that held its token when it came.
+  const count = events.length;
+  for (let i = 0; i < count; i++) channels[i] = map.get(events.token(i));
   if (usePoll) {
-    for (const [obj, flags] of ready) {
+    for (let i = 0; i < count; i++) {
+      const obj = channels[i];
+      const bits = events.readiness(i);
+      if (obj === undefined || (bits & (READABLE | WRITABLE | ERROR)) === 0) {
+        continue; // a closed socket: the next pass sees it
+      }
+      let flags = 0;
+      if (bits & READABLE) flags |= POLLIN;
+      if (bits & WRITABLE) flags |= POLLOUT;
+      if (bits & ERROR) flags |= POLLERR;
+      if (bits & HUP) flags |= POLLHUP;
       if (map.get(obj.fileno()) === obj) readwrite(obj, flags);
     }
   } else {
-    dispatchSelect(r, w, e, map);
+    dispatchEach(READABLE, read, map, buffers, count);
+    dispatchEach(WRITABLE, write, map, buffers, count);
+    dispatchEach(ERROR, exception, map, buffers, count);
   }
+  channels.fill(undefined, 0, count);
   runTimers(map);
+}
+
+/** Calls `handle` on each channel whose event has `bit`, still in `map`. */
+function dispatchEach(
+  bit: number,
+  handle: (obj: Dispatcher) => void,
+  map: ChannelMap,
+  { events, channels }: PassBuffers,
+  count: number,
+): void {
+  for (let i = 0; i < count; i++) {
+    const obj = channels[i];
+    if (
+      obj !== undefined && (events.readiness(i) & bit) !== 0 &&
+      map.get(obj.fileno()) === obj
+    ) handle(obj);
+  }
 }
 
 /**
@@ -1147,9 +1189,10 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
   const { signal } = options;
   const usePoll = options.usePoll ?? false;
   const alarm = new Alarm();
+  const buffers = new PassBuffers();
   try {
     while (map.size > 0 && count > 0 && !signal?.aborted) {
-      await pass(usePoll, timeout, map, signal, alarm);
+      await pass(usePoll, timeout, map, signal, alarm, buffers);
       count--;
     }
   } finally {
@@ -1157,206 +1200,22 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
   }
 }
 
-/** A scheduled run of a call; cancelling or rescheduling kills it. */
-interface TimerEntry {
-  due: number;
-  seq: number;
-  dead: boolean;
-  fire(): void;
-}
-
-const timerQueues = new WeakMap<ChannelMap, Heap<TimerEntry>>();
-let timerSeq = 0;
-
-function schedule(
-  map: ChannelMap,
-  due: number,
-  fire: () => void,
-): TimerEntry {
-  const entry = { due, seq: timerSeq++, dead: false, fire };
-  let queue = timerQueues.get(map);
-  if (queue === undefined) {
-    queue = new Heap((a, b) =>
-      a.due < b.due || (a.due === b.due && a.seq < b.seq)
-    );
-    timerQueues.set(map, queue);
+// A timer's call (timers.ts) routes what it throws like a handler's.
+timerCalls.run = (fn, channel) => {
+  if (channel !== undefined) {
+    guard(channel, fn);
+    return;
   }
-  queue.push(entry);
-  wakeLoop(map);
-  return entry;
-}
-
-/** When the next live timer of `map` is due; `Infinity` without one. */
-function nextTimer(map: ChannelMap): number {
-  const queue = timerQueues.get(map);
-  if (queue === undefined) return Infinity;
-  let top = queue.peek();
-  while (top !== undefined && top.dead) {
-    queue.pop();
-    top = queue.peek();
-  }
-  return top?.due ?? Infinity;
-}
-
-/** Runs the timers of `map` that are due; ones they schedule wait for the next pass. */
-function runTimers(map: ChannelMap): void {
-  const queue = timerQueues.get(map);
-  if (queue === undefined || queue.size === 0) return;
-  const now = performance.now();
-  const last = timerSeq;
-  for (;;) {
-    const top = queue.peek();
-    if (top === undefined || top.due > now || top.seq >= last) return;
-    queue.pop();
-    if (!top.dead) top.fire();
-  }
-}
-
-/** Options for {@linkcode callLater}. */
-export interface CallLaterOptions {
-  /** The map whose loop runs the call; {@linkcode socketMap} by default. */
-  map?: ChannelMap;
-  /** A channel whose `handleError()` gets what the call throws. */
-  channel?: Dispatcher;
-}
-
-/**
- * A call scheduled by {@linkcode callLater}: Twisted's `IDelayedCall`.
- *
- * @example
- * ```ts
- * import { callLater } from "@asyncore/asyncore/asyncore";
- * import { assertEquals } from "@std/assert";
- *
- * const call = callLater(1000, () => {}, { map: new Map() });
- * call.cancel();
- * assertEquals(call.active, false);
- * ```
- */
-export class DelayedCall {
-  #fn: () => void;
-  #map: ChannelMap;
-  #channel: Dispatcher | undefined;
-  #entry: TimerEntry;
-
-  /**
-   * Schedules `fn`; use {@linkcode callLater}.
-   *
-   * @param ms Delay in ms.
-   * @param fn What to call.
-   * @param options The map and the channel the call belongs to.
-   */
-  constructor(ms: number, fn: () => void, options: CallLaterOptions = {}) {
-    if (typeof fn !== "function") {
-      throw new TypeError(`fn must be a function, got ${describe(fn)}`);
-    }
-    this.#fn = fn;
-    this.#map = options.map ?? socketMap;
-    this.#channel = options.channel;
-    this.#entry = this.#schedule(ms);
-  }
-
-  /** Whether the call is still to run. */
-  get active(): boolean {
-    return !this.#entry.dead;
-  }
-
-  /** When it runs, on the `performance.now()` clock. */
-  get due(): number {
-    return this.#entry.due;
-  }
-
-  /** Stops the call from running; safe to call twice. */
-  cancel(): void {
-    this.#entry.dead = true;
-  }
-
-  /**
-   * Runs the call `ms` from now instead.
-   *
-   * @throws {Deno.errors.BadResource} when it has run or been cancelled.
-   */
-  reset(ms: number): void {
-    if (this.#entry.dead) {
-      throw new Deno.errors.BadResource(
-        "reset: the call has already run or been cancelled",
-      );
-    }
-    const entry = this.#schedule(ms);
-    this.#entry.dead = true;
-    this.#entry = entry;
-  }
-
-  #schedule(ms: number): TimerEntry {
-    const due = performance.now() + checkDelay(ms);
-    return schedule(this.#map, due, () => this.#run());
-  }
-
-  #run(): void {
-    this.#entry.dead = true;
-    const channel = this.#channel;
-    if (channel !== undefined) {
-      guard(channel, this.#fn);
-      return;
-    }
-    try {
-      this.#fn();
-    } catch (error) {
-      if (error instanceof ExitNow) throw error;
-      const { type, value, info } = compactTraceback(error);
-      console.log(
-        `error: uncaptured exception in a timer (${type}:${value} ${info})`,
-      );
-    }
-  }
-}
-
-function checkDelay(ms: unknown): number {
-  const delay = checkTimeout("ms", ms);
-  if (delay === undefined) {
-    throw new RangeError(
-      `ms must be a finite number of ms, got ${describe(ms)}`,
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ExitNow) throw error;
+    const { type, value, info } = compactTraceback(error);
+    console.log(
+      `error: uncaptured exception in a timer (${type}:${value} ${info})`,
     );
   }
-  return delay;
-}
-
-/**
- * Runs `fn` once, `ms` from now, from the loop that serves `options.map`:
- * Twisted's `reactor.callLater`. The loop never sleeps past a timer. What
- * `fn` throws goes to `options.channel.handleError()`, or is logged.
- *
- * @example Stop a loop after a while
- * ```ts
- * import { callLater, closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
- * import { assert } from "@std/assert";
- *
- * const map = new Map();
- * const server = new Dispatcher(undefined, map);
- * server.createSocket();
- * server.bind({ hostname: "127.0.0.1", port: 0 });
- * server.listen(5);
- * let fired = false;
- * callLater(10, () => {
- *   fired = true;
- *   closeAll(map);
- * }, { map });
- * await loop({ map });
- * assert(fired);
- * ```
- *
- * @param ms Delay in ms.
- * @param fn What to call.
- * @param options The map whose loop runs it, and the channel it belongs to.
- * @returns A handle to cancel or reschedule the call.
- */
-export function callLater(
-  ms: number,
-  fn: () => void,
-  options: CallLaterOptions = {},
-): DelayedCall {
-  return new DelayedCall(ms, fn, options);
-}
+};
 
 /**
  * Closes every channel in `map` and empties it.
@@ -1389,4 +1248,5 @@ export function closeAll(map: ChannelMap = socketMap, ignoreAll = false): void {
     }
   }
   map.clear();
+  wakeLoop(map);
 }

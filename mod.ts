@@ -22,8 +22,10 @@
  * @module
  */
 
+export * from "./socket.ts";
 export * from "./select.ts";
 export * from "./asyncore.ts";
+export * from "./timers.ts";
 export * from "./asynchat.ts";
 export * from "./producers.ts";
 export * from "./streams.ts";

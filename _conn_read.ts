@@ -1,0 +1,124 @@
+// The promise backend's receive side: one `Deno.Conn.read()` in flight while
+// the receive buffer has room, landing in regions of shared arenas.
+
+import { ByteQueue } from "./_byte_queue.ts";
+import { allocateRegion } from "./_read_arena.ts";
+import type { ConnSource } from "./_conn_source.ts";
+
+// Reads start small so an idle connection pins little memory, and double
+// while the peer keeps filling them.
+const MIN_READ_SIZE = 512;
+const MAX_READ_SIZE = 65536;
+// Reads land in a region of a shared arena (see _read_arena.ts) and are
+// handed out as views of it. A socket reads into the rest of its region until
+// that is too small for the next read; a streaming one takes large regions.
+const MAX_REGION_SIZE = 65536;
+const MIN_TAIL = 128;
+
+/** A socket's receive buffer and the read that fills it. */
+export class ReadPump {
+  /** Received bytes not yet taken by `recv`. */
+  readonly rx: ByteQueue = new ByteQueue();
+  /** The bound of `rx`. */
+  limit: number;
+  /** A read is in flight. */
+  reading = false;
+  /** The peer ended its stream. */
+  eof = false;
+  /** The socket was shut for reading: what arrives is dropped. */
+  shutRead = false;
+  /** The read in flight at a STARTTLS upgrade: its bytes go to the splice. */
+  handoff = false;
+
+  #core: ConnSource;
+  #readSize = MIN_READ_SIZE;
+  #region: Uint8Array | null = null;
+  #regionUsed = 0;
+  #target: Uint8Array | null = null;
+
+  constructor(core: ConnSource, limit: number) {
+    this.#core = core;
+    this.limit = limit;
+  }
+
+  /** Starts a read if none is in flight and there is room. */
+  start(): void {
+    const core = this.#core;
+    const conn = core.conn;
+    if (
+      this.reading || this.eof || core.error || conn === null ||
+      core.closed || core.securing
+    ) return;
+    const size = Math.min(this.#readSize, this.limit - this.rx.length);
+    if (size <= 0) return;
+    let region = this.#region;
+    let used = this.#regionUsed;
+    // A small reader reads into what is left of its region until too little
+    // is, so one region serves several short messages.
+    if (
+      region === null || (region.length - used < size &&
+        (region.length - used < MIN_TAIL || this.#readSize > MIN_READ_SIZE))
+    ) {
+      region = this.#region = allocateRegion(
+        this.#readSize === MIN_READ_SIZE
+          ? MIN_READ_SIZE
+          : Math.min(Math.max(this.#readSize * 8, size), MAX_REGION_SIZE),
+      );
+      used = this.#regionUsed = 0;
+    }
+    const target = region.subarray(used, Math.min(used + size, region.length));
+    this.#target = target;
+    this.reading = true;
+    conn.read(target).then(this.#onRead, this.#onReadError);
+  }
+
+  /** Lets go of the region: the socket is closed. */
+  release(): void {
+    this.rx.clear();
+    this.#region = null;
+  }
+
+  #onRead = (count: number | null): void => {
+    this.reading = false;
+    const core = this.#core;
+    if (core.closed) return;
+    core.activity++;
+    if (this.handoff) {
+      // The read in flight at a STARTTLS upgrade: its bytes are TLS records.
+      this.handoff = false;
+      const target = this.#target!;
+      this.#target = null;
+      core.splice?.feed(count === null ? null : target.slice(0, count));
+      this.start();
+      return;
+    }
+    if (count === null) {
+      this.eof = true;
+      this.#region = this.#target = null;
+      core.changed();
+      return;
+    }
+    const target = this.#target!;
+    if (!this.shutRead) {
+      // A dropped read (shut for reading) leaves the region free for reuse.
+      this.#regionUsed += count;
+      this.rx.push(
+        count === target.length ? target : target.subarray(0, count),
+      );
+    }
+    if (count === target.length) {
+      this.#readSize = Math.min(this.#readSize * 2, MAX_READ_SIZE);
+    } else if (count < this.#readSize >> 2 && this.#readSize > MIN_READ_SIZE) {
+      this.#readSize >>= 1;
+    }
+    core.changed();
+    this.start();
+  };
+
+  #onReadError = (error: Error): void => {
+    this.reading = false;
+    this.handoff = false;
+    if (this.#core.closed) return;
+    this.#core.fail(error);
+  };
+}

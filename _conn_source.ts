@@ -1,0 +1,383 @@
+// The promise backend: a socket made of Deno's `Deno.Conn`/`Deno.Listener`
+// promises. Deno has no readiness API, so this keeps the buffers a kernel
+// would (receive side in _conn_read.ts, send side in _conn_write.ts, listening
+// side in _conn_accept.ts, STARTTLS splice in _tls.ts), derives readiness from
+// them, and pushes every change of it to the registries it is registered
+// with (_selector.ts). The public `Socket` (socket.ts) checks arguments and
+// state and delegates here; a second backend gives `Socket` the same
+// operations on a descriptor of its own.
+
+import {
+  ERROR,
+  HUP,
+  type Interest,
+  READABLE,
+  type Registration,
+  type Registry,
+  type Source,
+  type Token,
+  WRITABLE,
+} from "./_selector.ts";
+import { ReadPump } from "./_conn_read.ts";
+import { WritePump } from "./_conn_write.ts";
+import { AcceptPump } from "./_conn_accept.ts";
+import { clientHandshake, TlsSplice } from "./_tls.ts";
+import type { TlsOptions } from "./socket.ts";
+import type { DenoAddressOptions } from "./_validate.ts";
+
+/** Where a socket is in its life. */
+export type State =
+  | "fresh"
+  | "bound"
+  | "listening"
+  | "connecting"
+  | "connected";
+
+/** A connection made by `accept()`, as the public layer wraps it. */
+export interface Accepted {
+  close(): void;
+}
+
+/** A socket on Deno's promise-based connections. */
+export class ConnSource<T extends Accepted = Accepted> implements Source {
+  state: State = "fresh";
+  /** The pending error (`SO_ERROR`). */
+  error: Error | null = null;
+  /** The connection that carries the plaintext now. */
+  conn: Deno.Conn | null = null;
+  listener: Deno.Listener | null = null;
+  /** The socket is closed (it may linger to deliver what it accepted). */
+  closed = false;
+  /** Grows whenever bytes move in or out (idle timeouts watch it). */
+  activity = 0;
+  /**
+   * A TLS handshake is in progress on a connected socket (an accepted TLS
+   * connection, or STARTTLS): nothing is read or written on `conn` yet.
+   */
+  securing = false;
+  /** A TLS handshake has completed. */
+  secure = false;
+  /** STARTTLS: the plaintext connection under the TLS splice. */
+  raw: Deno.Conn | null = null;
+  splice: TlsSplice | null = null;
+  readonly reader: ReadPump;
+  readonly writer: WritePump;
+  acceptor: AcceptPump<T> | null = null;
+  noDelay: boolean | undefined;
+  keepAlive: boolean | undefined;
+
+  #wrap: (conn: Deno.Conn) => T;
+  // Usually one registration (the loop's); select() and Poll add their own
+  // for the length of a wait.
+  #registrations: Registration[] = [];
+
+  constructor(
+    recvBufferSize: number,
+    sendBufferSize: number,
+    wrap: (conn: Deno.Conn) => T,
+  ) {
+    this.reader = new ReadPump(this, recvBufferSize);
+    this.writer = new WritePump(this, sendBufferSize);
+    this.#wrap = wrap;
+  }
+
+  // Source: registrations with registries.
+
+  register(registry: Registry, token: Token, interest: Interest): void {
+    this.reregister(registry, token, interest);
+  }
+
+  reregister(registry: Registry, token: Token, interest: Interest): void {
+    const registrations = this.#registrations;
+    for (let i = 0; i < registrations.length; i++) {
+      const registration = registrations[i];
+      if (registration.registry !== registry) continue;
+      if (registration.token === token && registration.interest === interest) {
+        return;
+      }
+      registration.token = token;
+      registration.interest = interest;
+      registry.changed(registration);
+      return;
+    }
+    if (this.closed) return;
+    registrations.push(registry.track(this, token, interest));
+  }
+
+  deregister(registry: Registry): void {
+    const registrations = this.#registrations;
+    for (let i = 0; i < registrations.length; i++) {
+      if (registrations[i].registry !== registry) continue;
+      registry.dropped(registrations[i]);
+      registrations.splice(i, 1);
+      return;
+    }
+  }
+
+  /** Reports a change of readiness to every registry this is registered with. */
+  changed(): void {
+    const registrations = this.#registrations;
+    for (let i = 0; i < registrations.length; i++) {
+      registrations[i].registry.changed(registrations[i]);
+    }
+  }
+
+  /** The readiness bits now: READABLE, WRITABLE, ERROR, HUP. */
+  readiness(): number {
+    if (this.closed) return 0;
+    if (this.error) return READABLE | WRITABLE | ERROR | HUP;
+    if (this.state === "connected") {
+      if (this.securing) return 0;
+      const reader = this.reader;
+      const writer = this.writer;
+      let bits = 0;
+      if (reader.rx.length > 0 || reader.eof || reader.shutRead) {
+        bits |= READABLE;
+      }
+      if (writer.shutWrite || !writer.full) bits |= WRITABLE;
+      // The peer has ended its stream and nothing is left to read.
+      if (
+        reader.eof && reader.rx.length === 0 &&
+        (writer.shutWrite || this.conn === null)
+      ) bits |= HUP;
+      return bits;
+    }
+    if (this.state === "listening") {
+      const acceptor = this.acceptor!;
+      return acceptor.pending.length > 0 || acceptor.error ? READABLE : 0;
+    }
+    return 0;
+  }
+
+  // Operations: the public Socket has checked arguments and state.
+
+  bind(options: DenoAddressOptions, tls: TlsOptions | null): void {
+    this.listener = options.transport === "unix"
+      ? Deno.listen(options)
+      : tls !== null
+      ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
+      : Deno.listen(options);
+    this.state = "bound";
+  }
+
+  listen(backlog: number): void {
+    this.state = "listening";
+    this.acceptor ??= new AcceptPump(this, this.listener!, this.#wrap);
+    this.acceptor.backlog = backlog;
+    this.acceptor.start();
+  }
+
+  /** A pending connection, or `undefined` (then check `acceptor.error`). */
+  accept(): T | undefined {
+    const acceptor = this.acceptor!;
+    const sock = acceptor.pending.shift();
+    if (sock !== undefined) acceptor.start();
+    return sock;
+  }
+
+  /** Throws the listener's error once, and accepts again. */
+  takeAcceptError(): Error | null {
+    const acceptor = this.acceptor!;
+    const error = acceptor.error;
+    if (error) {
+      acceptor.error = null;
+      acceptor.start();
+    }
+    return error;
+  }
+
+  connect(options: DenoAddressOptions, tls: TlsOptions | null): void {
+    this.state = "connecting";
+    let connecting: Promise<Deno.Conn>;
+    try {
+      connecting = options.transport === "unix"
+        ? Deno.connect(options)
+        : Deno.connect(options);
+    } catch (error) {
+      connecting = Promise.reject(error);
+    }
+    if (options.transport === "tcp" && tls !== null) {
+      connecting = connecting.then((conn) => {
+        this.applyOptions(conn);
+        return clientHandshake(conn as Deno.TcpConn, tls, options.hostname);
+      });
+    }
+    connecting.then(
+      (conn) => {
+        if (this.closed) {
+          conn.close();
+        } else {
+          this.secure = tls !== null;
+          this.attach(conn);
+        }
+      },
+      (error: Error) => {
+        if (this.closed) return;
+        this.error = error;
+        this.changed();
+      },
+    );
+  }
+
+  /** Takes over a connection; `handshake`: a TlsConn whose handshake is to come. */
+  attach(conn: Deno.Conn, handshake = false): void {
+    this.conn = conn;
+    this.state = "connected";
+    this.activity++;
+    this.applyOptions();
+    if (handshake) {
+      // Nothing shows until the handshake is over: an accepted TLS connection
+      // is not ready before the peer has proved it speaks TLS.
+      this.securing = true;
+      (conn as Deno.TlsConn).handshake().then(
+        () => this.#secured(conn),
+        (error) => this.#insecure(error),
+      );
+      return;
+    }
+    this.reader.start();
+    this.changed();
+  }
+
+  /** Takes up to `max` received bytes; `null` when none are buffered. */
+  read(max: number): Uint8Array | null {
+    const rx = this.reader.rx;
+    if (rx.length === 0) return null;
+    const data = rx.take(max);
+    this.reader.start();
+    return data;
+  }
+
+  /** Accepts as much of `bytes` as fits; 0 when the buffer is full. */
+  write(bytes: Uint8Array): number {
+    const writer = this.writer;
+    const room = writer.limit - writer.tx.length;
+    if (room <= 0) return 0;
+    const count = Math.min(room, bytes.length);
+    writer.append(count === bytes.length ? bytes : bytes.subarray(0, count));
+    return count;
+  }
+
+  setRecvLimit(size: number): void {
+    this.reader.limit = size;
+    this.reader.start();
+  }
+
+  setSendLimit(size: number): void {
+    const wasFull = this.writer.full;
+    this.writer.limit = size;
+    if (wasFull && !this.writer.full) this.changed();
+  }
+
+  shutdown(read: boolean, write: boolean): void {
+    if (read) {
+      this.reader.shutRead = true;
+      this.reader.rx.clear();
+      this.changed();
+    }
+    if (write && !this.writer.shutWrite) {
+      this.writer.shutWrite = true;
+      this.writer.finish();
+      this.changed(); // now writable: send() fails at once instead of blocking
+    }
+  }
+
+  /** Starts a STARTTLS upgrade. */
+  startTls(tls: TlsOptions, hostname: string): void {
+    const raw = this.conn!;
+    const reader = this.reader;
+    const writer = this.writer;
+    const splice = new TlsSplice({
+      raw,
+      tls,
+      hostname,
+      buffered: reader.rx.peek(reader.rx.length).slice(),
+      readInFlight: reader.reading,
+      onError: (error) => {
+        if (!this.closed) this.fail(error);
+      },
+    });
+    reader.rx.clear(); // handed to the TLS engine
+    reader.eof = false; // the raw end of stream is the engine's to report
+    this.raw = raw;
+    this.conn = null;
+    this.splice = splice;
+    this.securing = true;
+    reader.handoff = reader.reading;
+    writer.plainTx = writer.tx.length;
+    if (writer.plainTx === 0) splice.startOutput();
+    splice.ready.then(
+      (conn) => this.#secured(conn),
+      (error) => this.#insecure(error),
+    );
+  }
+
+  /** Closes: stop reporting, deliver what was accepted, then release. */
+  close(): void {
+    this.closed = true;
+    this.reader.release();
+    this.listener?.close();
+    this.listener = null;
+    this.acceptor?.close();
+    this.writer.linger();
+    const registrations = this.#registrations;
+    this.#registrations = [];
+    for (const registration of registrations) {
+      registration.registry.closed(registration);
+    }
+  }
+
+  /** The connection failed: the first error is the cause. */
+  fail(error: Error): void {
+    // Later ones (a TLS read after the raw connection under it failed)
+    // follow from it.
+    this.error ??= error;
+    this.writer.clear();
+    this.changed();
+  }
+
+  /** Closes the connection for good. */
+  release(): void {
+    this.writer.stopLinger();
+    const conn = this.conn;
+    this.conn = null;
+    if (conn !== null) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed by a failed operation.
+      }
+    }
+    // A STARTTLS splice closes the raw connection once the TLS side is done.
+    this.splice?.release();
+    this.splice = null;
+  }
+
+  applyOptions(conn: Deno.Conn | null = this.raw ?? this.conn): void {
+    const tcp = conn as Deno.TcpConn | null;
+    // A TlsConn has no socket options; neither has a Unix connection.
+    if (tcp === null || typeof tcp.setNoDelay !== "function") return;
+    if (this.noDelay !== undefined) tcp.setNoDelay(this.noDelay);
+    if (this.keepAlive !== undefined) tcp.setKeepAlive(this.keepAlive);
+  }
+
+  /** A handshake completed: `conn` carries the plaintext from now on. */
+  #secured(conn: Deno.Conn): void {
+    this.securing = false;
+    this.secure = true;
+    this.conn = conn;
+    this.activity++;
+    this.reader.start();
+    this.writer.start();
+    this.writer.finish();
+    if (!this.closed) this.changed();
+  }
+
+  #insecure(error: Error): void {
+    if (this.closed) {
+      this.release();
+      return;
+    }
+    this.fail(error);
+  }
+}

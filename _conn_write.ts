@@ -1,0 +1,147 @@
+// The promise backend's send side: one `Deno.Conn.write()` in flight while
+// there is something to send, what one turn's `send()` calls accepted
+// coalesced into one write, and lingering after close.
+
+import { SendBuffer } from "./_send_buffer.ts";
+import type { ConnSource } from "./_conn_source.ts";
+
+const MAX_WRITE_SIZE = 65536;
+const DEFAULT_LINGER_TIMEOUT = 30_000;
+
+/** A socket's send buffer and the write that drains it. */
+export class WritePump {
+  /** Bytes `send` accepted that are not written yet. */
+  readonly tx: SendBuffer = new SendBuffer();
+  /** The bound of `tx`. */
+  limit: number;
+  /** A write is in flight. */
+  writing = false;
+  /** The socket was shut for writing: end of stream once `tx` is out. */
+  shutWrite = false;
+  /** STARTTLS: how many bytes at the head of `tx` still go out in plaintext. */
+  plainTx = 0;
+  /** How long a closed socket keeps trying to deliver `tx`. */
+  lingerTimeout: number = DEFAULT_LINGER_TIMEOUT;
+
+  #core: ConnSource;
+  #lingering = false;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  #queued = false;
+  #queuedWrite: (() => void) | undefined;
+  #callbacks:
+    | [(count: number) => void, (error: Error) => void]
+    | undefined;
+
+  constructor(core: ConnSource, limit: number) {
+    this.#core = core;
+    this.limit = limit;
+  }
+
+  /** Whether `tx` is full. */
+  get full(): boolean {
+    return this.tx.length >= this.limit;
+  }
+
+  /** Takes `bytes` (which fit) into the send buffer and schedules the write. */
+  append(bytes: Uint8Array): void {
+    this.tx.append(bytes, this.writing);
+    this.schedule();
+  }
+
+  /**
+   * Starts the write at the end of the current turn, so what several
+   * `send()` calls in one handler (or one pass) accepted goes out in one
+   * write instead of one each.
+   */
+  schedule(): void {
+    if (this.writing || this.#queued) return;
+    this.#queued = true;
+    queueMicrotask(
+      this.#queuedWrite ??= () => {
+        this.#queued = false;
+        this.start();
+      },
+    );
+  }
+
+  /** Starts a write if none is in flight and something waits. */
+  start(): void {
+    if (this.writing || this.tx.length === 0) return;
+    const core = this.#core;
+    // Before a STARTTLS upgrade completes, only the plaintext head goes out.
+    const plain = this.plainTx > 0;
+    const conn = plain ? core.raw : core.securing ? null : core.conn;
+    if (conn === null) return;
+    this.writing = true;
+    // Made on first use: an idle connection carries as few closures as it can.
+    this.#callbacks ??= [
+      (count) => this.#onWrite(count),
+      (error) => this.#onWriteError(error),
+    ];
+    conn.write(
+      this.tx.peek(
+        plain ? Math.min(this.plainTx, MAX_WRITE_SIZE) : MAX_WRITE_SIZE,
+      ),
+    ).then(...this.#callbacks);
+  }
+
+  /** Drops what waits: the connection failed. */
+  clear(): void {
+    this.tx.clear();
+    this.plainTx = 0;
+  }
+
+  /**
+   * The socket is closed: deliver what waits, then release the connection,
+   * giving up after the linger timeout, as a kernel does.
+   */
+  linger(): void {
+    this.#lingering = true;
+    this.finish();
+    const core = this.#core;
+    if (core.conn !== null || core.splice !== null) {
+      this.#lingerTimer = setTimeout(() => {
+        this.tx.clear();
+        this.#core.release();
+      }, this.lingerTimeout);
+    }
+  }
+
+  /** Stops the linger timer: the connection is released. */
+  stopLinger(): void {
+    clearTimeout(this.#lingerTimer);
+  }
+
+  /** Ends the write side or closes once everything accepted has been written. */
+  finish(): void {
+    if (this.writing || this.tx.length > 0) return;
+    const core = this.#core;
+    if (this.#lingering) {
+      core.release();
+    } else if (this.shutWrite && core.conn !== null && !core.securing) {
+      core.conn.closeWrite().catch(() => {});
+    }
+  }
+
+  #onWrite(count: number): void {
+    this.writing = false;
+    const core = this.#core;
+    core.activity++;
+    const wasFull = this.full;
+    this.tx.discard(count);
+    if (this.plainTx > 0) {
+      this.plainTx = Math.max(0, this.plainTx - count);
+      if (this.plainTx === 0) core.splice?.startOutput();
+    }
+    if (this.tx.length > 0) this.start();
+    else this.finish();
+    if (wasFull && !this.full && !core.closed) core.changed();
+  }
+
+  #onWriteError(error: Error): void {
+    this.writing = false;
+    this.clear();
+    if (this.#core.closed) this.#core.release();
+    else this.#core.fail(error);
+  }
+}

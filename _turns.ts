@@ -1,0 +1,90 @@
+// How waits share Deno's event loop: the fairness rule that lets I/O
+// completions in while a waiter keeps finding something ready, and the timer
+// a loop keeps across its waits (timers are costly in Deno).
+
+// Completions reach JavaScript only when the event loop turns. A waiter that
+// finds sources ready at once never lets it turn, so a channel that is always
+// ready would starve every other socket and timer: after a few such waits, or
+// a couple of milliseconds, the next one yields a turn first.
+const BUSY_PASSES = 16;
+const BUSY_MS = 2;
+let busyPasses = 0;
+let lastTurn = performance.now();
+
+/** Records that the event loop has just turned (a wait was woken by it). */
+export function turned(): void {
+  busyPasses = 0;
+  lastTurn = performance.now();
+}
+
+/** Lets the event loop run once; a fresh channel, so nothing outlives the call. */
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      turned();
+      resolve();
+    };
+    port2.postMessage(null);
+    port2.close();
+  });
+}
+
+/**
+ * Called when a waiter found something ready without waiting. Resolves at
+ * once (`undefined`), except when the event loop has not turned for a while.
+ */
+export function passWithoutWait(): Promise<void> | undefined {
+  if (++busyPasses < BUSY_PASSES && performance.now() - lastTurn < BUSY_MS) {
+    return undefined;
+  }
+  return yieldTurn();
+}
+
+/**
+ * The timer a loop keeps across its waits. Each wait arms it for its own
+ * deadline, but a timer already set for an earlier time is kept (firing
+ * early, it re-arms), so a loop whose waits end on I/O makes about one timer
+ * per timeout rather than one per wait.
+ */
+export class Alarm {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedFor = Infinity;
+  #wake: (() => void) | null = null;
+  #due = Infinity;
+  #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const wake = this.#wake;
+    if (wake === null) return;
+    if (performance.now() >= this.#due) wake();
+    else this.#arm(this.#due);
+  };
+
+  /** Calls `wake` at `due` (on the `performance.now()` clock). */
+  attach(wake: () => void, due: number): void {
+    this.#wake = wake;
+    this.#due = due;
+    if (due < this.#armedFor) this.#arm(due);
+  }
+
+  /** Stops calling `wake`; the timer stays for the next wait. */
+  detach(wake: () => void): void {
+    if (this.#wake === wake) this.#wake = null;
+  }
+
+  /** Cancels the timer: the loop is over. */
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    this.#wake = null;
+  }
+
+  #arm(due: number): void {
+    clearTimeout(this.#timer);
+    this.#armedFor = due;
+    this.#timer = setTimeout(this.#fire, Math.max(0, due - performance.now()));
+  }
+}
