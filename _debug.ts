@@ -61,6 +61,8 @@ const finalizer = new FinalizationRegistry<Held>(finalized);
 interface Instrumented {
   session: DebugSession;
   held: Held;
+  /** The wrappers, and what each replaced on the channel itself (if anything). */
+  wrapped: [Timed, Method, PropertyDescriptor | undefined][];
 }
 
 const instrumented = new WeakMap<Dispatcher, Instrumented>();
@@ -122,7 +124,7 @@ export class DebugSession {
       const label = `timer callback ${fn.name || "(anonymous)"}${
         channel === undefined ? "" : ` of ${reprOf(channel)}`
       }`;
-      this.#time(undefined, label, () => run(fn, channel));
+      this.#callTimer(label, () => run(fn, channel));
     };
     try {
       runTimers(map);
@@ -146,9 +148,28 @@ export class DebugSession {
     );
   }
 
-  /** The loop is over: its channels' wrappers call straight through again. */
-  stop(): void {
+  /**
+   * The loop is over: the channels still in `map` lose their wrappers (and
+   * are no longer watched for collection); those that left it keep theirs,
+   * which now call straight through.
+   */
+  stop(map: ChannelMap): void {
     this.#active = false;
+    map.forEach((obj) => {
+      const record = instrumented.get(obj);
+      if (record === undefined || record.session !== this) return;
+      instrumented.delete(obj);
+      finalizer.unregister(record);
+      for (const [name, wrapper, own] of record.wrapped) {
+        // Unless the program has put its own handler there since.
+        if (Object.getOwnPropertyDescriptor(obj, name)?.value !== wrapper) {
+          continue;
+        }
+        if (own === undefined) {
+          delete (obj as unknown as Record<Timed, Method>)[name];
+        } else Object.defineProperty(obj, name, own);
+      }
+    });
   }
 
   /** Runs handler `name` of `obj`, timed unless nested in a timed call. */
@@ -162,57 +183,53 @@ export class DebugSession {
     if (!this.#active || depth > 0) return method.apply(obj, args);
     const asking = name === "readable" || name === "writable";
     // A handler may close its channel: name it as it was when called. The
-    // predicates, asked of every channel every pass, are named after.
+    // predicates, asked of every channel every pass, are named after, and
+    // only when reported.
     if (!asking) record.held.repr = reprOf(obj);
     let result: unknown;
+    let answered = false;
+    depth++;
+    const start = performance.now();
     try {
-      this.#time(
-        asking ? () => reprOf(obj) : () => record.held.repr,
-        name,
-        () => {
-          result = method.apply(obj, args);
-        },
-        asking,
-      );
-    } catch (error) {
-      if (asking && this.trace) this.#asked(obj, name, false);
-      throw error;
+      result = method.apply(obj, args);
+      answered = true;
+      return result;
+    } finally {
+      depth--;
+      const took = performance.now() - start;
+      if (asking) {
+        if (took >= this.slowHandlerMs) {
+          this.#report(`${reprOf(obj)}.${name}()`, took, false);
+        }
+        if (this.trace) this.#asked(obj, name, answered && result === true);
+      } else {
+        this.#report(`${record.held.repr}.${name}()`, took, this.trace);
+      }
     }
-    if (asking && this.trace) this.#asked(obj, name, result === true);
-    return result;
   }
 
-  /**
-   * Runs `run` and warns if it was slow; traced, records what ran (but not
-   * `readable()`/`writable()`, which the read and write sets show).
-   */
-  #time(
-    channel: (() => string) | undefined,
-    name: string,
-    run: () => void,
-    asking = false,
-  ): void {
+  /** Runs a timer's callback, timed (timers run outside any handler). */
+  #callTimer(what: string, run: () => void): void {
     depth++;
     const start = performance.now();
     try {
       run();
     } finally {
       depth--;
-      const took = performance.now() - start;
-      const slow = took >= this.slowHandlerMs;
-      const traced = this.trace && !asking;
-      if (slow || traced) {
-        const what = channel === undefined ? name : `${channel()}.${name}()`;
-        if (slow) {
-          this.log(
-            `${what} took ${
-              took.toFixed(1)
-            } ms (slowHandlerMs: ${this.slowHandlerMs})`,
-          );
-        }
-        if (traced) this.#ran.push(`${what} ${took.toFixed(2)} ms`);
-      }
+      this.#report(what, performance.now() - start, this.trace);
     }
+  }
+
+  /** Warns if a call was slow; traced, records that it ran. */
+  #report(what: string, took: number, traced: boolean): void {
+    if (took >= this.slowHandlerMs) {
+      this.log(
+        `${what} took ${
+          took.toFixed(1)
+        } ms (slowHandlerMs: ${this.slowHandlerMs})`,
+      );
+    }
+    if (traced) this.#ran.push(`${what} ${took.toFixed(2)} ms`);
   }
 
   /** Records the first answer of `readable()`/`writable()` this pass: the gather's. */
@@ -277,19 +294,22 @@ export class DebugSession {
       return;
     }
     const held: Held = { socket: obj.socket, repr: reprOf(obj), log: this.log };
-    const record: Instrumented = { session: this, held };
+    const record: Instrumented = { session: this, held, wrapped: [] };
     instrumented.set(obj, record);
-    finalizer.register(obj, held);
+    finalizer.register(obj, held, record);
     const methods = obj as unknown as Record<Timed, Method>;
     for (const name of TIMED) {
       const method = methods[name];
+      const own = Object.getOwnPropertyDescriptor(obj, name);
+      const wrapper = function (this: Dispatcher, ...args: unknown[]): unknown {
+        return record.session.call(record, this, name, method, args);
+      };
+      record.wrapped.push([name, wrapper, own]);
       Object.defineProperty(obj, name, {
         configurable: true,
         enumerable: false,
         writable: true,
-        value: function (this: Dispatcher, ...args: unknown[]): unknown {
-          return record.session.call(record, this, name, method, args);
-        },
+        value: wrapper,
       });
     }
   }

@@ -1290,7 +1290,7 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
     debug?.exited(map, count === 0 ? "count reached" : "signal aborted");
   } finally {
     alarm.dispose();
-    debug?.stop();
+    debug?.stop(map);
   }
 }
 

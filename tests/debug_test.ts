@@ -244,27 +244,35 @@ function escape(text: string): string {
 Deno.test("debug: off, a loop logs nothing and leaves its channels as they were", async () => {
   const map: ChannelMap = new Map();
   const server = new Server(map, (sock) => sock.close());
+  const own = (): string[] =>
+    Object.getOwnPropertyNames(server).filter((name) =>
+      name === "readable" || name.startsWith("handle")
+    );
+  const ownClose = () => server.close();
+  server.handleClose = ownClose;
   const messages: string[] = [];
   try {
     await loop({ map, count: 1, timeout: 0, debug: false });
-    assertEquals(
-      Object.getOwnPropertyNames(server).includes("handleRead"),
-      false,
-    );
+    assertEquals(own(), ["handleClose"]);
     // On, it wraps the handlers it times (as own properties); with a
     // threshold of 0 every call it times is reported.
+    let during: string[] = [];
+    const { callLater } = await import("../timers.ts");
+    callLater(0, () => during = own(), { map });
     await loop({
       map,
       count: 1,
       timeout: 0,
       debug: { slowHandlerMs: 0, log: (m) => messages.push(m) },
     });
-    assert(Object.getOwnPropertyNames(server).includes("handleRead"));
+    assert(during.includes("handleRead") && during.includes("readable"));
     assert(
       messages.some((m) => m.includes(".readable() took")),
       messages.join("\n"),
     );
-    // A later loop without debug calls the wrappers, which stay silent.
+    // Once it is over, the channel is as it was, and says nothing more.
+    assertEquals(own(), ["handleClose"]);
+    assertEquals(server.handleClose, ownClose);
     const reported = messages.length;
     await loop({ map, count: 1, timeout: 0, debug: false });
     assertEquals(messages.length, reported);
