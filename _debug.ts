@@ -49,7 +49,8 @@ export interface Held {
  */
 export function finalized(held: Held): void {
   if (held.socket !== null && !held.socket.closed) {
-    held.log(
+    safeLog(
+      held.log,
       `channel ${held.repr} was garbage-collected while its socket was still open; close() it`,
     );
   }
@@ -83,6 +84,19 @@ function defaultLog(message: string): void {
   console.warn(`asyncore debug: ${message}`);
 }
 
+/** Calls `log`; if it throws, says so on the console rather than fail a handler. */
+function safeLog(log: (message: string) => void, message: string): void {
+  try {
+    log(message);
+  } catch (error) {
+    defaultLog(message);
+    const why = error instanceof Error
+      ? `${error.name}: ${error.message}`
+      : String(error);
+    defaultLog(`options.debug.log threw ${why}`);
+  }
+}
+
 /** What a traced pass saw of one channel. */
 interface Seen {
   repr: string;
@@ -100,6 +114,8 @@ export class DebugSession {
   #passes = 0;
   /** Per traced pass: the channels asked, by object, and the calls that ran. */
   #seen = new Map<Dispatcher, Seen>();
+  /** The channels traced so far, by number: to name a token after its channel left. */
+  #names = new Map<number, string>();
   #ran: string[] = [];
 
   constructor(options: Required<DebugOptions>) {
@@ -141,7 +157,8 @@ export class DebugSession {
     if (map.size === 0) return;
     const names: string[] = [];
     map.forEach((obj) => names.push(reprOf(obj)));
-    this.log(
+    safeLog(
+      this.log,
       `loop exited (${reason}) with ${map.size} channel(s) still open: ${
         names.join(", ")
       }`,
@@ -223,7 +240,8 @@ export class DebugSession {
   /** Warns if a call was slow; traced, records that it ran. */
   #report(what: string, took: number, traced: boolean): void {
     if (took >= this.slowHandlerMs) {
-      this.log(
+      safeLog(
+        this.log,
         `${what} took ${
           took.toFixed(1)
         } ms (slowHandlerMs: ${this.slowHandlerMs})`,
@@ -252,7 +270,7 @@ export class DebugSession {
   #writeTrace(events: Events): void {
     const reading: string[] = [];
     const writing: string[] = [];
-    const names = new Map<number, string>();
+    const names = this.#names;
     this.#seen.forEach((seen) => {
       names.set(seen.fd, seen.repr);
       if (seen.asked & 1) reading.push(seen.repr);
@@ -271,7 +289,8 @@ export class DebugSession {
         `${names.get(token) ?? (token < 0 ? "waker" : `#${token}`)} ${kinds}`,
       );
     }
-    this.log(
+    safeLog(
+      this.log,
       [
         `pass ${this.#passes}:`,
         `  read set: [${reading.join(", ")}]`,

@@ -390,3 +390,39 @@ Deno.test("debug: ASYNCORE_DEBUG=1 turns it on; unset, or unreadable, it stays o
     assertEquals([off.code, off.stdout, off.stderr], [0, "done\n", ""]);
   }
 });
+
+Deno.test("debug: a log function that throws fails no handler; the console gets the message", async () => {
+  const map: ChannelMap = new Map();
+  const server = new Server(map, (sock) => sock.close());
+  const warned: string[] = [];
+  const warn = console.warn;
+  console.warn = (message: string) => warned.push(message);
+  try {
+    await loop({
+      map,
+      count: 1,
+      timeout: 0,
+      debug: {
+        slowHandlerMs: 0,
+        log: () => {
+          throw new Error("log is broken");
+        },
+      },
+    });
+  } finally {
+    console.warn = warn;
+    server.close();
+  }
+  assert(
+    warned.some((m) =>
+      /^asyncore debug: <Server listening .*\.readable\(\) took/.test(m)
+    ),
+    warned.join("\n"),
+  );
+  assert(
+    warned.includes(
+      "asyncore debug: options.debug.log threw Error: log is broken",
+    ),
+    warned.join("\n"),
+  );
+});
