@@ -4,13 +4,13 @@
 // trace each pass. None of it costs anything when off: a debug loop hands
 // its pass a `DebugSession`, the pass's only hook is one check of it at its
 // end, and the handlers are timed by wrappers installed on each channel the
-// session serves (own properties over the prototype's methods), so a loop
-// without debug runs the very code it runs without this file.
+// session serves (own properties over the prototype's methods, taken off
+// again when the loop ends), so a loop without debug runs the very code it
+// runs without this file.
 
 import type { ChannelMap, DebugOptions, Dispatcher } from "./asyncore.ts";
 import { runTimers, timerCalls } from "./_loop_state.ts";
-import type { Events } from "./_selector.ts";
-import { ERROR, READABLE, WRITABLE } from "./_selector.ts";
+import { ERROR, type Events, READABLE, WRITABLE } from "./_selector.ts";
 import type { Socket } from "./socket.ts";
 import { describe } from "./_validate.ts";
 
