@@ -91,6 +91,7 @@ import {
 } from "./_selector.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
 import { sourceOf } from "./_sockets.ts";
+import { type DebugSession, debugSession } from "./_debug.ts";
 import {
   defaultMap,
   loopStateOf,
@@ -967,10 +968,14 @@ function checkIdle(obj: Dispatcher, now: number): number {
   return Infinity;
 }
 
-/** What a loop reuses from pass to pass: the events, and their channels. */
+/**
+ * What a loop reuses from pass to pass: the events, their channels, and its
+ * debug session (`null` when debug is off).
+ */
 class PassBuffers {
   readonly events: Events = new Events();
   readonly channels: (Dispatcher | undefined)[] = [];
+  debug: DebugSession | null = null;
 }
 
 /**
@@ -1063,7 +1068,9 @@ async function pass(
     dispatchEach(ERROR, exception, map, buffers, count);
   }
   channels.fill(undefined, 0, count);
-  runTimers(map);
+  // Debug mode's one hook: it runs the timers itself, timing each.
+  if (buffers.debug === null) runTimers(map);
+  else buffers.debug.endPass(map, events);
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
@@ -1146,6 +1153,65 @@ export interface LoopOptions {
   count?: number;
   /** Stop when this signal aborts. */
   signal?: AbortSignal;
+  /**
+   * Debug mode, as asyncio's: `true` (or {@linkcode DebugOptions}) warns of
+   * slow handlers and of channels left open, and can trace each pass;
+   * `false` turns it off even when the `ASYNCORE_DEBUG` environment
+   * variable asks for it.
+   *
+   * @default {undefined} (on when `ASYNCORE_DEBUG` is set, non-empty and
+   * not `0`, and the program may read it)
+   */
+  debug?: boolean | DebugOptions;
+}
+
+/**
+ * What {@linkcode loop}'s debug mode reports, and where. Each warning or
+ * trace is one call of `log`.
+ *
+ * @example Catch a slow timer in a test
+ * ```ts
+ * import { callLater, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+ * import { assertMatch } from "@std/assert";
+ *
+ * const map = new Map();
+ * const server = new Dispatcher(undefined, map);
+ * server.createSocket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen(5);
+ * callLater(0, function slowTimer() {
+ *   const start = performance.now();
+ *   while (performance.now() - start < 10); // busy for 10 ms
+ *   server.close();
+ * }, { map });
+ * const messages: string[] = [];
+ * await loop({ map, debug: { slowHandlerMs: 5, log: (m) => messages.push(m) } });
+ * assertMatch(messages[0], /^timer callback slowTimer took \d/);
+ * ```
+ */
+export interface DebugOptions {
+  /**
+   * Warn when one call of a handler (`handle*()`, `readable()`,
+   * `writable()`, a timer's callback) runs at least this many ms, naming
+   * the channel and the handler: asyncio's `slow_callback_duration`.
+   *
+   * @default {100}
+   */
+  slowHandlerMs?: number;
+  /**
+   * Log each pass: the channels asked to read (the read set) and to write
+   * (the write set), which were ready, and the handlers that ran, with
+   * their times.
+   *
+   * @default {false}
+   */
+  trace?: boolean;
+  /**
+   * Where warnings and traces go.
+   *
+   * @default {(message) => console.warn(`asyncore debug: ${message}`)}
+   */
+  log?: (message: string) => void;
 }
 
 /**
@@ -1160,7 +1226,30 @@ export interface LoopOptions {
  * await loop({ map: new Map() }); // an empty map: returns at once
  * ```
  *
- * @param options Timeout, map, pass count, poll flavour and abort signal.
+ * @example Debug mode: trace each pass
+ * ```ts
+ * import { Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+ * import { assertMatch } from "@std/assert";
+ *
+ * const map = new Map();
+ * const server = new Dispatcher(undefined, map);
+ * server.createSocket();
+ * server.bind({ hostname: "127.0.0.1", port: 0 });
+ * server.listen(5);
+ * const messages: string[] = [];
+ * await loop({
+ *   map,
+ *   count: 1,
+ *   timeout: 0,
+ *   debug: { trace: true, log: (m) => messages.push(m) },
+ * });
+ * server.close();
+ * assertMatch(messages[0], /read set: \[<Dispatcher listening/);
+ * assertMatch(messages[1], /still open: <Dispatcher listening/);
+ * ```
+ *
+ * @param options Timeout, map, pass count, poll flavour, abort signal and
+ *   debug mode.
  */
 export async function loop(options: LoopOptions = {}): Promise<void> {
   if (typeof options !== "object" || options === null) {
@@ -1171,15 +1260,20 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
   let count = checkCount("options.count", options.count ?? Infinity);
   const { signal } = options;
   const usePoll = options.usePoll ?? false;
+  const debug = debugSession(options.debug);
   const alarm = new Alarm();
   const buffers = new PassBuffers();
+  buffers.debug = debug;
+  debug?.start(map);
   try {
     while (map.size > 0 && count > 0 && !signal?.aborted) {
       await pass(usePoll, timeout, map, signal, alarm, buffers);
       count--;
     }
+    debug?.exited(map, count === 0 ? "count reached" : "signal aborted");
   } finally {
     alarm.dispose();
+    debug?.stop(map);
   }
 }
 
