@@ -9,10 +9,11 @@
 import {
   ERROR,
   HUP,
-  type Interest,
+  Interest,
   READABLE,
   type Registration,
   type Registry,
+  SENT,
   type Token,
   WRITABLE,
 } from "./_selector.ts";
@@ -104,6 +105,17 @@ export class ConnSource<T extends Accepted = Accepted>
       registry.dropped(registrations[i]);
       registrations.splice(i, 1);
       return;
+    }
+  }
+
+  /** Bytes left the send buffer: tells the registrations that asked (OUTPUT). */
+  sent(): void {
+    const registrations = this.#registrations;
+    for (let i = 0; i < registrations.length; i++) {
+      const registration = registrations[i];
+      if (registration.interest & Interest.OUTPUT) {
+        registration.registry.woken(registration, SENT);
+      }
     }
   }
 

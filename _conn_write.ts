@@ -135,7 +135,10 @@ export class WritePump {
     }
     if (this.tx.length > 0) this.start();
     else this.finish();
-    if (wasFull && !this.full && !core.closed) core.changed();
+    if (!core.closed) {
+      if (wasFull && !this.full) core.changed();
+      core.sent();
+    }
   }
 
   #onWriteError(error: Error): void {

@@ -46,6 +46,13 @@ export const Interest = {
   WRITABLE: 2 as Interest,
   /** Both. */
   BOTH: 3 as Interest,
+  /**
+   * One `SENT` event each time bytes leave the socket's send buffer: for a
+   * loop whose channel wants nothing now but may once its output has gone
+   * (a `readable()` that waits for `sendBuffered` to fall). An epoll source
+   * can give it with `EPOLLOUT | EPOLLET`.
+   */
+  OUTPUT: 64 as Interest,
   /** The interest in reading and/or writing. */
   of(readable: boolean, writable: boolean): Interest {
     return ((readable ? 1 : 0) | (writable ? 2 : 0)) as Interest;
@@ -65,6 +72,8 @@ export const ERROR = 4;
 export const HUP = 8;
 /** Readiness bits: the source was closed while registered (`POLLNVAL`); reported once. */
 export const CLOSED = 16;
+/** Readiness bits: bytes left the send buffer (for `Interest.OUTPUT`); reported once each time. */
+export const SENT = 32;
 
 /**
  * The events of one poll, reused from poll to poll so that a busy loop does
@@ -144,8 +153,10 @@ export class Registration {
   interest: Interest;
   /** Whether it is in its registry's ready queue. */
   queued = false;
-  /** LIVE, CLOSING (one CLOSED event to report), DEAD or WOKEN (a waker's one event). */
+  /** LIVE, CLOSING (one CLOSED event to report), DEAD or WOKEN (one event of `wokenBits`). */
   state = LIVE;
+  /** What a WOKEN registration reports. */
+  wokenBits = 0;
 
   constructor(
     registry: Registry,
@@ -213,10 +224,11 @@ export class Registry {
     this.#wake();
   }
 
-  /** A waker's registration: one READABLE event, then it is live again. */
-  woken(registration: Registration): void {
+  /** One event of `bits` (a waker's, or SENT), then the registration is live again. */
+  woken(registration: Registration, bits: number): void {
     if (registration.state !== LIVE) return;
     registration.state = WOKEN;
+    registration.wokenBits = bits;
     if (!registration.queued) {
       registration.queued = true;
       this.#ready.push(registration);
@@ -248,7 +260,7 @@ export class Registry {
           events.push(registration.token, CLOSED);
           registration.state = DEAD;
         } else if (registration.state === WOKEN) {
-          events.push(registration.token, READABLE);
+          events.push(registration.token, registration.wokenBits);
           registration.state = LIVE;
         }
         registration.queued = false;
@@ -372,7 +384,7 @@ export class Waker implements PushSource {
   wake(): void {
     const registration = this.#registration;
     if (registration.registry.waiting) {
-      registration.registry.woken(registration);
+      registration.registry.woken(registration, READABLE);
     }
   }
 

@@ -1034,7 +1034,17 @@ async function pass(
       // Python's select() would fail on the stale descriptor; close instead.
       guard(obj, () => obj.handleClose());
     } else {
-      register(obj, registry, sock, Interest.of(isR, isW));
+      // A channel that wants nothing while its socket still holds output
+      // (a readable() waiting for sendBuffered to fall) is asked again each
+      // time some of it goes.
+      register(
+        obj,
+        registry,
+        sock,
+        isR || isW || sock.sendBuffered === 0
+          ? Interest.of(isR, isW)
+          : Interest.OUTPUT,
+      );
     }
   });
   // Wait. With nothing registered this only sleeps, unless the waker fires.

@@ -14,6 +14,7 @@ import {
   Interest,
   READABLE,
   Selector,
+  SENT,
   Waker,
   WRITABLE,
 } from "../_selector.ts";
@@ -115,6 +116,24 @@ Deno.test("Selector: an error is reported whatever the interest", async () => {
   assert(events.readiness(0) & ERROR);
   assert(client.error !== null);
   selector.registry.deregister(sourceOf(client));
+});
+
+Deno.test("Selector: Interest.OUTPUT reports SENT once each time bytes leave the send buffer", async () => {
+  using sockets = await pair();
+  const { client, conn } = sockets;
+  const selector = new Selector();
+  const events = new Events();
+  selector.registry.register(sourceOf(conn), 2, Interest.OUTPUT);
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+  conn.send("out");
+  await within(5000, "the poll", selector.poll(events, 5000));
+  assertEquals(list(events), [[2, SENT]]);
+  await selector.poll(events, 0);
+  assertEquals(list(events), [], "once per write");
+  await select([client], [], [], 5000);
+  assertEquals(new TextDecoder().decode(client.recv(16)), "out");
+  selector.registry.deregister(sourceOf(conn));
 });
 
 Deno.test("Waker: wakes a waiting poll with one event; a wake with no poll waiting is dropped", async () => {
