@@ -66,7 +66,7 @@
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
-import { kWakeLoop } from "./_readiness.ts";
+import { wakeChannelLoop } from "./_readiness.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { Splitter } from "./_terminator.ts";
 import { disposeAll } from "./_dispose.ts";
@@ -545,7 +545,7 @@ export class AsyncChat extends Dispatcher {
       if (this.#waitingOn !== ready) return; // the output was dropped
       this.#waitingOn = null;
       this.#producerFailure = failure;
-      this[kWakeLoop]();
+      wakeChannelLoop(this);
     };
     ready.then(() => resume(null), (error) => resume({ error }));
   }
@@ -555,7 +555,7 @@ export class AsyncChat extends Dispatcher {
     this.#queue.push(entry);
     if (entry instanceof Uint8Array) this.#queuedBytes += entry.length;
     // writable() turned true: a loop waiting without it must know.
-    if (idle) this[kWakeLoop]();
+    if (idle) wakeChannelLoop(this);
   }
 
   #dequeue(): void {

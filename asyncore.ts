@@ -79,7 +79,7 @@ import {
 import { checkCount, checkTimeout, describe, toBytes } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
 import { compactTraceback } from "./_traceback.ts";
-import { kWakeLoop } from "./_readiness.ts";
+import { setChannelWaker, wakeChannelLoop } from "./_readiness.ts";
 import {
   ERROR,
   Events,
@@ -370,14 +370,11 @@ export class Dispatcher {
     wakeLoop(channels);
   }
 
-  /**
-   * Wakes the loop serving this channel, so that it asks `writable()` again
-   * now: called when output is queued from outside a pass.
-   *
-   * @ignore
-   */
-  [kWakeLoop](): void {
-    if (this.#loopMap !== null) wakeLoop(this.#loopMap);
+  static {
+    // A channel's loop is woken through _readiness.ts, not a public member.
+    setChannelWaker((channel) => {
+      if (channel.#loopMap !== null) wakeLoop(channel.#loopMap);
+    });
   }
 
   /** Removes the channel from `map` (its own map by default). */
@@ -789,7 +786,7 @@ export class DispatcherWithSend extends Dispatcher {
     if (offset < bytes.length) {
       this.#out.push(bytes.slice(offset));
       // writable() turned true: a loop waiting without it must know.
-      if (idle) this[kWakeLoop]();
+      if (idle) wakeChannelLoop(this);
     }
     return bytes.length;
   }

@@ -39,7 +39,7 @@
 import { AsyncChat, type AsyncProducer } from "./asynchat.ts";
 import type { ChannelMap } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
-import { kWakeLoop } from "./_readiness.ts";
+import { wakeChannelLoop } from "./_readiness.ts";
 import { checkSize, describe } from "./_validate.ts";
 import { EMPTY } from "./_bytes.ts";
 
@@ -345,7 +345,7 @@ export class StreamChannel extends AsyncChat {
         this.#controller = controller;
       },
       // The reader made room: the loop must ask readable() again.
-      pull: () => this[kWakeLoop](),
+      pull: () => wakeChannelLoop(this),
       cancel: () => this.#cancelRead(),
     }, { highWaterMark, size: (chunk) => chunk.length });
     this.writableStream = new WritableStream<Uint8Array>({
