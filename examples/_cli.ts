@@ -9,6 +9,9 @@
 
 import { parseArgs } from "@std/cli";
 
+/** Joins byte chunks into one array (`@std/bytes`), for the examples. */
+export { concat } from "@std/bytes";
+
 /** One `--name VALUE` option. */
 export interface OptionSpec {
   /** The placeholder shown in the usage text, e.g. `PORT`. */
@@ -265,19 +268,6 @@ export function writeStdout(bytes: Uint8Array): void {
   while (offset < bytes.length) {
     offset += Deno.stdout.writeSync(bytes.subarray(offset));
   }
-}
-
-/** Joins byte chunks into one array. */
-export function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 /** The error's message, for one-line reports. */
