@@ -23,7 +23,7 @@ import { AcceptPump } from "./_conn_accept.ts";
 import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
-import type { SocketBackend, State } from "./_backend.ts";
+import type { SocketBackend, State } from "./_socket_backend.ts";
 
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {

@@ -12,23 +12,32 @@ import {
   AF_UNIX,
   closeOwned,
   EAGAIN,
+  EALREADY,
   ECONNABORTED,
   EINPROGRESS,
   EINTR,
+  EISCONN,
   errno,
   errnoError,
+  F_DUPFD_CLOEXEC,
   IPPROTO_TCP,
   lastError,
   libc,
   MSG_NOSIGNAL,
+  O_CLOEXEC,
   own,
+  POLLIN,
+  POLLOUT,
   SHUT_RD,
   SHUT_RDWR,
   SHUT_WR,
   SO_ERROR,
   SO_KEEPALIVE,
+  SO_LINGER,
+  SO_RCVBUF,
   SO_REUSEADDR,
   SO_REUSEPORT,
+  SO_SNDBUF,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
   SOCK_STREAM,
@@ -66,6 +75,28 @@ const lengthBytes = new Uint8Array(lengthCell.buffer);
 const optionCell = new Int32Array(1);
 const optionBytes = new Uint8Array(optionCell.buffer);
 
+// struct pollfd { int fd; short events; short revents; }
+const pollCell = new Int32Array(2);
+const pollBytes = new Uint8Array(pollCell.buffer);
+const pollShorts = new Int16Array(pollCell.buffer);
+const lingerCell = new Int32Array(2);
+const lingerBytes = new Uint8Array(lingerCell.buffer);
+
+/**
+ * The poll(2) bits of any descriptor now (POLLIN, POLLOUT, POLLERR,
+ * POLLHUP, POLLNVAL for a number that is not open), without waiting. It only
+ * looks: the descriptor is never read, written or closed.
+ */
+export function pollDescriptor(fd: number, events = POLLIN | POLLOUT): number {
+  pollCell[0] = fd;
+  pollShorts[2] = events;
+  pollShorts[3] = 0;
+  const c = libc();
+  // EINTR and ENOMEM leave revents 0: nothing is known to be ready.
+  if (c.poll(pollBytes, 1n, 0) <= 0) return 0;
+  return pollShorts[3] & 0xffff;
+}
+
 function checkFamily(family: unknown): Family {
   if (family !== "ipv4" && family !== "ipv6" && family !== "unix") {
     throw new TypeError(
@@ -85,11 +116,16 @@ function familyName(af: number): Family {
  */
 export class FdSocket {
   #fd: number;
-  readonly family: Family;
+  #family: Family;
 
   private constructor(fd: number, family: Family) {
     this.#fd = fd;
-    this.family = family;
+    this.#family = family;
+  }
+
+  /** The address family. */
+  get family(): Family {
+    return this.#family;
   }
 
   /**
@@ -110,6 +146,75 @@ export class FdSocket {
     return familyName(encodeAddress("address", address).family);
   }
 
+  /**
+   * Replaces the descriptor with a new socket of `family` under the same
+   * number (`dup3`), so that the number a caller holds stays valid. Options
+   * set on the old socket are lost.
+   */
+  reopen(family: Family): void {
+    const fd = this.#open("reopen");
+    const fresh = FdSocket.open(family);
+    const c = libc();
+    if (c.dup3(fresh.#fd, fd, O_CLOEXEC) < 0) {
+      const error = lastError("reopen");
+      fresh.close();
+      throw error;
+    }
+    fresh.close();
+    this.#family = family;
+  }
+
+  /**
+   * Moves the socket to the lowest free descriptor number from `min` up
+   * (`F_DUPFD_CLOEXEC`), closing the old number.
+   */
+  renumber(min: number): void {
+    const fd = this.#open("renumber");
+    const moved = libc().fcntl(fd, F_DUPFD_CLOEXEC, min);
+    if (moved < 0) throw lastError("renumber");
+    this.#fd = own(moved);
+    closeOwned(fd);
+  }
+
+  /** The poll(2) bits now (see {@linkcode pollDescriptor}). */
+  readiness(): number {
+    return pollDescriptor(this.#open("readiness"));
+  }
+
+  /**
+   * An ioctl that reads a count: `FIONREAD` (bytes waiting to be received)
+   * or `SIOCOUTQ` (bytes sent but not yet acknowledged).
+   */
+  queued(request: number): number {
+    const fd = this.#open("queued");
+    optionCell[0] = 0;
+    if (libc().ioctl(fd, BigInt(request), optionBytes) < 0) return 0;
+    return optionCell[0];
+  }
+
+  /** `SO_RCVBUF` or `SO_SNDBUF` (the kernel doubles the value it is given). */
+  setBufferSize(which: "recv" | "send", size: number): void {
+    const fd = this.#open("setBufferSize");
+    optionCell[0] = Math.min(size, 0x7fffffff);
+    const name = which === "recv" ? SO_RCVBUF : SO_SNDBUF;
+    if (libc().setsockopt(fd, SOL_SOCKET, name, optionBytes, 4) < 0) {
+      throw lastError("setBufferSize");
+    }
+  }
+
+  /**
+   * `SO_LINGER` on with a zero timeout: `close()` drops what is unsent and
+   * resets the connection, without blocking.
+   */
+  setAbortiveClose(): void {
+    const fd = this.#open("setAbortiveClose");
+    lingerCell[0] = 1;
+    lingerCell[1] = 0;
+    if (libc().setsockopt(fd, SOL_SOCKET, SO_LINGER, lingerBytes, 8) < 0) {
+      throw lastError("setAbortiveClose");
+    }
+  }
+
   /** The OS descriptor, or -1 once closed. */
   get fd(): number {
     return this.#fd;
@@ -128,7 +233,7 @@ export class FdSocket {
     const fd = this.#open("bind");
     const sockaddr = this.#encode(
       address,
-      this.family === "ipv6" ? "::" : "0.0.0.0",
+      this.#family === "ipv6" ? "::" : "0.0.0.0",
     );
     if (libc().bind(fd, sockaddr, sockaddr.length) < 0) {
       throw lastError("bind");
@@ -168,7 +273,7 @@ export class FdSocket {
       if (conn >= 0) {
         own(conn);
         return [
-          new FdSocket(conn, this.family),
+          new FdSocket(conn, this.#family),
           decodeAddress(storage, lengthCell[0]),
         ];
       }
@@ -192,11 +297,22 @@ export class FdSocket {
     const fd = this.#open("connect");
     const sockaddr = this.#encode(
       address,
-      this.family === "ipv6" ? "::1" : "127.0.0.1",
+      this.#family === "ipv6" ? "::1" : "127.0.0.1",
     );
-    if (libc().connect(fd, sockaddr, sockaddr.length) === 0) return true;
-    const code = errno();
+    const c = libc();
+    if (c.connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    let code = errno();
     if (code === EINPROGRESS) return false;
+    if (code === EISCONN || code === EALREADY) {
+      throw errnoError("connect", code);
+    }
+    // Asked again, a connect in progress says EALREADY and a failed one
+    // its error again: under load, errno was once seen to hold another
+    // call's value (ENOENT for a TCP connect), so a failure is confirmed.
+    if (c.connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    const again = errno();
+    if (again === EALREADY || again === EINPROGRESS) return false;
+    code = again;
     // A full Unix listen queue says EAGAIN: WouldBlock, as in Python.
     throw errnoError("connect", code);
   }
@@ -387,11 +503,11 @@ export class FdSocket {
 
   #encode(address: Address, defaultHostname: string): Uint8Array {
     const sockaddr = encodeAddress("address", address, defaultHostname);
-    if (sockaddr.family !== FAMILIES[this.family]) {
+    if (sockaddr.family !== FAMILIES[this.#family]) {
       throw new TypeError(
         `address is ${
           familyName(sockaddr.family)
-        }, but the socket is ${this.family}`,
+        }, but the socket is ${this.#family}`,
       );
     }
     return sockaddr.bytes;

@@ -1,29 +1,64 @@
 // Small integers for live sockets, reused lowest first like POSIX descriptors.
+// The epoll backend's sockets are entered under their OS descriptors instead
+// (`claim`); numbers handed out skip those. In a process whose default is the
+// epoll backend, the other sockets' numbers come from a range no descriptor
+// reaches (`high`), so that any other number can be taken for a descriptor.
 
 import { Heap } from "./_heap.ts";
 
 const FIRST = 3;
+/** Above any descriptor Linux hands out (fs.nr_open is at most 2^30 - 64). */
+export const HIGH_FIRST = 0x40000000;
 
 /** Hands out the lowest free number and maps live numbers to their owners. */
 export class FdTable<T> {
   #owners = new Map<number, T>();
+  #claimed = new Set<number>();
   #free = new Heap<number>((a, b) => a < b);
   #next = FIRST;
+  #highFree = new Heap<number>((a, b) => a < b);
+  #highNext = HIGH_FIRST;
 
-  /** Registers `owner` under the lowest free number and returns it. */
-  allocate(owner: T): number {
-    const fd = this.#free.pop() ?? this.#next++;
+  /**
+   * Registers `owner` under the lowest free number (from
+   * {@linkcode HIGH_FIRST} up when `high`) and returns it.
+   */
+  allocate(owner: T, high = false): number {
+    const free = high ? this.#highFree : this.#free;
+    let fd = free.pop();
+    while (fd !== undefined && this.#owners.has(fd)) fd = free.pop();
+    if (fd === undefined) {
+      if (high) {
+        fd = this.#highNext++;
+      } else {
+        while (this.#owners.has(this.#next)) this.#next++;
+        fd = this.#next++;
+      }
+    }
     this.#owners.set(fd, owner);
     return fd;
   }
 
+  /** Registers `owner` under `fd`, a number it owns (an OS descriptor). */
+  claim(fd: number, owner: T): void {
+    this.#owners.set(fd, owner);
+    this.#claimed.add(fd);
+  }
+
   /** Frees `fd` for reuse. */
   release(fd: number): void {
-    if (this.#owners.delete(fd)) this.#free.push(fd);
+    if (!this.#owners.delete(fd)) return;
+    if (this.#claimed.delete(fd)) return;
+    (fd >= HIGH_FIRST ? this.#highFree : this.#free).push(fd);
   }
 
   /** The owner of `fd`, or `undefined` when it is not live. */
   get(fd: number): T | undefined {
     return this.#owners.get(fd);
+  }
+
+  /** Whether `fd` is live. */
+  has(fd: number): boolean {
+    return this.#owners.has(fd);
   }
 }

@@ -41,6 +41,17 @@ const SYMBOLS = {
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // (struct pollfd*, nfds_t, timeout ms): one descriptor's readiness now.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // (oldfd, newfd, flags): moves a socket onto the number it replaces.
+  dup3: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // fcntl(fd, F_DUPFD_CLOEXEC, minfd) and ioctl(fd, request, int*) are
+  // variadic; Linux on x86_64 and aarch64 passes these arguments as it
+  // passes fixed ones.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  // (NUL-terminated path)
+  unlink: { parameters: ["buffer"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
   // (epfd, op, fd, struct epoll_event*)
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
@@ -75,6 +86,19 @@ export const SO_REUSEADDR = 2;
 export const SO_ERROR = 4;
 export const SO_KEEPALIVE = 9;
 export const SO_REUSEPORT = 15;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_LINGER = 13;
+export const O_CLOEXEC = 0o2000000;
+export const F_DUPFD_CLOEXEC = 1030;
+// Bytes waiting to be read / not yet acknowledged by the peer.
+export const FIONREAD = 0x541b;
+export const SIOCOUTQ = 0x5411;
+export const POLLIN = 0x001;
+export const POLLOUT = 0x004;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
+export const POLLNVAL = 0x020;
 export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
 export const SHUT_RD = 0;
@@ -88,6 +112,8 @@ export const EPOLL_CLOEXEC = 0o2000000;
 export const EINTR = 4;
 export const EAGAIN = 11;
 export const EINPROGRESS = 115;
+export const EALREADY = 114;
+export const EISCONN = 106;
 export const ECONNABORTED = 103;
 
 type ErrorClass = new (message: string) => Error;

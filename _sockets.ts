@@ -1,24 +1,31 @@
-// The live sockets: their numbers (as POSIX descriptors, lowest free first)
-// and, for the layers above socket.ts, each socket's backend source, reached
-// through a private field rather than a public member.
+// The live sockets: their numbers (as POSIX descriptors, lowest free first;
+// the epoll backend's are their OS descriptors) and, for the layers above
+// socket.ts, each socket's backend source, reached through a private field
+// rather than a public member.
 
 import { FdTable } from "./_fd_table.ts";
-import type { SocketBackend } from "./_backend.ts";
+import type { Source } from "./_selector.ts";
 import type { Socket } from "./socket.ts";
+
+/** What the layers above see of a socket's backend (either one). */
+export interface SocketSource extends Source {
+  /** The readiness bits now: READABLE, WRITABLE, ERROR, HUP. */
+  readiness(): number;
+  /** Grows whenever bytes move in or out (idle timeouts watch it). */
+  readonly activity: number;
+}
 
 /** Every live socket, by number. */
 export const sockets: FdTable<Socket> = new FdTable<Socket>();
 
-let accessor: ((sock: Socket) => SocketBackend<Socket>) | undefined;
+let accessor: ((sock: Socket) => SocketSource) | undefined;
 
 /** The backend source behind `sock`: what registries and idle checks use. */
-export function sourceOf(sock: Socket): SocketBackend<Socket> {
+export function sourceOf(sock: Socket): SocketSource {
   return accessor!(sock);
 }
 
 /** Called once by socket.ts with the way to reach a socket's source. */
-export function setSourceAccessor(
-  get: (sock: Socket) => SocketBackend<Socket>,
-): void {
+export function setSourceAccessor(get: (sock: Socket) => SocketSource): void {
   accessor = get;
 }

@@ -9,10 +9,12 @@
 // end and the original connection. What the socket had received but not yet
 // handed out, then the read that was in flight at the upgrade, go to the
 // engine first, so nothing is lost or re-ordered. The server side works the
-// same way, with a private `Deno.listenTls` listener as the engine.
+// same way, with a private `Deno.listenTls` listener as the engine. The raw
+// side may be an epoll-backend socket's descriptor too (_fd_conn.ts).
 
 import { describe } from "./_validate.ts";
 import type { TlsOptions } from "./socket.ts";
+import type { RawConn } from "./_fd_conn.ts";
 
 /** Checks `value` as {@linkcode TlsOptions}; returns a copy. */
 export function checkTlsOptions(name: string, value: unknown): TlsOptions {
@@ -81,13 +83,13 @@ export async function clientHandshake(
 
 const PUMP_SIZE = 32768; // two TLS records
 
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+async function writeAll(conn: RawConn, data: Uint8Array): Promise<void> {
   for (let offset = 0; offset < data.length;) {
     offset += await conn.write(data.subarray(offset));
   }
 }
 
-function closeQuietly(conn: Deno.Conn | null): void {
+function closeQuietly(conn: RawConn | null): void {
   try {
     conn?.close();
   } catch {
@@ -97,8 +99,11 @@ function closeQuietly(conn: Deno.Conn | null): void {
 
 /** What a {@linkcode TlsSplice} needs from its socket. */
 export interface SpliceOptions {
-  /** The connection that carried the plaintext so far. */
-  raw: Deno.Conn;
+  /**
+   * The connection that carried the plaintext so far: a `Deno.Conn`, or an
+   * epoll-backend socket's descriptor (_fd_conn.ts).
+   */
+  raw: RawConn;
   /** The TLS settings; `cert` and `key` make this the server's side. */
   tls: TlsOptions;
   /** The name to verify when this is the client's side. */
@@ -120,7 +125,7 @@ export class TlsSplice {
   /** The engine's end, once its handshake has completed. */
   readonly ready: Promise<Deno.TlsConn>;
 
-  #raw: Deno.Conn;
+  #raw: RawConn;
   #options: SpliceOptions;
   #tls: Deno.TlsConn | null = null;
   #pipe: Deno.Conn | null = null;

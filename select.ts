@@ -30,7 +30,7 @@
  */
 
 import { Socket } from "./socket.ts";
-import { sockets, sourceOf } from "./_sockets.ts";
+import { sockets, type SocketSource, sourceOf } from "./_sockets.ts";
 import {
   ERROR,
   Events,
@@ -40,12 +40,17 @@ import {
   Selector,
   WRITABLE,
 } from "./_selector.ts";
+import { DescriptorSource } from "./_epoll_source.ts";
+import { unsupportedReason } from "./_libc.ts";
+import { defaultBackend } from "./_backend.ts";
+import { pollDescriptor } from "./_fd_socket.ts";
 import { passWithoutWait } from "./_turns.ts";
 import { checkTimeout, describe } from "./_validate.ts";
 
-export { Socket } from "./socket.ts";
+export { getDefaultBackend, setDefaultBackend, Socket } from "./socket.ts";
 export type {
   Address,
+  Backend,
   ShutdownHow,
   SocketOptions,
   TlsOptions,
@@ -55,8 +60,29 @@ function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
 }
 
-/** Anything {@linkcode select} and {@linkcode Poll} accept: a socket number or an object with `fileno()`. */
+/**
+ * Anything {@linkcode select} and {@linkcode Poll} accept: a socket, a socket
+ * number or an object with `fileno()`. When the default backend is epoll
+ * (`setDefaultBackend("epoll")` or `ASYNCORE_BACKEND=epoll`), any other OS
+ * descriptor too (a pipe, standard input), as Python's: it is only watched,
+ * never read, written or closed.
+ */
 export type FileLike = number | { fileno(): number };
+
+/** Something select() waits on: a socket's source, or another descriptor's. */
+interface Watched {
+  source: SocketSource | DescriptorSource;
+  token: number;
+  closed(): boolean;
+}
+
+/**
+ * Whether numbers that name no socket are OS descriptors: when the default
+ * backend is epoll (socket numbers are descriptors, or out of their range).
+ */
+function descriptorsWatchable(): boolean {
+  return defaultBackend() === "epoll" && unsupportedReason() === null;
+}
 
 /** Options for {@linkcode select} and {@linkcode Poll.poll}. */
 export interface WaitOptions {
@@ -64,10 +90,18 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
-function resolveSocket(name: string, item: FileLike): Socket {
+function watchSocket(sock: Socket): Watched {
+  return {
+    source: sourceOf(sock),
+    token: sock.fileno(),
+    closed: () => sock.closed,
+  };
+}
+
+function resolveSocket(name: string, item: FileLike): Watched {
   if (item instanceof Socket) {
     if (item.closed) throw closedError(`${name}: select`);
-    return item;
+    return watchSocket(item);
   }
   let fd: unknown = item;
   if (typeof item === "object" && item !== null) {
@@ -88,10 +122,19 @@ function resolveSocket(name: string, item: FileLike): Socket {
     );
   }
   const sock = sockets.get(fd);
-  if (sock === undefined) {
-    throw new Deno.errors.BadResource(`${name}: ${fd} is not a live socket`);
+  if (sock !== undefined) return watchSocket(sock);
+  if (Number.isInteger(fd) && fd >= 0 && fd <= 0x7fffffff) {
+    if (descriptorsWatchable()) {
+      const source = new DescriptorSource(fd);
+      if (source.open) {
+        return { source, token: fd, closed: () => !source.open };
+      }
+      throw new Deno.errors.BadResource(
+        `${name}: ${fd} is not an open descriptor (EBADF)`,
+      );
+    }
   }
-  return sock;
+  throw new Deno.errors.BadResource(`${name}: ${fd} is not a live socket`);
 }
 
 /**
@@ -152,78 +195,56 @@ export async function select<
   const ws = wlist.map((item) => resolveSocket("wlist", item));
   const xs = xlist.map((item) => resolveSocket("xlist", item));
   const scan = (): [R[], W[], X[]] => [
-    rlist.filter((_, i) => (sourceOf(rs[i]).readiness() & READABLE) !== 0),
-    wlist.filter((_, i) => (sourceOf(ws[i]).readiness() & WRITABLE) !== 0),
-    xlist.filter((_, i) => (sourceOf(xs[i]).readiness() & ERROR) !== 0),
+    rlist.filter((_, i) => (rs[i].source.readiness() & READABLE) !== 0),
+    wlist.filter((_, i) => (ws[i].source.readiness() & WRITABLE) !== 0),
+    xlist.filter((_, i) => (xs[i].source.readiness() & ERROR) !== 0),
   ];
   const isEmpty = ([r, w, x]: [R[], W[], X[]]) =>
     r.length === 0 && w.length === 0 && x.length === 0;
-  return await waitFor(
-    scan,
-    (result) => !isEmpty(result),
-    () => {
-      // Errors are always reported, so an xlist socket asks for nothing more.
-      const wanted = new Map<Socket, Interest>();
-      const add = (sock: Socket, bits: number) =>
-        wanted.set(sock, ((wanted.get(sock) ?? 0) | bits) as Interest);
-      for (const sock of rs) add(sock, Interest.READABLE);
-      for (const sock of ws) add(sock, Interest.WRITABLE);
-      for (const sock of xs) add(sock, Interest.NONE);
-      return wanted;
-    },
-    limit,
-    options.signal,
-    () => {
-      // As if select() were called again: a socket closed meanwhile is an
-      // error, not something to wait on forever.
-      for (const sock of [...rs, ...ws, ...xs]) {
-        if (sock.closed) throw closedError("select");
-      }
-    },
-  );
-}
-
-/**
- * The wait of select() and Poll.poll(): returns `scan()` once `found()` says
- * it holds something. Until then the sockets `watch()` names are registered
- * with a selector of their own, and scanned again after each wake-up, until
- * `limit` ms pass or `signal` aborts (then the empty scan is returned).
- * `woken` runs after each wake-up, before the scan.
- */
-async function waitFor<T>(
-  scan: () => T,
-  found: (result: T) => boolean,
-  watch: () => Map<Socket, Interest>,
-  limit: number | undefined,
-  signal: AbortSignal | undefined,
-  woken?: () => void,
-): Promise<T> {
   let result = scan();
-  if (found(result) || limit === 0) {
+  if (!isEmpty(result) || limit === 0) {
     const turn = passWithoutWait();
-    if (turn === undefined) return result;
-    await turn;
-    return scan();
+    return turn ? turn.then(scan) : result;
   }
-  const watched = watch();
+  // Errors are always reported, so an xlist socket asks for nothing more.
+  const wanted = new Map<number, [Watched, number]>();
+  const want = (watched: Watched, bits: number) => {
+    const entry = wanted.get(watched.token);
+    if (entry) entry[1] |= bits;
+    else wanted.set(watched.token, [watched, bits]);
+  };
+  for (const watched of rs) want(watched, READABLE);
+  for (const watched of ws) want(watched, WRITABLE);
+  for (const watched of xs) want(watched, 0);
   const selector = new Selector();
   const { registry } = selector;
-  for (const [sock, interest] of watched) {
-    registry.register(sourceOf(sock), sock.fileno(), interest);
-  }
+  const registered: Watched[] = [];
   const events = new Events();
   const deadline = limit === undefined ? Infinity : performance.now() + limit;
+  const { signal } = options;
   try {
+    for (const [token, [watched, interest]] of wanted) {
+      registry.register(watched.source, token, interest as Interest);
+      registered.push(watched);
+    }
     for (;;) {
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return result;
-      await selector.poll(events, left === Infinity ? undefined : left, signal);
-      woken?.();
+      await selector.poll(
+        events,
+        left === Infinity ? undefined : left,
+        signal,
+      );
+      // As if select() were called again: a socket closed meanwhile is an
+      // error, not something to wait on forever.
+      for (const watched of registered) {
+        if (watched.closed()) throw closedError("select");
+      }
       result = scan();
-      if (found(result)) return result;
+      if (!isEmpty(result)) return result;
     }
   } finally {
-    for (const sock of watched.keys()) registry.deregister(sourceOf(sock));
+    for (const watched of registered) registry.deregister(watched.source);
   }
 }
 
@@ -245,7 +266,10 @@ function toFd(name: string, item: FileLike): number {
       typeof item.fileno === "function"
     ? item.fileno()
     : item;
-  if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) {
+  if (
+    typeof fd !== "number" || !Number.isInteger(fd) || fd < 0 ||
+    fd > 0x7fffffff
+  ) {
     throw new TypeError(
       `${name} must be a socket number or an object with fileno(), got ${
         describe(item)
@@ -329,26 +353,53 @@ export class Poll {
     const limit = typeof timeout === "number" && timeout < 0
       ? undefined
       : checkTimeout("timeout", timeout);
-    return await waitFor(
-      () => this.#scan(),
-      (result) => result.length > 0,
-      () => {
-        const watched = new Map<Socket, Interest>();
-        for (const [fd, mask] of this.#registered) {
-          const sock = sockets.get(fd);
-          // POLLPRI never shows on a stream socket: it asks for nothing.
-          if (sock !== undefined) {
-            watched.set(
-              sock,
-              Interest.of((mask & POLLIN) !== 0, (mask & POLLOUT) !== 0),
-            );
-          }
-        }
-        return watched;
-      },
-      limit,
-      options.signal,
-    );
+    let result = this.#scan();
+    if (result.length > 0 || limit === 0) {
+      const turn = passWithoutWait();
+      return turn ? turn.then(() => this.#scan()) : result;
+    }
+    const selector = new Selector();
+    const { registry } = selector;
+    const watched: (SocketSource | DescriptorSource)[] = [];
+    const watchable = descriptorsWatchable();
+    for (const [fd, mask] of this.#registered) {
+      const sock = sockets.get(fd);
+      if (sock === undefined && !watchable) continue;
+      const source = sock === undefined
+        ? new DescriptorSource(fd)
+        : sourceOf(sock);
+      // POLLPRI never shows on a stream socket: it asks for nothing.
+      try {
+        registry.register(
+          source,
+          fd,
+          Interest.of((mask & POLLIN) !== 0, (mask & POLLOUT) !== 0),
+        );
+      } catch {
+        // Not open (the scan reports POLLNVAL) or a regular file (always
+        // ready): nothing to wait on.
+        continue;
+      }
+      watched.push(source);
+    }
+    const events = new Events();
+    const deadline = limit === undefined ? Infinity : performance.now() + limit;
+    const { signal } = options;
+    try {
+      for (;;) {
+        const left = deadline - performance.now();
+        if (left <= 0 || signal?.aborted) return result;
+        await selector.poll(
+          events,
+          left === Infinity ? undefined : left,
+          signal,
+        );
+        result = this.#scan();
+        if (result.length > 0) return result;
+      }
+    } finally {
+      for (const source of watched) registry.deregister(source);
+    }
   }
 
   #checkMask(eventmask: number): number {
@@ -364,10 +415,14 @@ export class Poll {
 
   #scan(): [number, number][] {
     const events: [number, number][] = [];
+    const watchable = descriptorsWatchable();
     for (const [fd, mask] of this.#registered) {
       const sock = sockets.get(fd);
       if (sock === undefined) {
-        events.push([fd, POLLNVAL]);
+        const revents = watchable
+          ? pollDescriptor(fd, mask & (POLLIN | POLLPRI | POLLOUT))
+          : POLLNVAL;
+        if (revents !== 0) events.push([fd, revents]);
         continue;
       }
       const bits = sourceOf(sock).readiness();

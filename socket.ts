@@ -27,9 +27,18 @@
  */
 
 import { ConnSource } from "./_conn_source.ts";
-import type { SocketBackend } from "./_backend.ts";
 import { checkTlsOptions, isServerSide } from "./_tls.ts";
 import { setSourceAccessor, sockets } from "./_sockets.ts";
+import {
+  type Backend,
+  checkBackend,
+  checkEpollSupported,
+  defaultBackend,
+  setDefault,
+} from "./_backend.ts";
+import { EpollSource } from "./_epoll_source.ts";
+import { FdSocket } from "./_fd_socket.ts";
+import { FdConn } from "./_fd_conn.ts";
 import {
   checkAddress,
   checkCount,
@@ -91,8 +100,69 @@ export interface TlsOptions {
   caCerts?: string[];
 }
 
+export type { Backend } from "./_backend.ts";
+
+/**
+ * Sets the backend of the sockets made from now on without a
+ * `SocketOptions.backend` of their own (sockets made with `tls` always use
+ * `"deno"`). Without a call, the default is the environment variable
+ * `ASYNCORE_BACKEND` (`"deno"` or `"epoll"`), read once when the first socket
+ * is made if the env permission for it is granted (treated as unset when it
+ * is not), else `"deno"`.
+ *
+ * @example Make the default explicit
+ * ```ts
+ * import { getDefaultBackend, setDefaultBackend } from "@asyncore/asyncore/socket";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const before = getDefaultBackend();
+ * setDefaultBackend("deno");
+ * assertEquals(getDefaultBackend(), "deno");
+ * setDefaultBackend(before);
+ * ```
+ *
+ * @param backend `"deno"`, or `"epoll"` (Linux on x86_64 or aarch64, with
+ *   `--allow-ffi`).
+ * @throws {Deno.errors.NotCapable} for `"epoll"` without `--allow-ffi`.
+ * @throws {Deno.errors.NotSupported} for `"epoll"` off Linux or on another
+ *   CPU. Both name the reason and the fix; nothing falls back silently.
+ */
+export function setDefaultBackend(backend: Backend): void {
+  setDefault(checkBackend("backend", backend));
+}
+
+/**
+ * The backend sockets are made with when they do not choose one (see
+ * {@linkcode setDefaultBackend}).
+ *
+ * @example Read it
+ * ```ts
+ * import { getDefaultBackend } from "@asyncore/asyncore/socket";
+ * import { assert } from "@std/assert";
+ *
+ * assert(["deno", "epoll"].includes(getDefaultBackend()));
+ * ```
+ *
+ * @returns `"deno"` or `"epoll"`.
+ */
+export function getDefaultBackend(): Backend {
+  return defaultBackend();
+}
+
 /** Options for {@linkcode Socket}. */
 export interface SocketOptions {
+  /**
+   * Where the socket lives. `"deno"`: Deno's own connections, which the
+   * socket drives with promises, keeping the buffers a kernel would (Deno's
+   * sandbox holds: `--allow-net` decides what it reaches). `"epoll"`: an OS
+   * descriptor, non-blocking, waited on with epoll through FFI (Linux on
+   * x86_64 or aarch64; needs `--allow-ffi`, which gives up Deno's sandbox for
+   * the whole process). See the README's "Backends" section for the
+   * differences.
+   *
+   * @default {the process-wide default: see setDefaultBackend()}
+   */
+  backend?: Backend;
   /**
    * The transport: TCP (IPv4 or IPv6, chosen by the address) or a Unix
    * domain socket.
@@ -118,7 +188,9 @@ export interface SocketOptions {
    * `Deno.listenTls` and accepted sockets speak TLS from the first byte;
    * otherwise `connect()` runs the client's handshake (verifying
    * `hostname`, trusting `caCerts` too) before it reports completion. TCP
-   * only; see {@linkcode Socket.startTls} to upgrade a plaintext connection.
+   * only, on the `"deno"` backend (a socket with `tls` uses it whatever the
+   * default); see {@linkcode Socket.startTls} to upgrade a plaintext
+   * connection, which works on both.
    */
   tls?: TlsOptions;
 }
@@ -140,6 +212,9 @@ function tcpAddr(addr: Deno.Addr): Deno.Addr {
 function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
 }
+
+// An accepted descriptor for the Socket being made (epoll backend).
+let adopting: FdSocket | null = null;
 
 /**
  * A non-blocking stream socket (TCP over IPv4 or IPv6, or Unix) with
@@ -194,12 +269,14 @@ function closedError(operation: string): Deno.errors.BadResource {
  */
 export class Socket {
   static {
-    setSourceAccessor((sock) => sock.#io);
+    setSourceAccessor((sock) => sock.#ep ?? sock.#io);
   }
 
   readonly #transport: "tcp" | "unix";
   #fd: number;
-  #io: SocketBackend<Socket>;
+  // Exactly one backend: the promise backend's source, or the epoll one's.
+  #io!: ConnSource<Socket>;
+  #ep: EpollSource | null = null;
   #tls: TlsOptions | null = null;
   // The hostname connected to: the name a client's STARTTLS verifies.
   #peerName = "";
@@ -238,16 +315,49 @@ export class Socket {
       }
       this.#tls = checkTlsOptions("options.tls", options.tls);
     }
+    const backend = options.backend !== undefined
+      ? checkBackend("options.backend", options.backend)
+      : this.#tls !== null
+      ? "deno"
+      : defaultBackend();
+    if (backend === "epoll") {
+      if (this.#tls !== null) {
+        throw new Deno.errors.NotSupported(
+          'options.tls needs the "deno" backend; an "epoll" socket can use startTls()',
+        );
+      }
+      checkEpollSupported();
+      const accepted = adopting;
+      adopting = null;
+      const sock = accepted ??
+        FdSocket.open(transport === "unix" ? "unix" : "ipv4");
+      // A number the promise backend handed out is not this descriptor's.
+      while (sockets.has(sock.fd)) sock.renumber(sock.fd + 1);
+      this.#ep = new EpollSource(
+        sock,
+        recvBufferSize,
+        sendBufferSize,
+        accepted === null &&
+          (options.recvBufferSize !== undefined ||
+            options.sendBufferSize !== undefined),
+        accepted !== null,
+      );
+      this.#fd = sock.fd;
+      sockets.claim(sock.fd, this);
+      return;
+    }
     this.#io = new ConnSource<Socket>(
       recvBufferSize,
       sendBufferSize,
       (conn) =>
         Socket.fromConn(conn, {
-          recvBufferSize: this.#io.recvLimit,
-          sendBufferSize: this.#io.sendLimit,
+          recvBufferSize: this.#io.reader.limit,
+          sendBufferSize: this.#io.writer.limit,
         }),
     );
-    this.#fd = sockets.allocate(this);
+    // With epoll the default, any other number may be a descriptor given to
+    // select(): this socket's must not look like one.
+    this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
   }
 
   /**
@@ -281,16 +391,19 @@ export class Socket {
       recvBufferSize: options.recvBufferSize,
       sendBufferSize: options.sendBufferSize,
       transport,
+      backend: "deno",
     });
-    // Wrapping a Deno.Conn is the promise backend's own business.
-    (sock.#io as ConnSource<Socket>).attach(
+    sock.#io.attach(
       conn,
       typeof (conn as Deno.TlsConn).handshake === "function",
     );
     return sock;
   }
 
-  /** The socket's number: unique among live sockets, -1 once closed. */
+  /**
+   * The socket's number: unique among live sockets, -1 once closed. On the
+   * `"epoll"` backend it is the OS descriptor.
+   */
   fileno(): number {
     return this.#fd;
   }
@@ -305,7 +418,12 @@ export class Socket {
    * peer reset. A socket with an error is readable and writable.
    */
   get error(): Error | null {
-    return this.#io.error;
+    return (this.#ep ?? this.#io).error;
+  }
+
+  /** The backend the socket lives on (see {@linkcode SocketOptions.backend}). */
+  get backend(): Backend {
+    return this.#ep !== null ? "epoll" : "deno";
   }
 
   /** The transport this socket was made for. */
@@ -319,35 +437,49 @@ export class Socket {
    * completed.
    */
   get secure(): boolean {
-    return this.#io.secure;
+    return (this.#ep ?? this.#io).secure;
   }
 
-  /** The bound of the receive buffer, in bytes. */
+  /**
+   * The bound of the receive buffer, in bytes. On the `"epoll"` backend it
+   * is the kernel's (`SO_RCVBUF`, which Linux doubles for its bookkeeping),
+   * set only when given.
+   */
   get recvBufferSize(): number {
-    return this.#io.recvLimit;
+    return this.#ep?.recvLimit ?? this.#io.reader.limit;
   }
   set recvBufferSize(size: number) {
-    this.#io.recvLimit = checkSize("recvBufferSize", size);
+    const checked = checkSize("recvBufferSize", size);
+    if (this.#ep !== null) this.#ep.setRecvLimit(checked);
+    else this.#io.recvLimit = checked;
   }
 
-  /** The bound of the send buffer, in bytes. */
+  /**
+   * The bound of the send buffer, in bytes (`SO_SNDBUF` on the `"epoll"`
+   * backend, as for {@linkcode Socket.recvBufferSize}).
+   */
   get sendBufferSize(): number {
-    return this.#io.sendLimit;
+    return this.#ep?.sendLimit ?? this.#io.writer.limit;
   }
   set sendBufferSize(size: number) {
-    this.#io.sendLimit = checkSize("sendBufferSize", size);
+    const checked = checkSize("sendBufferSize", size);
+    if (this.#ep !== null) this.#ep.setSendLimit(checked);
+    else this.#io.sendLimit = checked;
   }
 
   /**
    * How long, in ms, a closed socket keeps trying to deliver the bytes
    * `send()` accepted to a peer that does not read them, before it drops
    * them and closes the connection (`SO_LINGER`). While it tries, the
-   * process stays alive; `0` drops them at `close()`.
+   * process stays alive; `0` drops them at `close()`. On the `"epoll"`
+   * backend the kernel delivers them after `close()` on its own schedule
+   * (the process need not stay alive), and `0` resets the connection
+   * instead (`SO_LINGER` with a zero timeout).
    *
    * @default {30000}
    */
   get lingerTimeout(): number {
-    return this.#io.lingerTimeout;
+    return this.#ep?.lingerTimeout ?? this.#io.writer.lingerTimeout;
   }
   set lingerTimeout(ms: number) {
     const timeout = checkTimeout("lingerTimeout", ms);
@@ -356,17 +488,25 @@ export class Socket {
         `lingerTimeout must be a finite number of ms, got ${describe(ms)}`,
       );
     }
-    this.#io.lingerTimeout = timeout;
+    if (this.#ep !== null) this.#ep.lingerTimeout = timeout;
+    else this.#io.writer.lingerTimeout = timeout;
   }
 
-  /** The number of received bytes waiting for `recv`. */
+  /**
+   * The number of received bytes waiting for `recv` (the kernel's count,
+   * `FIONREAD`, on the `"epoll"` backend).
+   */
   get recvBuffered(): number {
-    return this.#io.recvBuffered;
+    return this.#ep?.recvBuffered ?? this.#io.reader.rx.length;
   }
 
-  /** The number of bytes `send` accepted that the peer has not been sent yet. */
+  /**
+   * The number of bytes `send` accepted that the peer has not been sent yet.
+   * On the `"epoll"` backend: the kernel's count of bytes the peer has not
+   * acknowledged (`SIOCOUTQ`; for a Unix socket, the memory its queue holds).
+   */
   get sendBuffered(): number {
-    return this.#io.sendBuffered;
+    return this.#ep?.sendBuffered ?? this.#io.writer.tx.length;
   }
 
   /**
@@ -386,6 +526,7 @@ export class Socket {
       this.#transport,
       "0.0.0.0",
     );
+    if (this.#ep !== null) return this.#ep.bind(options);
     const state = this.#io.state;
     if (state !== "fresh") {
       throw new Deno.errors.AlreadyExists(
@@ -409,6 +550,18 @@ export class Socket {
   listen(backlog = 5): void {
     this.#checkOpen("listen");
     checkCount("backlog", backlog);
+    const ep = this.#ep;
+    if (ep !== null) {
+      if (ep.state === "fresh" && this.#transport === "unix") {
+        throw new Deno.errors.NotConnected(
+          "listen: a Unix socket must be bound first",
+        );
+      }
+      return ep.listen(
+        Math.max(1, Math.min(backlog, 65535)),
+        () => this.bind({ port: 0 }),
+      );
+    }
     if (this.#io.state === "fresh") {
       if (this.#transport === "unix") {
         throw new Deno.errors.NotConnected(
@@ -432,6 +585,25 @@ export class Socket {
    */
   accept(): [Socket, Deno.Addr] {
     this.#checkOpen("accept");
+    const ep = this.#ep;
+    if (ep !== null) {
+      const [accepted, address] = ep.accept();
+      adopting = accepted;
+      try {
+        const sock = new Socket({
+          transport: this.#transport,
+          backend: "epoll",
+          recvBufferSize: ep.recvLimit,
+          sendBufferSize: ep.sendLimit,
+        });
+        return [sock, address];
+      } catch (error) {
+        accepted.close();
+        throw error;
+      } finally {
+        adopting = null;
+      }
+    }
     if (this.#io.state !== "listening") {
       throw new Deno.errors.NotConnected("accept: the socket is not listening");
     }
@@ -462,6 +634,13 @@ export class Socket {
       this.#transport,
       "127.0.0.1",
     );
+    if (this.#ep !== null) {
+      if (options.transport === "tcp") this.#peerName = options.hostname;
+      return this.#ep.connect(
+        options,
+        options.transport === "tcp" ? options.hostname : "",
+      );
+    }
     const state = this.#io.state;
     if (state === "connecting") {
       throw new Deno.errors.Busy("connect: a connect is already in progress");
@@ -543,24 +722,25 @@ export class Socket {
   startTls(options: TlsOptions = {}): void {
     this.#checkOpen("startTls");
     const tls = checkTlsOptions("options", options);
+    if (this.#ep !== null) this.#toPromiseBackend(tls);
     const io = this.#io;
     if (io.secure || io.securing) {
       throw new Deno.errors.AlreadyExists(
         "startTls: the connection already uses TLS",
       );
     }
-    const remote = io.remoteAddr();
-    if (io.state !== "connected" || remote === null) {
+    if (io.state !== "connected" || io.conn === null) {
       throw new Deno.errors.NotConnected(
         "startTls: the socket is not connected",
       );
     }
     if (io.error) throw io.error;
-    if (io.writeShut) {
+    if (io.writer.shutWrite) {
       throw new Deno.errors.BrokenPipe(
         "startTls: the socket is shut for writing",
       );
     }
+    const remote = io.conn.remoteAddr;
     io.startTls(
       tls,
       this.#peerName ||
@@ -585,11 +765,12 @@ export class Socket {
   recv(bufsize: number): Uint8Array {
     checkSize("bufsize", bufsize);
     this.#checkOpen("recv");
+    if (this.#ep !== null) return this.#ep.recv(bufsize);
     const io = this.#io;
     const data = io.read(bufsize);
     if (data !== null) return data;
     if (io.error) throw io.error;
-    if (io.readDone) return EMPTY;
+    if (io.reader.eof || io.reader.shutRead) return EMPTY;
     if (io.state !== "connected" && io.state !== "connecting") {
       throw new Deno.errors.NotConnected("recv: the socket is not connected");
     }
@@ -608,6 +789,7 @@ export class Socket {
   send(data: Uint8Array | string): number {
     const bytes = toBytes("data", data);
     this.#checkOpen("send");
+    if (this.#ep !== null) return this.#ep.send(bytes);
     const io = this.#io;
     if (io.error) throw io.error;
     if (io.state === "connecting") {
@@ -616,7 +798,7 @@ export class Socket {
     if (io.state !== "connected") {
       throw new Deno.errors.NotConnected("send: the socket is not connected");
     }
-    if (io.writeShut) {
+    if (io.writer.shutWrite) {
       throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
     }
     if (bytes.length === 0) return 0;
@@ -641,6 +823,9 @@ export class Socket {
       );
     }
     this.#checkOpen("shutdown");
+    if (this.#ep !== null) {
+      return this.#ep.shutdown(how !== "write", how !== "read");
+    }
     if (this.#io.state !== "connected") {
       throw new Deno.errors.NotConnected(
         "shutdown: the socket is not connected",
@@ -657,7 +842,7 @@ export class Socket {
     if (this.closed) return;
     sockets.release(this.#fd);
     this.#fd = -1;
-    this.#io.close();
+    (this.#ep ?? this.#io).close();
   }
 
   /**
@@ -666,11 +851,12 @@ export class Socket {
    * connection, once the bytes `send()` accepted are delivered (or the
    * linger timeout dropped them).
    *
-   * Python frees a listening port inside `close()`. Deno cannot: the accept
-   * waiting on the listener holds the OS socket until that accept is
-   * cancelled, in the next turn of the event loop (a timer or I/O callback;
-   * awaiting a promise is not enough). Await this before binding the same
-   * address again in the same process.
+   * Python frees a listening port inside `close()`. The `"deno"` backend
+   * cannot: the accept waiting on the listener holds the OS socket until that
+   * accept is cancelled, in the next turn of the event loop (a timer or I/O
+   * callback; awaiting a promise is not enough). Await this before binding
+   * the same address again in the same process. On the `"epoll"` backend the
+   * descriptor is closed within `close()`, and this resolves at once.
    *
    * @example Rebinding a port
    * ```ts
@@ -691,7 +877,7 @@ export class Socket {
    * @returns A promise that resolves once the OS socket is released.
    */
   waitClosed(): Promise<void> {
-    return this.#io.waitReleased();
+    return (this.#ep ?? this.#io).waitReleased();
   }
 
   /** Closes the socket (for `using`). */
@@ -702,7 +888,9 @@ export class Socket {
   /** The local address. */
   getsockname(): Deno.Addr {
     this.#checkOpen("getsockname");
-    const local = this.#io.localAddr();
+    if (this.#ep !== null) return this.#ep.getsockname();
+    const io = this.#io;
+    const local = io.listener?.addr ?? (io.raw ?? io.conn)?.localAddr;
     if (local) return tcpAddr(local);
     return this.#transport === "unix"
       ? { transport: "unix", path: "" }
@@ -716,13 +904,14 @@ export class Socket {
    */
   getpeername(): Deno.Addr {
     this.#checkOpen("getpeername");
-    const remote = this.#io.remoteAddr();
-    if (remote === null) {
+    if (this.#ep !== null) return this.#ep.getpeername();
+    const conn = this.#io.raw ?? this.#io.conn;
+    if (conn === null) {
       throw new Deno.errors.NotConnected(
         "getpeername: the socket is not connected",
       );
     }
-    return tcpAddr(remote);
+    return tcpAddr(conn.remoteAddr);
   }
 
   /**
@@ -733,7 +922,7 @@ export class Socket {
    */
   setNoDelay(noDelay = true): void {
     this.#checkOpen("setNoDelay");
-    this.#io.setNoDelay(noDelay);
+    (this.#ep ?? this.#io).setNoDelay(noDelay);
   }
 
   /**
@@ -742,7 +931,54 @@ export class Socket {
    */
   setKeepAlive(keepAlive = true): void {
     this.#checkOpen("setKeepAlive");
-    this.#io.setKeepAlive(keepAlive);
+    (this.#ep ?? this.#io).setKeepAlive(keepAlive);
+  }
+
+  /**
+   * STARTTLS on an epoll socket: from now on the socket is driven by the
+   * promise backend over its descriptor (_fd_conn.ts), which the TLS splice
+   * feeds; the number and the registrations stay.
+   */
+  #toPromiseBackend(tls: TlsOptions): void {
+    const ep = this.#ep!;
+    // Reading the error first notices a connect that has completed.
+    const error = ep.error;
+    if (error) throw error;
+    if (ep.state !== "connected") {
+      throw new Deno.errors.NotConnected(
+        "startTls: the socket is not connected",
+      );
+    }
+    if (ep.shutWrite) {
+      throw new Deno.errors.BrokenPipe(
+        "startTls: the socket is shut for writing",
+      );
+    }
+    // What makes the upgrade fail at once (no permission for 127.0.0.1, a
+    // bad certificate or key) is thrown while the socket is unchanged.
+    (isServerSide(tls)
+      ? Deno.listenTls({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: tls.cert!,
+        key: tls.key!,
+      })
+      : Deno.listen({ hostname: "127.0.0.1", port: 0 })).close();
+    const watches = ep.detach();
+    const io = new ConnSource<Socket>(
+      ep.recvLimit,
+      ep.sendLimit,
+      (conn) => Socket.fromConn(conn),
+    );
+    io.writer.lingerTimeout = ep.lingerTimeout;
+    // The promise backend reads and writes a Deno.Conn; FdConn is the part
+    // of one it uses.
+    io.attach(new FdConn(ep.sock) as unknown as Deno.Conn);
+    this.#io = io;
+    this.#ep = null;
+    for (const { registry, token, interest } of watches) {
+      io.register(registry, token, interest);
+    }
   }
 
   #checkOpen(operation: string): void {

@@ -77,6 +77,11 @@ export interface ServerSpec {
   permissions?: string[];
   /** Scenarios it runs in; all when absent. */
   scenarios?: string[];
+  /**
+   * One of ours run unmodified on the epoll backend: `ASYNCORE_BACKEND=epoll`
+   * with `--allow-ffi --allow-env` added.
+   */
+  backend?: "epoll";
 }
 
 /** A load scenario: `conns` connections of `size`-byte messages, or idle. */
@@ -138,6 +143,30 @@ export const SERVERS: ServerSpec[] = [
     group: "ours",
     runtime: "deno",
     script: "asynchat_echo.ts",
+  },
+  {
+    id: "asyncore-epoll",
+    label: "Dispatcher echo (own buffer), epoll backend",
+    group: "ours",
+    runtime: "deno",
+    script: "asyncore_echo.ts",
+    backend: "epoll",
+  },
+  {
+    id: "with-send-epoll",
+    label: "DispatcherWithSend echo, epoll backend",
+    group: "ours",
+    runtime: "deno",
+    script: "dispatcher_with_send_echo.ts",
+    backend: "epoll",
+  },
+  {
+    id: "asynchat-epoll",
+    label: "AsyncChat line echo, epoll backend",
+    group: "ours",
+    runtime: "deno",
+    script: "asynchat_echo.ts",
+    backend: "epoll",
   },
   {
     id: "py-asyncore",
@@ -340,9 +369,28 @@ function serverCommand(
       } catch {
         return { skip: `bench/servers/${server.script} does not exist yet` };
       }
-      if (server.permissions?.includes("--allow-ffi")) {
+      if (
+        server.permissions?.includes("--allow-ffi") ||
+        server.backend === "epoll"
+      ) {
         const reason = unsupportedReason();
         if (reason !== null) return { skip: reason };
+      }
+      if (server.backend === "epoll") {
+        return {
+          cmd: "env",
+          args: [
+            "ASYNCORE_BACKEND=epoll",
+            runtimes.deno.exe,
+            "run",
+            ...(server.permissions ?? ["--allow-net"]),
+            "--allow-ffi",
+            "--allow-env",
+            script,
+            "0",
+            ...extra,
+          ],
+        };
       }
       return {
         cmd: runtimes.deno.exe,

@@ -8,7 +8,7 @@
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "@std/assert";
 import { concat } from "@std/bytes";
-import { within } from "./_helpers.ts";
+import { BACKEND, within } from "./_helpers.ts";
 
 export { hasPython3, within } from "./_helpers.ts";
 
@@ -33,8 +33,15 @@ export function text(data: Uint8Array): string {
   return decoder.decode(data);
 }
 
-function permissionArgs(allowRead: boolean | undefined): string[] {
-  return allowRead ? ["--allow-net", "--allow-read"] : ["--allow-net"];
+/**
+ * The flags an example runs with: the ones its README line gives, plus
+ * `--allow-ffi --allow-env` when the suite runs on the epoll backend (the
+ * example inherits ASYNCORE_BACKEND, as an unmodified program would).
+ */
+export function permissionArgs(allowRead?: boolean): string[] {
+  const flags = allowRead ? ["--allow-net", "--allow-read"] : ["--allow-net"];
+  if (BACKEND === "epoll") flags.push("--allow-ffi", "--allow-env");
+  return flags;
 }
 
 /** What a finished example left behind. */

@@ -6,6 +6,7 @@ import { deadline } from "@std/async";
 import { TextLineStream } from "@std/streams";
 import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
 import type { Address } from "../select.ts";
+import { type Backend, getDefaultBackend } from "../socket.ts";
 
 /** Whether `command args` runs and succeeds (`false` when it is absent). */
 export function probe(command: string, args: string[]): boolean {
@@ -36,6 +37,23 @@ export const hasPythonAsyncore: boolean = hasPython3 && probe("python3", [
 /** `python3` has its `ssl` module (a TLS peer). */
 export const hasPythonSsl: boolean = hasPython3 &&
   probe("python3", ["-c", "import ssl"]);
+
+/** The backend this run of the suite uses (`ASYNCORE_BACKEND`; CI runs both). */
+export const BACKEND: Backend = getDefaultBackend();
+
+/**
+ * Options for a test of what only the `"deno"` backend has (its own
+ * buffers and linger timer; the `"epoll"` backend's are the kernel's): on
+ * the epoll backend the test is ignored and its name says why.
+ */
+export function denoBackendOnly(
+  name: string,
+  why: string,
+): { name: string; ignore: boolean } {
+  return BACKEND === "deno"
+    ? { name, ignore: false }
+    : { name: `${name} [deno backend only: ${why}]`, ignore: true };
+}
 
 /** Node.js is installed. */
 export const hasNode: boolean = probe("node", ["-e", ""]);

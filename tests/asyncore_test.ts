@@ -45,6 +45,7 @@ import {
   Socket,
 } from "../select.ts";
 import {
+  BACKEND,
   connectAddress,
   dial,
   FAMILIES,
@@ -235,6 +236,9 @@ for (const family of FAMILIES) {
         // Sends and closes in handleConnect, the bytes fitting the buffer.
         class Quick extends Quiet {
           readonly #data: Uint8Array;
+          get size(): number {
+            return this.#data.length;
+          }
           constructor(data: Uint8Array) {
             super(undefined, map);
             this.#data = data;
@@ -252,7 +256,15 @@ for (const family of FAMILIES) {
           }
         }
         const small = new Quick(new TextEncoder().encode("hello"));
-        const big = new Quick(pattern(1 << 20));
+        // The kernel caps a socket's send buffer (net.core.wmem_max): on
+        // the epoll backend a Unix socket takes less than 1 MiB at once.
+        const big = new Quick(
+          pattern(
+            BACKEND === "epoll" && endpoint.transport === "unix"
+              ? 1 << 16
+              : 1 << 20,
+          ),
+        );
         const empty = new Quick(new Uint8Array(0));
         await runLoop(map, { usePoll: mode.usePoll });
         for (const quick of [small, big, empty]) assertEquals(quick.errors, []);
@@ -260,11 +272,12 @@ for (const family of FAMILIES) {
           a,
           b,
         ) => a - b);
-        assertEquals(sizes, [0, 5, 1 << 20]);
+        const bigSize = big.size;
+        assertEquals(sizes, [0, 5, bigSize]);
         const whole = received.map(concat).find((data) =>
-          data.length === 1 << 20
+          data.length === bigSize
         )!;
-        assert(isPattern(whole), "1 MiB arrived in order");
+        assert(isPattern(whole), "the big one arrived in order");
         assertEquals(server.errors, []);
       },
     });
@@ -526,7 +539,12 @@ Deno.test("Dispatcher: send returns 0 once the peer stops reading; recv at end o
     }
     assert(zero, "send returned 0");
     assertLess(total, 32 << 20);
-    assertEquals(channel.sendBuffered, channel.socket!.sendBufferSize);
+    // The epoll backend's send buffer is the kernel's, sized by the kernel.
+    if (BACKEND === "deno") {
+      assertEquals(channel.sendBuffered, channel.socket!.sendBufferSize);
+    } else {
+      assert(channel.sendBuffered > 0);
+    }
   } finally {
     peer.close(); // unread data: a reset
   }

@@ -8,6 +8,7 @@ import {
   assertUsageError,
   bytes,
   IO_TIMEOUT,
+  permissionArgs,
   readExactly,
   ROOT,
   runExample,
@@ -253,7 +254,7 @@ async function fetchWithClient(
   env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "examples/http_client.ts", ...urls],
+    args: ["run", ...permissionArgs(), "examples/http_client.ts", ...urls],
     cwd: ROOT,
     env,
     stdin: "null",

@@ -39,6 +39,7 @@ import {
   withSeed,
   writeAll,
 } from "./_reliability_helpers.ts";
+import { BACKEND } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -355,10 +356,14 @@ Deno.test("peer faults: a peer that never reads stalls only its channel, with me
       // stays full.
       await until(() => firehose !== undefined, 5000, "accepted");
       const stalledAt = await settled(() => pushed, 500, 20_000, "stall");
-      assertEquals(
-        firehose!.socket!.sendBuffered,
-        firehose!.socket!.sendBufferSize,
-      );
+      // On the epoll backend the socket's buffer is the kernel's: the
+      // bounds below are the deno backend's own buffer.
+      if (BACKEND === "deno") {
+        assertEquals(
+          firehose!.socket!.sendBuffered,
+          firehose!.socket!.sendBufferSize,
+        );
+      }
       await within(20_000, "witness", witness(port, 50));
       assertEquals(
         pushed,
@@ -366,7 +371,9 @@ Deno.test("peer faults: a peer that never reads stalls only its channel, with me
         "nothing more was accepted while stalled",
       );
       assertLessOrEqual(peak, HIGH + 32 * 1024);
-      assertLessOrEqual(peakSocket, firehose!.socket!.sendBufferSize);
+      if (BACKEND === "deno") {
+        assertLessOrEqual(peakSocket, firehose!.socket!.sendBufferSize);
+      }
       console.log(
         `  stalled after ${pushed} B (kernel buffers + 64 KiB socket buffer); ` +
           `peak queued on the channel ${peak} B`,
@@ -410,18 +417,23 @@ Deno.test("peer faults: a peer that never reads stalls only its channel, with me
       });
       await until(() => chat !== undefined, 5000, "accepted");
       const stalledAt = await settled(() => pulled, 500, 20_000, "stall");
-      assertEquals(chat!.socket!.sendBuffered, chat!.socket!.sendBufferSize);
+      if (BACKEND === "deno") {
+        assertEquals(chat!.socket!.sendBuffered, chat!.socket!.sendBufferSize);
+      }
       await within(20_000, "witness", witness(port, 50));
       assertEquals(
         pulled,
         stalledAt,
         "the producer was not pulled while stalled",
       );
-      assertLessOrEqual(peak, chat!.socket!.sendBufferSize + piece.length);
-      assertLessOrEqual(
-        chat!.sendBuffered,
-        chat!.socket!.sendBufferSize + piece.length,
-      );
+      // The kernel's buffer bounds it on the epoll backend, not sendBufferSize.
+      if (BACKEND === "deno") {
+        assertLessOrEqual(peak, chat!.socket!.sendBufferSize + piece.length);
+        assertLessOrEqual(
+          chat!.sendBuffered,
+          chat!.socket!.sendBufferSize + piece.length,
+        );
+      }
       sink.close();
       await until(() => map.size === 2, 10_000, "the pushing channel closed");
       closeAll(map);
@@ -758,16 +770,26 @@ const FAULT_CASES: [string, (ctx: FaultContext) => Promise<void>][] = [
     listener.createSocket();
     listener.bind({ hostname: "127.0.0.1", port: 0 });
     listener.listen(5);
+    // The pending connection is closed with the listener. On the epoll
+    // backend the kernel resets the connection it had queued, maybe before
+    // Deno reports the connect.
+    const resetOnEpoll = (error: unknown) => {
+      const reset = error instanceof Deno.errors.ConnectionReset;
+      if (!(reset && BACKEND === "epoll")) throw error;
+    };
     const conn = await Deno.connect({
       hostname: "127.0.0.1",
       port: portOf(listener),
-    });
+    }).catch(resetOnEpoll);
     await until(() => errors.length > 0, 5000, "fault reported");
     assertBooms(errors, "handleAccept");
     assertClosed(listener, map);
-    // The pending connection was closed with the listener.
-    assertEquals((await readToEnd(conn)).hash.length, 0);
-    conn.close();
+    if (conn) {
+      const { hash, error } = await readToEnd(conn);
+      if (error) resetOnEpoll(error);
+      assertEquals(hash.length, 0);
+      conn.close();
+    }
   }],
   [
     "handleAccepted (the listener stays; accepted sockets are not leaked)",

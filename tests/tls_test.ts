@@ -17,7 +17,7 @@ import { type ChannelMap, closeAll, Dispatcher, loop } from "../asyncore.ts";
 import { AsyncChat } from "../asynchat.ts";
 import { LinesProducer } from "../producers.ts";
 import { Poll, POLLIN, POLLOUT, select, Socket } from "../select.ts";
-import { hasPythonSsl, pattern, portOf } from "./_helpers.ts";
+import { BACKEND, hasPythonSsl, pattern, portOf } from "./_helpers.ts";
 
 const fixture = (name: string) =>
   Deno.readTextFileSync(new URL(`./fixtures/tls/${name}`, import.meta.url));
@@ -493,7 +493,10 @@ Deno.test("Socket.startTls: plaintext and TLS pipelined around the upgrade", asy
   const reply = concat([pattern(30_000, 3), encoder.encode("220 go\r\n")]);
   assertEquals(server.send(reply), reply.length);
   server.startTls(SERVER_TLS);
-  assertEquals(server.sendBuffered, reply.length + 0, "nothing flushed yet");
+  // On the epoll backend send() went to the kernel already.
+  if (BACKEND === "deno") {
+    assertEquals(server.sendBuffered, reply.length, "nothing flushed yet");
+  }
   assertEquals(server.send("encrypted from the server"), 25);
   assertEquals(await select([server], [server], [], 0), [[], [], []]);
   assertEquals(await recvExactly(client, reply.length), reply);

@@ -1,0 +1,621 @@
+// The epoll backend: a socket on an OS descriptor (FdSocket, through libc),
+// registered with a registry's descriptor side (_descriptors.ts). It keeps no
+// buffers: recv and send go straight to the kernel, whose buffers are the
+// socket's. The public Socket (socket.ts) checks arguments and delegates
+// here; the state errors are the public API's wherever the kernel's differ
+// (accept() on a socket that is not listening is NotConnected, not EINVAL),
+// so that both backends behave alike. Also the source for any other
+// descriptor select() and Poll are given (DescriptorSource), which is only
+// ever watched: never read, written or closed.
+
+import { Descriptors, readinessOf } from "./_descriptors.ts";
+import { FdSocket, pollDescriptor } from "./_fd_socket.ts";
+import {
+  FIONREAD,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+  SIOCOUTQ,
+} from "./_libc.ts";
+import {
+  ERROR,
+  HUP,
+  type Interest,
+  READABLE,
+  type Registry,
+  type Source,
+  type Token,
+  WRITABLE,
+} from "./_selector.ts";
+import { encodeAddress } from "./_sockaddr.ts";
+import type { State } from "./_socket_backend.ts";
+import type { DenoAddressOptions } from "./_validate.ts";
+
+const EMPTY = new Uint8Array(0);
+const MIN_BACKLOG = 128;
+
+interface Watch {
+  registry: Registry;
+  token: Token;
+  interest: Interest;
+  /** On the registry's epoll (not while a host name is being looked up). */
+  added: boolean;
+}
+
+// Listeners that ran out of descriptors in accept(): they stop asking until
+// one of this backend's descriptors is closed (level-triggered epoll would
+// report them readable on every poll meanwhile).
+const starved = new Set<EpollSource>();
+
+function resumeStarved(): void {
+  if (starved.size === 0) return;
+  const listeners = [...starved];
+  starved.clear();
+  for (const source of listeners) source.resume();
+}
+
+/** Whether `hostname` needs resolving (not an IP literal nor "localhost"). */
+function needsLookup(hostname: string): boolean {
+  if (hostname === "localhost") return false;
+  try {
+    encodeAddress("address", { hostname, port: 0 });
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+async function lookup(hostname: string): Promise<string> {
+  const dns = await import("node:dns/promises");
+  const { address } = await dns.lookup(hostname);
+  return address;
+}
+
+/** A socket on an OS descriptor. */
+export class EpollSource implements Source {
+  state: State = "fresh";
+  /** Grows whenever bytes move in or out (idle timeouts watch it). */
+  activity = 0;
+  /** Never: TLS sockets use the promise backend (see socket.ts). */
+  readonly secure = false;
+  lingerTimeout = 30000;
+  recvLimit: number;
+  sendLimit: number;
+  readonly sock: FdSocket;
+  #released: PromiseWithResolvers<void> | null = null;
+  #error: Error | null = null;
+  #shutRead = false;
+  #shutWrite = false;
+  #closed = false;
+  #paused = false;
+  #resolving = false;
+  #watches: Watch[] = [];
+  /** A Unix socket path this socket bound: removed at close, as Deno does. */
+  #boundPath: string | null = null;
+  #buffersSet = false;
+  #noDelay: boolean | undefined;
+  #keepAlive: boolean | undefined;
+
+  /**
+   * Wraps `sock` (a fresh socket, or one accept() returned, then connected).
+   * The buffer sizes are set on the kernel only when `apply` says so.
+   */
+  constructor(
+    sock: FdSocket,
+    recvLimit: number,
+    sendLimit: number,
+    apply: boolean,
+    connected = false,
+  ) {
+    this.sock = sock;
+    this.recvLimit = recvLimit;
+    this.sendLimit = sendLimit;
+    if (connected) this.state = "connected";
+    this.#buffersSet = apply;
+    if (apply) {
+      sock.setBufferSize("recv", recvLimit);
+      sock.setBufferSize("send", sendLimit);
+    }
+  }
+
+  /** The descriptor: the socket's number. */
+  get fd(): number {
+    return this.sock.fd;
+  }
+
+  // Source: registrations with registries' descriptor sides.
+
+  register(registry: Registry, token: Token, interest: Interest): void {
+    this.reregister(registry, token, interest);
+  }
+
+  reregister(registry: Registry, token: Token, interest: Interest): void {
+    if (this.#closed) return;
+    const watches = this.#watches;
+    for (let i = 0; i < watches.length; i++) {
+      const watch = watches[i];
+      if (watch.registry !== registry) continue;
+      if (watch.token === token && watch.interest === interest) return;
+      watch.token = token;
+      watch.interest = interest;
+      if (watch.added) {
+        Descriptors.of(registry).modify(
+          this.fd,
+          token,
+          this.#effective(interest),
+        );
+      }
+      return;
+    }
+    const watch = { registry, token, interest, added: false };
+    watches.push(watch);
+    this.#add(watch);
+  }
+
+  deregister(registry: Registry): void {
+    const watches = this.#watches;
+    for (let i = 0; i < watches.length; i++) {
+      if (watches[i].registry !== registry) continue;
+      const [watch] = watches.splice(i, 1);
+      if (watch.added) Descriptors.of(registry).delete(this.fd);
+      return;
+    }
+  }
+
+  /** Removes every registration, leaving the descriptor open; returns them. */
+  detach(): Watch[] {
+    const watches = this.#watches;
+    this.#watches = [];
+    for (const { registry, added } of watches) {
+      if (added) Descriptors.of(registry).delete(this.fd);
+    }
+    return watches;
+  }
+
+  // An unconnected TCP socket is reported hung up (EPOLLHUP) by epoll, so a
+  // socket waiting for a host name's lookup stays off epoll until it connects.
+  #add(watch: Watch): void {
+    if (this.#resolving || watch.added) return;
+    Descriptors.of(watch.registry).add(
+      this.fd,
+      watch.token,
+      this.#effective(watch.interest),
+    );
+    watch.added = true;
+  }
+
+  /** The readiness bits now (READABLE, WRITABLE, ERROR, HUP), asking the kernel. */
+  readiness(): number {
+    if (this.#closed) return 0;
+    this.#settle();
+    if (this.#error) return READABLE | WRITABLE | ERROR | HUP;
+    const state = this.state;
+    if (state !== "connected" && state !== "listening") return 0;
+    const bits = pollDescriptor(this.fd);
+    let readiness = 0;
+    if (bits & (POLLIN | POLLHUP | POLLERR) || this.#shutRead) {
+      if (!this.#paused) readiness |= READABLE;
+    }
+    if (state === "connected" && (bits & POLLOUT || this.#shutWrite)) {
+      readiness |= WRITABLE;
+    }
+    if (bits & POLLERR) readiness |= ERROR;
+    if (bits & POLLHUP) readiness |= HUP;
+    return readiness;
+  }
+
+  /** Whether the write side is shut. */
+  get shutWrite(): boolean {
+    return this.#shutWrite;
+  }
+
+  /** The pending error (`SO_ERROR`, kept once seen). */
+  get error(): Error | null {
+    this.#settle();
+    return this.#error;
+  }
+
+  /** Bytes waiting to be received (0 once closed). */
+  get recvBuffered(): number {
+    return this.state === "connected" && !this.#shutRead && !this.#closed
+      ? this.sock.queued(FIONREAD)
+      : 0;
+  }
+
+  /** Bytes the peer has not acknowledged (0 once closed: the kernel's now). */
+  get sendBuffered(): number {
+    return this.state === "connected" && !this.#closed
+      ? this.sock.queued(SIOCOUTQ)
+      : 0;
+  }
+
+  setRecvLimit(size: number): void {
+    this.#buffersSet = true;
+    this.recvLimit = size;
+    this.sock.setBufferSize("recv", size);
+  }
+
+  setSendLimit(size: number): void {
+    this.#buffersSet = true;
+    this.sendLimit = size;
+    this.sock.setBufferSize("send", size);
+  }
+
+  // Operations: the public Socket has checked the arguments.
+
+  bind(options: DenoAddressOptions): void {
+    const state = this.state;
+    if (state !== "fresh") {
+      throw new Deno.errors.AlreadyExists(
+        `bind: the socket is already ${state}`,
+      );
+    }
+    this.#family(options);
+    if (options.transport === "tcp") {
+      // As Deno.listen (and Rust's TcpListener) does.
+      this.sock.setReuseAddr(true);
+      this.sock.bind({ hostname: options.hostname, port: options.port });
+    } else {
+      this.sock.bind({ path: options.path });
+      this.#boundPath = options.path;
+    }
+    this.state = "bound";
+  }
+
+  listen(backlog: number, bindAny: () => void): void {
+    if (this.state === "fresh") bindAny();
+    const state = this.state;
+    if (state !== "bound" && state !== "listening") {
+      throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
+    }
+    // The kernel's queue is the backlog here. Python's listen(5) would drop
+    // the connections of a burst that the promise backend takes in ahead
+    // (Deno's own listen queue is 128 deep besides), so it is at least that.
+    this.sock.listen(Math.max(backlog, MIN_BACKLOG));
+    this.state = "listening";
+  }
+
+  /**
+   * Takes a pending connection.
+   *
+   * @throws {Error} with code `EMFILE`/`ENFILE` when out of descriptors:
+   *   then the socket stops reporting readability until one of this
+   *   backend's descriptors is closed (or accept() is called again).
+   */
+  accept(): [FdSocket, Deno.Addr] {
+    if (this.state !== "listening") {
+      throw new Deno.errors.NotConnected("accept: the socket is not listening");
+    }
+    if (this.#paused) this.resume();
+    try {
+      const accepted = this.sock.accept();
+      this.activity++;
+      return accepted;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "EMFILE" || code === "ENFILE") this.#pause();
+      throw error;
+    }
+  }
+
+  connect(options: DenoAddressOptions, hostname: string): void {
+    const state = this.state;
+    if (state === "connecting") {
+      throw new Deno.errors.Busy("connect: a connect is already in progress");
+    }
+    if (state === "listening") {
+      throw new Deno.errors.NotSupported(
+        "connect: the socket is listening",
+      );
+    }
+    if (state === "connected") {
+      throw new Deno.errors.AlreadyExists(
+        "connect: the socket is already connected",
+      );
+    }
+    this.state = "connecting";
+    if (options.transport === "tcp" && needsLookup(hostname)) {
+      // Resolved off the thread; then connected as an address.
+      this.#resolving = true;
+      lookup(hostname).then(
+        (address) => {
+          this.#resolving = false;
+          if (this.#closed) return;
+          this.#start({ ...options, hostname: address });
+          this.#notify();
+        },
+        (error: Error) => {
+          this.#resolving = false;
+          if (this.#closed) return;
+          this.#error = error;
+          this.#notify();
+        },
+      );
+      return;
+    }
+    this.#start(options);
+  }
+
+  recv(bufsize: number): Uint8Array {
+    if (this.#error) throw this.#error;
+    if (this.#shutRead) return EMPTY;
+    this.#checkConnected("recv");
+    try {
+      const data = this.sock.recv(bufsize);
+      if (data.length > 0) this.activity++;
+      return data;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.WouldBlock)) {
+        this.#error = error as Error;
+      }
+      throw error;
+    }
+  }
+
+  send(bytes: Uint8Array): number {
+    if (this.#error) throw this.#error;
+    this.#checkConnected("send");
+    if (this.#shutWrite) {
+      throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
+    }
+    if (bytes.length === 0) return 0;
+    try {
+      const count = this.sock.send(bytes);
+      this.activity++;
+      return count;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.WouldBlock)) {
+        this.#error = error as Error;
+      }
+      throw error;
+    }
+  }
+
+  shutdown(read: boolean, write: boolean): void {
+    if (this.state !== "connected") {
+      throw new Deno.errors.NotConnected(
+        "shutdown: the socket is not connected",
+      );
+    }
+    // Only flagged: Linux resets a connection whose read side is shut when
+    // data comes in once its write side is shut too, which would fail the
+    // peer's sends although it closed nothing. What comes in stays in the
+    // kernel's buffer (pushing the peer back) and is dropped at close.
+    if (read) this.#shutRead = true;
+    if (write && !this.#shutWrite) {
+      this.#shutWrite = true;
+      try {
+        this.sock.shutdown("write");
+      } catch {
+        // As above: the connection is over.
+      }
+    }
+  }
+
+  /**
+   * Closes the descriptor. The kernel delivers what send() accepted in the
+   * background, unless `lingerTimeout` is 0 (then the connection is reset).
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    starved.delete(this);
+    const watches = this.#watches;
+    this.#watches = [];
+    if (this.lingerTimeout === 0 && this.state === "connected") {
+      try {
+        this.sock.setAbortiveClose();
+      } catch {
+        // Not a TCP connection, or already reset.
+      }
+    }
+    this.sock.close();
+    for (const { registry, token, added } of watches) {
+      if (added) Descriptors.of(registry).closed(token);
+      else registry.wakeWaiters();
+    }
+    if (this.#boundPath !== null) unlinkQuietly(this.#boundPath);
+    resumeStarved();
+    this.#released?.resolve();
+  }
+
+  /** Resolves once closed: the descriptor is closed within `close()`. */
+  waitReleased(): Promise<void> {
+    this.#released ??= Promise.withResolvers();
+    if (this.#closed) this.#released.resolve();
+    return this.#released.promise;
+  }
+
+  getsockname(): Deno.Addr {
+    return this.sock.getsockname();
+  }
+
+  getpeername(): Deno.Addr {
+    if (this.state !== "connected") {
+      this.#settle();
+      if ((this.state as State) !== "connected") {
+        throw new Deno.errors.NotConnected(
+          "getpeername: the socket is not connected",
+        );
+      }
+    }
+    return this.sock.getpeername();
+  }
+
+  setNoDelay(noDelay: boolean): void {
+    this.#noDelay = noDelay;
+    if (this.sock.family !== "unix") this.sock.setNoDelay(noDelay);
+  }
+
+  setKeepAlive(keepAlive: boolean): void {
+    this.#keepAlive = keepAlive;
+    if (this.sock.family !== "unix") this.sock.setKeepAlive(keepAlive);
+  }
+
+  /** Asks for readability again after accept() ran out of descriptors. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#rewatch();
+  }
+
+  #pause(): void {
+    this.#paused = true;
+    starved.add(this);
+    this.#rewatch();
+  }
+
+  #rewatch(): void {
+    for (const { registry, token, interest, added } of this.#watches) {
+      if (added) {
+        Descriptors.of(registry).modify(
+          this.fd,
+          token,
+          this.#effective(interest),
+        );
+      }
+    }
+  }
+
+  #effective(interest: Interest): Interest {
+    return (this.#paused ? interest & ~READABLE : interest) as Interest;
+  }
+
+  /** A TCP socket made for IPv4 is made again for IPv6 (same number). */
+  #family(options: DenoAddressOptions): void {
+    if (options.transport !== "tcp") return;
+    const family = FdSocket.familyOf({ hostname: options.hostname, port: 0 });
+    if (family === this.sock.family) return;
+    // The watches are on the old socket: off epoll, then on again.
+    const watches = this.detach();
+    this.sock.reopen(family);
+    if (this.#buffersSet) {
+      this.sock.setBufferSize("recv", this.recvLimit);
+      this.sock.setBufferSize("send", this.sendLimit);
+    }
+    if (this.#noDelay !== undefined) this.sock.setNoDelay(this.#noDelay);
+    if (this.#keepAlive !== undefined) this.sock.setKeepAlive(this.#keepAlive);
+    for (const { registry, token, interest } of watches) {
+      this.register(registry, token, interest);
+    }
+  }
+
+  #start(options: DenoAddressOptions): void {
+    try {
+      if (this.state === "connecting" && options.transport === "tcp") {
+        this.#family(options);
+      }
+      const done = options.transport === "tcp"
+        ? this.sock.connect({ hostname: options.hostname, port: options.port })
+        : this.sock.connect({ path: options.path });
+      if (done) this.#connected();
+    } catch (error) {
+      // As the promise backend: a failed connect shows in `error`.
+      this.#error = error as Error;
+      this.#notify();
+    }
+  }
+
+  /**
+   * Throws unless connected: WouldBlock while a connect is in progress (as a
+   * kernel says EAGAIN then), its error once it failed, else NotConnected.
+   */
+  #checkConnected(operation: string): void {
+    if (this.state === "connected") return;
+    if (this.state !== "connecting") {
+      throw new Deno.errors.NotConnected(
+        `${operation}: the socket is not connected`,
+      );
+    }
+    this.#settle();
+    if (this.#error) throw this.#error;
+    if ((this.state as State) !== "connected") {
+      throw new Deno.errors.WouldBlock(
+        `${operation}: the connect is in progress`,
+      );
+    }
+  }
+
+  /** A connect in progress: has it finished? (writable, or an error) */
+  #settle(): void {
+    if (this.state !== "connecting" || this.#error) return;
+    const bits = pollDescriptor(this.fd, POLLOUT);
+    if ((bits & (POLLOUT | POLLERR | POLLHUP)) === 0) return;
+    if (bits & POLLNVAL) return;
+    const error = this.sock.takeError();
+    if (error) this.#error = error;
+    else this.#connected();
+  }
+
+  #connected(): void {
+    this.state = "connected";
+    this.activity++;
+  }
+
+  /** Puts the watches on epoll, and wakes their polls: the state changed. */
+  #notify(): void {
+    for (const watch of this.#watches) {
+      this.#add(watch);
+      watch.registry.wakeWaiters();
+    }
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Gone already, or no permission: as Deno, leave it.
+  }
+}
+
+/**
+ * Any other descriptor given to select() or Poll (a pipe, standard input):
+ * watched through epoll, never read, written or closed.
+ */
+export class DescriptorSource implements Source {
+  readonly fd: number;
+  #registries: Registry[] = [];
+
+  constructor(fd: number) {
+    this.fd = fd;
+  }
+
+  register(registry: Registry, token: Token, interest: Interest): void {
+    this.reregister(registry, token, interest);
+  }
+
+  reregister(registry: Registry, token: Token, interest: Interest): void {
+    const side = Descriptors.of(registry);
+    if (this.#registries.includes(registry)) {
+      side.modify(this.fd, token, interest);
+      return;
+    }
+    side.add(this.fd, token, interest);
+    this.#registries.push(registry);
+  }
+
+  deregister(registry: Registry): void {
+    const index = this.#registries.indexOf(registry);
+    if (index < 0) return;
+    this.#registries.splice(index, 1);
+    try {
+      Descriptors.of(registry).delete(this.fd);
+    } catch {
+      // Closed by its owner meanwhile: epoll has dropped it already.
+    }
+  }
+
+  /** Whether the number is an open descriptor. */
+  get open(): boolean {
+    return (pollDescriptor(this.fd) & POLLNVAL) === 0;
+  }
+
+  /** The readiness bits now (poll(2)'s, as epoll's: the same values). */
+  readiness(): number {
+    const bits = pollDescriptor(this.fd);
+    return bits & POLLNVAL ? 0 : readinessOf(bits);
+  }
+}
