@@ -4,7 +4,7 @@
 
 import { assert, assertEquals } from "@std/assert";
 import { getAvailablePort } from "@std/net";
-import { Socket } from "../socket.ts";
+import { Socket, type SocketOptions } from "../socket.ts";
 import { select } from "../select.ts";
 import { sourceOf } from "../_sockets.ts";
 import {
@@ -21,13 +21,13 @@ import {
 import { within } from "./_helpers.ts";
 
 /** A connected pair over loopback TCP, and the listener; closed on dispose. */
-async function pair(): Promise<
+async function pair(options: SocketOptions = {}): Promise<
   { client: Socket; conn: Socket } & Disposable
 > {
-  const server = new Socket();
+  const server = new Socket(options);
   server.bind({ hostname: "127.0.0.1", port: 0 });
   server.listen();
-  const client = new Socket();
+  const client = new Socket(options);
   client.connect(server.getsockname() as Deno.NetAddr);
   await select([server], [client], [], 5000);
   await select([], [client], [], 5000);
@@ -118,8 +118,11 @@ Deno.test("Selector: an error is reported whatever the interest", async () => {
   selector.registry.deregister(sourceOf(client));
 });
 
-Deno.test("Selector: Interest.OUTPUT reports SENT once each time bytes leave the send buffer", async () => {
-  using sockets = await pair();
+// Only the "deno" backend keeps a send buffer of its own to report on; an
+// epoll socket's is the kernel's, which (as in CPython) wakes no one as it
+// drains.
+Deno.test("Selector: Interest.OUTPUT reports SENT once each time bytes leave the send buffer (the deno backend's own buffer)", async () => {
+  using sockets = await pair({ backend: "deno" });
   const { client, conn } = sockets;
   const selector = new Selector();
   const events = new Events();
