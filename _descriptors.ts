@@ -92,17 +92,14 @@ export class Descriptors implements DescriptorSide {
     this.#epoll?.wake();
   }
 
-  /**
-   * Moves what is ready into `events`, waiting up to `ms` (whole
-   * milliseconds, at most 1000) on this thread when nothing is.
-   */
-  drain(events: Events, ms = 0): void {
+  /** Moves what is ready into `events`. */
+  drain(events: Events): void {
     const closed = this.#closed;
     for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
     closed.length = 0;
     const epoll = this.#epoll;
     if (epoll === null || this.#count === 0) return;
-    const count = epoll.poll(closed.length > 0 ? 0 : ms);
+    const count = epoll.poll(0);
     for (let i = 0; i < count; i++) {
       events.push(epoll.token(i), readinessOf(epoll.readiness(i)));
     }

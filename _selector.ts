@@ -135,8 +135,8 @@ export interface Source {
 export interface DescriptorSide {
   /** Whether a descriptor is registered (or a CLOSED event is pending). */
   readonly active: boolean;
-  /** Moves what is ready into `events`, waiting up to `ms` on this thread. */
-  drain(events: Events, ms?: number): void;
+  /** Moves what is ready into `events`. */
+  drain(events: Events): void;
   /** Waits until a descriptor is ready; `null` when none is registered. */
   idle(timeout: number | undefined): Promise<void> | null;
   /** Ends a pending `idle()`. */
@@ -369,14 +369,6 @@ export class Selector {
       return;
     }
     if (signal?.aborted) return;
-    if (descriptors?.active) {
-      // The next event usually comes within a millisecond under load:
-      // waiting that long here costs less than the hand-off to a worker
-      // thread (7–90 µs), at the price of Deno's own completions waiting
-      // as long.
-      descriptors.drain(events, timeout === undefined || timeout >= 1 ? 1 : 0);
-      if (events.length > 0) return;
-    }
     await waitOn(registry, timeout, signal, alarm);
     registry.drain(events);
     if (descriptors?.active) descriptors.drain(events);

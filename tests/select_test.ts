@@ -537,147 +537,143 @@ Deno.test("Poll: POLLHUP once both directions are over, POLLERR|POLLHUP on an er
   ]]);
 });
 
-Deno.test(
-  denoBackendOnly(
-    "Socket: send stops at the bound when the peer never reads",
-    "the kernel's send buffer is the bound there",
-  ),
-  async () => {
-    using listener = new Socket();
-    listener.bind({ hostname: "127.0.0.1", port: 0 });
-    listener.listen();
-    const peer = await dial(listener.getsockname());
-    await select([listener], [], [], 5000);
-    const [sock] = listener.accept();
-    const chunk = new Uint8Array(65536);
-    const cap = 64 << 20;
-    let total = 0;
-    let wouldBlock = 0;
-    let stalled = false;
-    try {
-      const deadline = performance.now() + 8000;
-      while (total < cap && performance.now() < deadline) {
-        try {
-          total += sock.send(chunk);
-        } catch (error) {
-          assertInstanceOf(error, Deno.errors.WouldBlock);
-          wouldBlock++;
-          assertEquals(sock.sendBuffered, sock.sendBufferSize);
-          const [, writable] = await select([], [sock], [], 150);
-          if (writable.length === 0) {
-            stalled = true;
-            break;
-          }
-        }
-      }
-      assert(stalled, `send never stalled after ${total} bytes`);
-      assertGreaterOrEqual(wouldBlock, 1);
-      assertGreaterOrEqual(total, sock.sendBufferSize);
-      // sendBufferSize plus what the kernels hold, far from the cap.
-      assertLess(total, 32 << 20);
-      assertEquals(sock.sendBuffered, sock.sendBufferSize);
-    } finally {
-      // The peer closes with unread data: a reset, which fails the pending write.
-      peer.close();
-    }
-    const [r, w, x] = await select([sock], [sock], [sock], 5000);
-    assertEquals([r.length, w.length, x.length], [1, 1, 1]);
-    assert(sock.error !== null, "the write failed");
-    assertThrows(() => sock.send("x"));
-    sock.close();
-  },
+const SEND_BOUND = denoBackendOnly(
+  "Socket: send stops at the bound when the peer never reads",
+  "the kernel's send buffer is the bound there",
 );
-
-Deno.test(
-  denoBackendOnly(
-    "Socket: the receive buffer stops at recvBufferSize and the peer's writes stall",
-    "the kernel's receive buffer is the bound there",
-  ),
-  async () => {
-    using listener = new Socket({ recvBufferSize: 16384 });
-    listener.bind({ hostname: "127.0.0.1", port: 0 });
-    listener.listen();
-    const peer = await dial(listener.getsockname());
-    await select([listener], [], [], 5000);
-    const [sock] = listener.accept();
-    using _sock = sock;
-    assertEquals(
-      sock.recvBufferSize,
-      16384,
-      "accepted sockets inherit the bound",
-    );
-
-    const total = 32 << 20;
-    const chunkSize = 65536;
-    let written = 0;
-    // The peer writes 32 MiB of a pattern as fast as it is let.
-    const writing = (async () => {
-      const chunk = new Uint8Array(chunkSize);
-      while (written < total) {
-        for (let i = 0; i < chunkSize; i++) chunk[i] = (written + i) % 251;
-        let offset = 0;
-        while (offset < chunkSize) {
-          offset += await peer.write(chunk.subarray(offset));
-        }
-        written += chunkSize;
-      }
-      peer.close();
-    })();
-    try {
-      const rss = Deno.memoryUsage().rss;
-      // Nobody calls recv: the peer's writes stop making progress.
-      let stalled = false;
-      const deadline = performance.now() + 8000;
-      while (performance.now() < deadline) {
-        const before = written;
-        if (
-          !(await settlesWithin(150, writing)) && written === before
-        ) {
+Deno.test(SEND_BOUND, async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const peer = await dial(listener.getsockname());
+  await select([listener], [], [], 5000);
+  const [sock] = listener.accept();
+  const chunk = new Uint8Array(65536);
+  const cap = 64 << 20;
+  let total = 0;
+  let wouldBlock = 0;
+  let stalled = false;
+  try {
+    const deadline = performance.now() + 8000;
+    while (total < cap && performance.now() < deadline) {
+      try {
+        total += sock.send(chunk);
+      } catch (error) {
+        assertInstanceOf(error, Deno.errors.WouldBlock);
+        wouldBlock++;
+        assertEquals(sock.sendBuffered, sock.sendBufferSize);
+        const [, writable] = await select([], [sock], [], 150);
+        if (writable.length === 0) {
           stalled = true;
           break;
         }
       }
-      assert(stalled, `the peer's writes never stalled (${written} written)`);
-      assertLess(written, 16 << 20, "the kernels hold a few MiB at most");
-      assertEquals(sock.recvBuffered, 16384, "the receive buffer is full");
-      assertLess(
-        Deno.memoryUsage().rss - rss,
-        12 << 20,
-        "memory stayed flat while the peer pushed",
-      );
-
-      // Reading lets the peer go on; every byte arrives, in order.
-      let received = 0;
-      let inOrder = true;
-      const readDeadline = performance.now() + 15000;
-      for (;;) {
-        assert(performance.now() < readDeadline, "reading took too long");
-        const [readable] = await select([sock], [], [], 5000);
-        assertEquals(readable.length, 1);
-        const data = sock.recv(65536);
-        if (data.length === 0) break;
-        assertLessOrEqual(sock.recvBuffered, 16384);
-        if (inOrder && !isPattern(data, received % 251)) inOrder = false;
-        received += data.length;
-      }
-      assertEquals(received, total);
-      assert(inOrder, "the bytes arrived in order");
-      assertLess(
-        Deno.memoryUsage().rss - rss,
-        16 << 20,
-        "memory stayed flat while 32 MiB went through",
-      );
-      await within(1000, "the writer", writing);
-    } finally {
-      try {
-        peer.close();
-      } catch {
-        // Closed by the writer.
-      }
-      await writing.catch(() => {});
     }
-  },
+    assert(stalled, `send never stalled after ${total} bytes`);
+    assertGreaterOrEqual(wouldBlock, 1);
+    assertGreaterOrEqual(total, sock.sendBufferSize);
+    // sendBufferSize plus what the kernels hold, far from the cap.
+    assertLess(total, 32 << 20);
+    assertEquals(sock.sendBuffered, sock.sendBufferSize);
+  } finally {
+    // The peer closes with unread data: a reset, which fails the pending write.
+    peer.close();
+  }
+  const [r, w, x] = await select([sock], [sock], [sock], 5000);
+  assertEquals([r.length, w.length, x.length], [1, 1, 1]);
+  assert(sock.error !== null, "the write failed");
+  assertThrows(() => sock.send("x"));
+  sock.close();
+});
+
+const RECV_BOUND = denoBackendOnly(
+  "Socket: the receive buffer stops at recvBufferSize and the peer's writes stall",
+  "the kernel's receive buffer is the bound there",
 );
+Deno.test(RECV_BOUND, async () => {
+  using listener = new Socket({ recvBufferSize: 16384 });
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const peer = await dial(listener.getsockname());
+  await select([listener], [], [], 5000);
+  const [sock] = listener.accept();
+  using _sock = sock;
+  assertEquals(
+    sock.recvBufferSize,
+    16384,
+    "accepted sockets inherit the bound",
+  );
+
+  const total = 32 << 20;
+  const chunkSize = 65536;
+  let written = 0;
+  // The peer writes 32 MiB of a pattern as fast as it is let.
+  const writing = (async () => {
+    const chunk = new Uint8Array(chunkSize);
+    while (written < total) {
+      for (let i = 0; i < chunkSize; i++) chunk[i] = (written + i) % 251;
+      let offset = 0;
+      while (offset < chunkSize) {
+        offset += await peer.write(chunk.subarray(offset));
+      }
+      written += chunkSize;
+    }
+    peer.close();
+  })();
+  try {
+    const rss = Deno.memoryUsage().rss;
+    // Nobody calls recv: the peer's writes stop making progress.
+    let stalled = false;
+    const deadline = performance.now() + 8000;
+    while (performance.now() < deadline) {
+      const before = written;
+      if (
+        !(await settlesWithin(150, writing)) && written === before
+      ) {
+        stalled = true;
+        break;
+      }
+    }
+    assert(stalled, `the peer's writes never stalled (${written} written)`);
+    assertLess(written, 16 << 20, "the kernels hold a few MiB at most");
+    assertEquals(sock.recvBuffered, 16384, "the receive buffer is full");
+    assertLess(
+      Deno.memoryUsage().rss - rss,
+      12 << 20,
+      "memory stayed flat while the peer pushed",
+    );
+
+    // Reading lets the peer go on; every byte arrives, in order.
+    let received = 0;
+    let inOrder = true;
+    const readDeadline = performance.now() + 15000;
+    for (;;) {
+      assert(performance.now() < readDeadline, "reading took too long");
+      const [readable] = await select([sock], [], [], 5000);
+      assertEquals(readable.length, 1);
+      const data = sock.recv(65536);
+      if (data.length === 0) break;
+      assertLessOrEqual(sock.recvBuffered, 16384);
+      if (inOrder && !isPattern(data, received % 251)) inOrder = false;
+      received += data.length;
+    }
+    assertEquals(received, total);
+    assert(inOrder, "the bytes arrived in order");
+    assertLess(
+      Deno.memoryUsage().rss - rss,
+      16 << 20,
+      "memory stayed flat while 32 MiB went through",
+    );
+    await within(1000, "the writer", writing);
+  } finally {
+    try {
+      peer.close();
+    } catch {
+      // Closed by the writer.
+    }
+    await writing.catch(() => {});
+  }
+});
 
 Deno.test("Socket: bad arguments throw RangeError or TypeError naming them", async () => {
   using endpoint = unixEndpoint();
@@ -809,68 +805,66 @@ Deno.test("Socket: operations on a closed socket throw BadResource", async () =>
   assertEquals((await recvSoon(accepted)).length, 0, "end of stream");
 });
 
-Deno.test(
-  denoBackendOnly(
-    "Socket: a closed socket gives up on a peer that never reads after lingerTimeout",
-    "the kernel delivers after close() on its own schedule there",
-  ),
-  async () => {
-    using listener = new Socket();
-    listener.bind({ hostname: "127.0.0.1", port: 0 });
-    listener.listen();
-    const peer = await dial(listener.getsockname());
-    try {
-      await select([listener], [], [], 5000);
-      const [sock] = listener.accept();
-      assertEquals(sock.lingerTimeout, 30_000);
-      assertThrows(
-        () => {
-          sock.lingerTimeout = -1;
-        },
-        RangeError,
-        "lingerTimeout",
-      );
-      assertThrows(
-        () => {
-          sock.lingerTimeout = Infinity;
-        },
-        RangeError,
-        "lingerTimeout",
-      );
-      // Fill everything up to the peer, which is not reading.
-      let total = 0;
-      const chunk = new Uint8Array(65536);
-      const deadline = performance.now() + 8000;
-      while (performance.now() < deadline) {
-        try {
-          total += sock.send(chunk);
-        } catch {
-          const [, writable] = await select([], [sock], [], 150);
-          if (writable.length === 0) break;
-        }
-      }
-      const held = sock.sendBuffered;
-      assertEquals(held, sock.sendBufferSize);
-      sock.lingerTimeout = 0;
-      sock.close();
-      // Timers of equal delay run in order: this one runs after the linger's.
-      await delay(0);
-      // The peer now reads what the kernels hold, then end of stream: the
-      // bytes still in the socket's own buffer were dropped.
-      let received = 0;
-      const buffer = new Uint8Array(65536);
-      for (;;) {
-        const n = await within(5000, "the peer's read", peer.read(buffer));
-        if (n === null) break;
-        received += n;
-      }
-      assertLess(received, total, "the held bytes were dropped");
-      assertGreaterOrEqual(received, total - held);
-    } finally {
-      peer.close();
-    }
-  },
+const LINGER = denoBackendOnly(
+  "Socket: a closed socket gives up on a peer that never reads after lingerTimeout",
+  "the kernel delivers after close() on its own schedule there",
 );
+Deno.test(LINGER, async () => {
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const peer = await dial(listener.getsockname());
+  try {
+    await select([listener], [], [], 5000);
+    const [sock] = listener.accept();
+    assertEquals(sock.lingerTimeout, 30_000);
+    assertThrows(
+      () => {
+        sock.lingerTimeout = -1;
+      },
+      RangeError,
+      "lingerTimeout",
+    );
+    assertThrows(
+      () => {
+        sock.lingerTimeout = Infinity;
+      },
+      RangeError,
+      "lingerTimeout",
+    );
+    // Fill everything up to the peer, which is not reading.
+    let total = 0;
+    const chunk = new Uint8Array(65536);
+    const deadline = performance.now() + 8000;
+    while (performance.now() < deadline) {
+      try {
+        total += sock.send(chunk);
+      } catch {
+        const [, writable] = await select([], [sock], [], 150);
+        if (writable.length === 0) break;
+      }
+    }
+    const held = sock.sendBuffered;
+    assertEquals(held, sock.sendBufferSize);
+    sock.lingerTimeout = 0;
+    sock.close();
+    // Timers of equal delay run in order: this one runs after the linger's.
+    await delay(0);
+    // The peer now reads what the kernels hold, then end of stream: the
+    // bytes still in the socket's own buffer were dropped.
+    let received = 0;
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await within(5000, "the peer's read", peer.read(buffer));
+      if (n === null) break;
+      received += n;
+    }
+    assertLess(received, total, "the held bytes were dropped");
+    assertGreaterOrEqual(received, total - held);
+  } finally {
+    peer.close();
+  }
+});
 
 for (const hostname of ["127.0.0.1", "::1"]) {
   Deno.test({
