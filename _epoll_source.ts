@@ -18,7 +18,6 @@ import {
   POLLIN,
   POLLNVAL,
   POLLOUT,
-  SIOCOUTQ,
 } from "./_libc.ts";
 import {
   ERROR,
@@ -225,11 +224,13 @@ export class EpollSource implements Source {
       : 0;
   }
 
-  /** Bytes the peer has not acknowledged (0 once closed: the kernel's now). */
+  /**
+   * Always 0: `send()` hands its bytes to the kernel at once, so the socket
+   * holds none of its own (the kernel's queue, `SIOCOUTQ`, drains as the peer
+   * acknowledges, which wakes no one: a loop waiting for it would sleep).
+   */
   get sendBuffered(): number {
-    return this.state === "connected" && !this.#closed
-      ? this.sock.queued(SIOCOUTQ)
-      : 0;
+    return 0;
   }
 
   setRecvLimit(size: number): void {

@@ -502,8 +502,9 @@ export class Socket {
 
   /**
    * The number of bytes `send` accepted that the peer has not been sent yet.
-   * On the `"epoll"` backend: the kernel's count of bytes the peer has not
-   * acknowledged (`SIOCOUTQ`; for a Unix socket, the memory its queue holds).
+   * Always 0 on the `"epoll"` backend, where `send()` hands them to the
+   * kernel at once (and throws `WouldBlock` when the kernel's buffer is full),
+   * as CPython's sockets do.
    */
   get sendBuffered(): number {
     return this.#ep?.sendBuffered ?? this.#io.writer.tx.length;
