@@ -201,7 +201,7 @@ export async function select<
   ];
   const isEmpty = ([r, w, x]: [R[], W[], X[]]) =>
     r.length === 0 && w.length === 0 && x.length === 0;
-  let result = scan();
+  const result = scan();
   if (!isEmpty(result) || limit === 0) {
     const turn = passWithoutWait();
     return turn ? turn.then(scan) : result;
@@ -219,32 +219,44 @@ export async function select<
   const selector = new Selector();
   const { registry } = selector;
   const registered: Watched[] = [];
-  const events = new Events();
-  const deadline = limit === undefined ? Infinity : performance.now() + limit;
-  const { signal } = options;
   try {
     for (const [token, [watched, interest]] of wanted) {
       registry.register(watched.source, token, interest as Interest);
       registered.push(watched);
     }
-    for (;;) {
-      const left = deadline - performance.now();
-      if (left <= 0 || signal?.aborted) return result;
-      await selector.poll(
-        events,
-        left === Infinity ? undefined : left,
-        signal,
-      );
+    return await pollUntil(selector, limit, options.signal, result, () => {
       // As if select() were called again: a socket closed meanwhile is an
       // error, not something to wait on forever.
       for (const watched of registered) {
         if (watched.closed()) throw closedError("select");
       }
-      result = scan();
-      if (!isEmpty(result)) return result;
-    }
+      const found = scan();
+      return isEmpty(found) ? undefined : found;
+    });
   } finally {
     for (const watched of registered) registry.deregister(watched.source);
+  }
+}
+
+/**
+ * Polls `selector` until `rescan()` finds something, `limit` ms pass or
+ * `signal` aborts; then returns what it found, or else `nothing`.
+ */
+async function pollUntil<T>(
+  selector: Selector,
+  limit: number | undefined,
+  signal: AbortSignal | undefined,
+  nothing: T,
+  rescan: () => T | undefined,
+): Promise<T> {
+  const events = new Events();
+  const deadline = limit === undefined ? Infinity : performance.now() + limit;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0 || signal?.aborted) return nothing;
+    await selector.poll(events, left === Infinity ? undefined : left, signal);
+    const found = rescan();
+    if (found !== undefined) return found;
   }
 }
 
@@ -353,7 +365,7 @@ export class Poll {
     const limit = typeof timeout === "number" && timeout < 0
       ? undefined
       : checkTimeout("timeout", timeout);
-    let result = this.#scan();
+    const result = this.#scan();
     if (result.length > 0 || limit === 0) {
       const turn = passWithoutWait();
       return turn ? turn.then(() => this.#scan()) : result;
@@ -382,21 +394,11 @@ export class Poll {
       }
       watched.push(source);
     }
-    const events = new Events();
-    const deadline = limit === undefined ? Infinity : performance.now() + limit;
-    const { signal } = options;
     try {
-      for (;;) {
-        const left = deadline - performance.now();
-        if (left <= 0 || signal?.aborted) return result;
-        await selector.poll(
-          events,
-          left === Infinity ? undefined : left,
-          signal,
-        );
-        result = this.#scan();
-        if (result.length > 0) return result;
-      }
+      return await pollUntil(selector, limit, options.signal, result, () => {
+        const found = this.#scan();
+        return found.length > 0 ? found : undefined;
+      });
     } finally {
       for (const source of watched) registry.deregister(source);
     }
