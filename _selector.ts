@@ -229,21 +229,13 @@ export class Registry {
     if (
       (registration.source.readiness() & (registration.interest | ERROR)) === 0
     ) return;
-    if (!registration.queued) {
-      registration.queued = true;
-      this.#ready.push(registration);
-    }
-    this.#wake();
+    this.#enqueue(registration);
   }
 
   /** The source was closed: one CLOSED event, then the registration is gone. */
   closed(registration: Registration): void {
     registration.state = CLOSING;
-    if (!registration.queued) {
-      registration.queued = true;
-      this.#ready.push(registration);
-    }
-    this.#wake();
+    this.#enqueue(registration);
   }
 
   /** One event of `bits` (a waker's, or SENT), then the registration is live again. */
@@ -251,6 +243,11 @@ export class Registry {
     if (registration.state !== LIVE) return;
     registration.state = WOKEN;
     registration.wokenBits = bits;
+    this.#enqueue(registration);
+  }
+
+  /** Queues `registration` for the next drain (once) and wakes the polls. */
+  #enqueue(registration: Registration): void {
     if (!registration.queued) {
       registration.queued = true;
       this.#ready.push(registration);

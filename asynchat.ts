@@ -66,7 +66,7 @@
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
-import { wakeChannelLoop } from "./_readiness.ts";
+import { wakeChannelLoop } from "./_channel_wake.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { Splitter } from "./_terminator.ts";
 import { disposeAll } from "./_dispose.ts";

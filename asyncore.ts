@@ -79,7 +79,7 @@ import {
 import { checkCount, checkTimeout, describe, toBytes } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
 import { compactTraceback } from "./_traceback.ts";
-import { setChannelWaker, wakeChannelLoop } from "./_readiness.ts";
+import { setChannelWaker, wakeChannelLoop } from "./_channel_wake.ts";
 import {
   ERROR,
   Events,
@@ -371,7 +371,7 @@ export class Dispatcher {
   }
 
   static {
-    // A channel's loop is woken through _readiness.ts, not a public member.
+    // A channel's loop is woken through _channel_wake.ts, not a public member.
     setChannelWaker((channel) => {
       if (channel.#loopMap !== null) wakeLoop(channel.#loopMap);
     });
