@@ -3,7 +3,7 @@
 // would (receive side in _conn_read.ts, send side in _conn_write.ts, listening
 // side in _conn_accept.ts, STARTTLS splice in _tls.ts), derives readiness from
 // them, and pushes every change of it to the registries it is registered
-// with (_selector.ts). It implements `SocketBackend` (_backend.ts), what the
+// with (_selector.ts). It implements `SocketBackend` (_socket_backend.ts), what the
 // public `Socket` (socket.ts) delegates to.
 
 import {

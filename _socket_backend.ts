@@ -1,9 +1,9 @@
 // What socket.ts asks of a backend: the operations of a non-blocking stream
 // socket, and readiness through the `Source` seam of _selector.ts. `Socket`
 // checks arguments and state, then delegates here. The promise backend
-// (_conn_source.ts) implements it on `Deno.Conn`; a backend on descriptors
-// (epoll through FFI) implements the same, registering with the registry's
-// epoll instance instead of pushing readiness (see _selector.ts).
+// (_conn_source.ts) implements it on `Deno.Conn`. The epoll backend
+// (_epoll_source.ts) does not yet: socket.ts calls it directly where the two
+// differ, until it implements this interface too.
 
 import type { Source } from "./_selector.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
