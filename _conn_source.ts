@@ -28,6 +28,17 @@ import type { SocketBackend, State } from "./_socket_backend.ts";
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {
   close(): void;
+  getpeername(): Deno.Addr;
+}
+
+const EMPTY = new Uint8Array(0);
+
+// Deno.startTls() returns a connection whose addresses lack `transport`.
+function tcpAddr(addr: Deno.Addr): Deno.Addr {
+  return addr.transport === undefined
+    // The same shape as Deno's own addresses: no prototype.
+    ? Object.assign(Object.create(null), addr, { transport: "tcp" })
+    : addr;
 }
 
 /** A socket on Deno's promise-based connections. */
@@ -60,7 +71,8 @@ export class ConnSource<T extends Accepted = Accepted>
   #noDelay: boolean | undefined;
   #keepAlive: boolean | undefined;
 
-  #wrap: (conn: Deno.Conn) => T;
+  // How an accepted connection becomes a T; only a listener needs it.
+  #wrap: ((conn: Deno.Conn) => T) | undefined;
   // Usually one registration (the loop's); select() and Poll add their own
   // for the length of a wait.
   #registrations: Registration[] = [];
@@ -68,7 +80,7 @@ export class ConnSource<T extends Accepted = Accepted>
   constructor(
     recvBufferSize: number,
     sendBufferSize: number,
-    wrap: (conn: Deno.Conn) => T,
+    wrap?: (conn: Deno.Conn) => T,
   ) {
     this.reader = new ReadPump(this, recvBufferSize);
     this.writer = new WritePump(this, sendBufferSize);
@@ -154,9 +166,15 @@ export class ConnSource<T extends Accepted = Accepted>
     return 0;
   }
 
-  // Operations: the public Socket has checked arguments and state.
+  // Operations: the public Socket has checked the arguments.
 
   bind(options: DenoAddressOptions, tls: TlsOptions | null): void {
+    const state = this.state;
+    if (state !== "fresh") {
+      throw new Deno.errors.AlreadyExists(
+        `bind: the socket is already ${state}`,
+      );
+    }
     this.listener = options.transport === "unix"
       ? Deno.listen(options)
       : tls !== null
@@ -166,32 +184,51 @@ export class ConnSource<T extends Accepted = Accepted>
   }
 
   listen(backlog: number): void {
+    const state = this.state;
+    if (state !== "bound" && state !== "listening") {
+      throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
+    }
     this.state = "listening";
-    this.acceptor ??= new AcceptPump(this, this.listener!, this.#wrap);
+    this.acceptor ??= new AcceptPump(this, this.listener!, this.#wrap!);
     this.acceptor.backlog = backlog;
     this.acceptor.start();
   }
 
-  /** A pending connection, or `undefined` (then check `acceptor.error`). */
-  accept(): T | undefined {
+  /** Takes a pending connection; the listener's error, once, if any. */
+  accept(): [T, Deno.Addr] {
+    if (this.state !== "listening") {
+      throw new Deno.errors.NotConnected("accept: the socket is not listening");
+    }
     const acceptor = this.acceptor!;
     const sock = acceptor.pending.shift();
-    if (sock !== undefined) acceptor.start();
-    return sock;
-  }
-
-  /** Throws the listener's error once, and accepts again. */
-  takeAcceptError(): Error | null {
-    const acceptor = this.acceptor!;
+    if (sock !== undefined) {
+      acceptor.start();
+      return [sock, sock.getpeername()];
+    }
     const error = acceptor.error;
     if (error) {
       acceptor.error = null;
       acceptor.start();
+      throw error;
     }
-    return error;
+    throw new Deno.errors.WouldBlock("accept: no connection is pending");
   }
 
   connect(options: DenoAddressOptions, tls: TlsOptions | null): void {
+    const state = this.state;
+    if (state === "connecting") {
+      throw new Deno.errors.Busy("connect: a connect is already in progress");
+    }
+    if (state === "bound" || state === "listening") {
+      throw new Deno.errors.NotSupported(
+        `connect: the socket is ${state}; Deno cannot connect from a bound address`,
+      );
+    }
+    if (state !== "fresh") {
+      throw new Deno.errors.AlreadyExists(
+        `connect: the socket is already ${state}`,
+      );
+    }
     this.state = "connecting";
     let connecting: Promise<Deno.Conn>;
     try {
@@ -244,20 +281,41 @@ export class ConnSource<T extends Accepted = Accepted>
     this.changed();
   }
 
-  /** Takes up to `max` received bytes; `null` when none are buffered. */
-  read(max: number): Uint8Array | null {
+  recv(max: number): Uint8Array {
     const rx = this.reader.rx;
-    if (rx.length === 0) return null;
-    const data = rx.take(max);
-    this.reader.start();
-    return data;
+    if (rx.length > 0) {
+      const data = rx.take(max);
+      this.reader.start();
+      return data;
+    }
+    if (this.error) throw this.error;
+    if (this.reader.eof || this.reader.shutRead) return EMPTY;
+    const state = this.state;
+    if (state !== "connected" && state !== "connecting") {
+      throw new Deno.errors.NotConnected("recv: the socket is not connected");
+    }
+    // While connecting, too: a kernel says EAGAIN then, not ENOTCONN.
+    throw new Deno.errors.WouldBlock("recv: no data is buffered");
   }
 
-  /** Accepts as much of `bytes` as fits; 0 when the buffer is full. */
-  write(bytes: Uint8Array): number {
+  send(bytes: Uint8Array): number {
+    if (this.error) throw this.error;
+    const state = this.state;
+    if (state === "connecting") {
+      throw new Deno.errors.WouldBlock("send: the connect is in progress");
+    }
+    if (state !== "connected") {
+      throw new Deno.errors.NotConnected("send: the socket is not connected");
+    }
     const writer = this.writer;
+    if (writer.shutWrite) {
+      throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
+    }
+    if (bytes.length === 0) return 0;
     const room = writer.limit - writer.tx.length;
-    if (room <= 0) return 0;
+    if (room <= 0) {
+      throw new Deno.errors.WouldBlock("send: the send buffer is full");
+    }
     const count = Math.min(room, bytes.length);
     writer.append(count === bytes.length ? bytes : bytes.subarray(0, count));
     return count;
@@ -295,20 +353,19 @@ export class ConnSource<T extends Accepted = Accepted>
     return this.writer.tx.length;
   }
 
-  get readDone(): boolean {
-    return this.reader.eof || this.reader.shutRead;
+  getsockname(): Deno.Addr | null {
+    const local = this.listener?.addr ?? (this.raw ?? this.conn)?.localAddr;
+    return local === undefined ? null : tcpAddr(local);
   }
 
-  get writeShut(): boolean {
-    return this.writer.shutWrite;
-  }
-
-  localAddr(): Deno.Addr | null {
-    return this.listener?.addr ?? (this.raw ?? this.conn)?.localAddr ?? null;
-  }
-
-  remoteAddr(): Deno.Addr | null {
-    return (this.raw ?? this.conn)?.remoteAddr ?? null;
+  getpeername(): Deno.Addr {
+    const conn = this.raw ?? this.conn;
+    if (conn === null) {
+      throw new Deno.errors.NotConnected(
+        "getpeername: the socket is not connected",
+      );
+    }
+    return tcpAddr(conn.remoteAddr);
   }
 
   setNoDelay(noDelay: boolean): void {
@@ -322,6 +379,11 @@ export class ConnSource<T extends Accepted = Accepted>
   }
 
   shutdown(read: boolean, write: boolean): void {
+    if (this.state !== "connected") {
+      throw new Deno.errors.NotConnected(
+        "shutdown: the socket is not connected",
+      );
+    }
     if (read) {
       this.reader.shutRead = true;
       this.reader.rx.clear();
@@ -334,9 +396,30 @@ export class ConnSource<T extends Accepted = Accepted>
     }
   }
 
-  /** Starts a STARTTLS upgrade. */
-  startTls(tls: TlsOptions, hostname: string): void {
-    const raw = this.conn!;
+  /**
+   * Starts a STARTTLS upgrade. `hostname`: the name connected to, or "" for
+   * the peer's address.
+   */
+  startTls(tls: TlsOptions, hostname: string): this {
+    if (this.secure || this.securing) {
+      throw new Deno.errors.AlreadyExists(
+        "startTls: the connection already uses TLS",
+      );
+    }
+    const raw = this.conn;
+    if (this.state !== "connected" || raw === null) {
+      throw new Deno.errors.NotConnected(
+        "startTls: the socket is not connected",
+      );
+    }
+    if (this.error) throw this.error;
+    if (this.writer.shutWrite) {
+      throw new Deno.errors.BrokenPipe(
+        "startTls: the socket is shut for writing",
+      );
+    }
+    const remote = raw.remoteAddr;
+    hostname ||= remote.transport === "tcp" ? remote.hostname : "localhost";
     const reader = this.reader;
     const writer = this.writer;
     const splice = new TlsSplice({
@@ -362,6 +445,7 @@ export class ConnSource<T extends Accepted = Accepted>
       (conn) => this.#secured(conn),
       (error) => this.#insecure(error),
     );
+    return this;
   }
 
   /** Closes: stop reporting, deliver what was accepted, then release. */

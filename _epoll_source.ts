@@ -1,10 +1,10 @@
 // The epoll backend: a socket on an OS descriptor (FdSocket, through libc),
 // registered with a registry's descriptor side (_descriptors.ts). It keeps no
 // buffers: recv and send go straight to the kernel, whose buffers are the
-// socket's. The public Socket (socket.ts) checks arguments and delegates
-// here; the state errors are the public API's wherever the kernel's differ
-// (accept() on a socket that is not listening is NotConnected, not EINVAL),
-// so that both backends behave alike. Also the source for any other
+// socket's. It implements `SocketBackend` (_socket_backend.ts), what the
+// public Socket (socket.ts) delegates to; the state errors are the public
+// API's wherever the kernel's differ (accept() on a socket that is not
+// listening is NotConnected, not EINVAL), so that both backends behave alike. Also the source for any other
 // descriptor select() and Poll are given (DescriptorSource), which is only
 // ever watched: never read, written or closed.
 
@@ -30,7 +30,11 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { encodeAddress } from "./_sockaddr.ts";
-import type { State } from "./_socket_backend.ts";
+import type { SocketBackend, State } from "./_socket_backend.ts";
+import { type Accepted, ConnSource } from "./_conn_source.ts";
+import { FdConn } from "./_fd_conn.ts";
+import { isServerSide } from "./_tls.ts";
+import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -47,7 +51,7 @@ interface Watch {
 // Listeners that ran out of descriptors in accept(): they stop asking until
 // one of this backend's descriptors is closed (level-triggered epoll would
 // report them readable on every poll meanwhile).
-const starved = new Set<EpollSource>();
+const starved = new Set<EpollSource<Accepted>>();
 
 function resumeStarved(): void {
   if (starved.size === 0) return;
@@ -73,17 +77,22 @@ async function lookup(hostname: string): Promise<string> {
   return address;
 }
 
-/** A socket on an OS descriptor. */
-export class EpollSource implements Source {
+/**
+ * A socket on an OS descriptor; `T` is what `accept()` hands out, made by
+ * `wrap` from the accepted descriptor.
+ */
+export class EpollSource<T extends Accepted = Accepted>
+  implements SocketBackend<T> {
   state: State = "fresh";
   /** Grows whenever bytes move in or out (idle timeouts watch it). */
   activity = 0;
   /** Never: TLS sockets use the promise backend (see socket.ts). */
   readonly secure = false;
   lingerTimeout = 30000;
-  recvLimit: number;
-  sendLimit: number;
+  #recvLimit: number;
+  #sendLimit: number;
   readonly sock: FdSocket;
+  #wrap: ((sock: FdSocket) => T) | undefined;
   #released: PromiseWithResolvers<void> | null = null;
   #error: Error | null = null;
   #shutRead = false;
@@ -100,7 +109,8 @@ export class EpollSource implements Source {
 
   /**
    * Wraps `sock` (a fresh socket, or one accept() returned, then connected).
-   * The buffer sizes are set on the kernel only when `apply` says so.
+   * The buffer sizes are set on the kernel only when `apply` says so. `wrap`
+   * makes what accept() hands out (only a listener needs it).
    */
   constructor(
     sock: FdSocket,
@@ -108,10 +118,12 @@ export class EpollSource implements Source {
     sendLimit: number,
     apply: boolean,
     connected = false,
+    wrap?: (sock: FdSocket) => T,
   ) {
     this.sock = sock;
-    this.recvLimit = recvLimit;
-    this.sendLimit = sendLimit;
+    this.#recvLimit = recvLimit;
+    this.#sendLimit = sendLimit;
+    this.#wrap = wrap;
     if (connected) this.state = "connected";
     this.#buffersSet = apply;
     if (apply) {
@@ -165,7 +177,7 @@ export class EpollSource implements Source {
   }
 
   /** Removes every registration, leaving the descriptor open; returns them. */
-  detach(): Watch[] {
+  #detach(): Watch[] {
     const watches = this.#watches;
     this.#watches = [];
     for (const { registry, added } of watches) {
@@ -206,11 +218,6 @@ export class EpollSource implements Source {
     return readiness;
   }
 
-  /** Whether the write side is shut. */
-  get shutWrite(): boolean {
-    return this.#shutWrite;
-  }
-
   /** The pending error (`SO_ERROR`, kept once seen). */
   get error(): Error | null {
     this.#settle();
@@ -233,21 +240,30 @@ export class EpollSource implements Source {
     return 0;
   }
 
-  setRecvLimit(size: number): void {
+  /** The kernel's receive buffer size (`SO_RCVBUF`), set only when given. */
+  get recvLimit(): number {
+    return this.#recvLimit;
+  }
+  set recvLimit(size: number) {
     this.#buffersSet = true;
-    this.recvLimit = size;
+    this.#recvLimit = size;
     this.sock.setBufferSize("recv", size);
   }
 
-  setSendLimit(size: number): void {
+  /** The kernel's send buffer size (`SO_SNDBUF`), set only when given. */
+  get sendLimit(): number {
+    return this.#sendLimit;
+  }
+  set sendLimit(size: number) {
     this.#buffersSet = true;
-    this.sendLimit = size;
+    this.#sendLimit = size;
     this.sock.setBufferSize("send", size);
   }
 
   // Operations: the public Socket has checked the arguments.
 
-  bind(options: DenoAddressOptions): void {
+  /** Binds; TLS never reaches this backend (`tls` is always null). */
+  bind(options: DenoAddressOptions, _tls: TlsOptions | null): void {
     const state = this.state;
     if (state !== "fresh") {
       throw new Deno.errors.AlreadyExists(
@@ -266,8 +282,7 @@ export class EpollSource implements Source {
     this.state = "bound";
   }
 
-  listen(backlog: number, bindAny: () => void): void {
-    if (this.state === "fresh") bindAny();
+  listen(backlog: number): void {
     const state = this.state;
     if (state !== "bound" && state !== "listening") {
       throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
@@ -286,23 +301,31 @@ export class EpollSource implements Source {
    *   then the socket stops reporting readability until one of this
    *   backend's descriptors is closed (or accept() is called again).
    */
-  accept(): [FdSocket, Deno.Addr] {
+  accept(): [T, Deno.Addr] {
     if (this.state !== "listening") {
       throw new Deno.errors.NotConnected("accept: the socket is not listening");
     }
     if (this.#paused) this.resume();
+    let accepted: [FdSocket, Deno.Addr];
     try {
-      const accepted = this.sock.accept();
-      this.activity++;
-      return accepted;
+      accepted = this.sock.accept();
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === "EMFILE" || code === "ENFILE") this.#pause();
       throw error;
     }
+    this.activity++;
+    const [sock, address] = accepted;
+    try {
+      return [this.#wrap!(sock), address];
+    } catch (error) {
+      sock.close();
+      throw error;
+    }
   }
 
-  connect(options: DenoAddressOptions, hostname: string): void {
+  /** Connects; TLS never reaches this backend (`tls` is always null). */
+  connect(options: DenoAddressOptions, _tls: TlsOptions | null): void {
     const state = this.state;
     if (state === "connecting") {
       throw new Deno.errors.Busy("connect: a connect is already in progress");
@@ -318,10 +341,10 @@ export class EpollSource implements Source {
       );
     }
     this.state = "connecting";
-    if (options.transport === "tcp" && needsLookup(hostname)) {
+    if (options.transport === "tcp" && needsLookup(options.hostname)) {
       // Resolved off the thread; then connected as an address.
       this.#resolving = true;
-      lookup(hostname).then(
+      lookup(options.hostname).then(
         (address) => {
           this.#resolving = false;
           if (this.#closed) return;
@@ -394,6 +417,47 @@ export class EpollSource implements Source {
         // As above: the connection is over.
       }
     }
+  }
+
+  /**
+   * STARTTLS: from now on the socket is driven by the promise backend over
+   * its descriptor (_fd_conn.ts), which the TLS splice feeds; the number and
+   * the registrations stay. Returns that backend.
+   */
+  startTls(tls: TlsOptions, hostname: string): SocketBackend<T> {
+    // Reading the error first notices a connect that has completed.
+    const error = this.error;
+    if (error) throw error;
+    if (this.state !== "connected") {
+      throw new Deno.errors.NotConnected(
+        "startTls: the socket is not connected",
+      );
+    }
+    if (this.#shutWrite) {
+      throw new Deno.errors.BrokenPipe(
+        "startTls: the socket is shut for writing",
+      );
+    }
+    // What makes the upgrade fail at once (no permission for 127.0.0.1, a
+    // bad certificate or key) is thrown while the socket is unchanged.
+    (isServerSide(tls)
+      ? Deno.listenTls({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: tls.cert!,
+        key: tls.key!,
+      })
+      : Deno.listen({ hostname: "127.0.0.1", port: 0 })).close();
+    const watches = this.#detach();
+    const io = new ConnSource<T>(this.#recvLimit, this.#sendLimit);
+    io.lingerTimeout = this.lingerTimeout;
+    // The promise backend reads and writes a Deno.Conn; FdConn is the part
+    // of one it uses.
+    io.attach(new FdConn(this.sock) as unknown as Deno.Conn);
+    for (const { registry, token, interest } of watches) {
+      io.register(registry, token, interest);
+    }
+    return io.startTls(tls, hostname);
   }
 
   /**
@@ -491,11 +555,11 @@ export class EpollSource implements Source {
     const family = FdSocket.familyOf({ hostname: options.hostname, port: 0 });
     if (family === this.sock.family) return;
     // The watches are on the old socket: off epoll, then on again.
-    const watches = this.detach();
+    const watches = this.#detach();
     this.sock.reopen(family);
     if (this.#buffersSet) {
-      this.sock.setBufferSize("recv", this.recvLimit);
-      this.sock.setBufferSize("send", this.sendLimit);
+      this.sock.setBufferSize("recv", this.#recvLimit);
+      this.sock.setBufferSize("send", this.#sendLimit);
     }
     if (this.#noDelay !== undefined) this.sock.setNoDelay(this.#noDelay);
     if (this.#keepAlive !== undefined) this.sock.setKeepAlive(this.#keepAlive);

@@ -1,12 +1,12 @@
 // What socket.ts asks of a backend: the operations of a non-blocking stream
-// socket, and readiness through the `Source` seam of _selector.ts. `Socket`
-// checks arguments and state, then delegates here. The promise backend
-// (_conn_source.ts) implements it on `Deno.Conn`. The epoll backend
-// (_epoll_source.ts) does not yet: socket.ts calls it directly where the two
-// differ, until it implements this interface too.
+// socket with the public API's semantics (its state checks and errors
+// included), and readiness through the `Source` seam of _selector.ts.
+// `Socket` checks its arguments, then delegates here. Two backends implement
+// it: the promise backend on `Deno.Conn` (_conn_source.ts) and the epoll
+// backend on OS descriptors (_epoll_source.ts).
 
-import type { Source } from "./_selector.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
+import type { SocketSource } from "./_sockets.ts";
 import type { TlsOptions } from "./socket.ts";
 
 /** Where a socket is in its life. */
@@ -18,19 +18,13 @@ export type State =
   | "connected";
 
 /** A socket's backend; `T` is what `accept()` hands out (the public Socket). */
-export interface SocketBackend<T> extends Source {
+export interface SocketBackend<T> extends SocketSource {
   /** Where the socket is in its life. */
   readonly state: State;
   /** The pending error (`SO_ERROR`). */
   readonly error: Error | null;
   /** A TLS handshake has completed. */
   readonly secure: boolean;
-  /** A TLS handshake is in progress: nothing is read or written yet. */
-  readonly securing: boolean;
-  /** Grows whenever bytes move in or out (idle timeouts watch it). */
-  readonly activity: number;
-  /** The readiness bits now (_selector.ts: READABLE, WRITABLE, ERROR, HUP). */
-  readiness(): number;
   /** The bound of the receive buffer. */
   recvLimit: number;
   /** The bound of the send buffer. */
@@ -41,38 +35,36 @@ export interface SocketBackend<T> extends Source {
   readonly recvBuffered: number;
   /** Accepted bytes not yet written. */
   readonly sendBuffered: number;
-  /** Nothing more will arrive: end of stream, or shut for reading. */
-  readonly readDone: boolean;
-  /** Shut for writing. */
-  readonly writeShut: boolean;
-  /** The local address, once bound or connected. */
-  localAddr(): Deno.Addr | null;
-  /** The peer's address, once connected. */
-  remoteAddr(): Deno.Addr | null;
-  /** `TCP_NODELAY`, applied once connected. */
-  setNoDelay(noDelay: boolean): void;
-  /** `SO_KEEPALIVE`, applied once connected. */
-  setKeepAlive(keepAlive: boolean): void;
-  /** Binds and listens at the OS level; throws synchronously. */
+  /** Binds (and, on the promise backend, listens at the OS level). */
   bind(options: DenoAddressOptions, tls: TlsOptions | null): void;
-  /** Starts taking connections in, up to `backlog` ahead. */
+  /** Starts taking connections in, up to `backlog` ahead; bound first. */
   listen(backlog: number): void;
-  /** A connection taken in, or `undefined`. */
-  accept(): T | undefined;
-  /** The listener's error, once; accepting resumes. */
-  takeAcceptError(): Error | null;
+  /** A connection taken in; throws `WouldBlock` when none is pending. */
+  accept(): [T, Deno.Addr];
   /** Starts connecting; completion shows as readiness. */
   connect(options: DenoAddressOptions, tls: TlsOptions | null): void;
-  /** Up to `max` received bytes, or `null` when none are buffered. */
-  read(max: number): Uint8Array | null;
-  /** Takes as much of `bytes` as fits; 0 when the send buffer is full. */
-  write(bytes: Uint8Array): number;
+  /** Up to `max` received bytes; empty at end of stream; else throws. */
+  recv(max: number): Uint8Array;
+  /** Takes as much of `bytes` as fits; throws `WouldBlock` when none does. */
+  send(bytes: Uint8Array): number;
   /** Ends one or both directions. */
   shutdown(read: boolean, write: boolean): void;
-  /** Upgrades the connection to TLS in place. */
-  startTls(tls: TlsOptions, hostname: string): void;
+  /**
+   * Upgrades the connection to TLS in place; returns the backend that
+   * carries the socket from now on (this one, or a promise backend that
+   * took its descriptor over).
+   */
+  startTls(tls: TlsOptions, hostname: string): SocketBackend<T>;
   /** Closes: deliver what was accepted (lingering), stop reporting. */
   close(): void;
   /** Resolves once closed and the OS socket is let go (the port is free). */
   waitReleased(): Promise<void>;
+  /** The local address, or `null` before the socket is bound. */
+  getsockname(): Deno.Addr | null;
+  /** The peer's address; throws `NotConnected` before it is connected. */
+  getpeername(): Deno.Addr;
+  /** `TCP_NODELAY`, applied once connected. */
+  setNoDelay(noDelay: boolean): void;
+  /** `SO_KEEPALIVE`, applied once connected. */
+  setKeepAlive(keepAlive: boolean): void;
 }

@@ -27,6 +27,7 @@
  */
 
 import { ConnSource } from "./_conn_source.ts";
+import type { SocketBackend } from "./_socket_backend.ts";
 import { checkTlsOptions, isServerSide } from "./_tls.ts";
 import { setSourceAccessor, sockets } from "./_sockets.ts";
 import {
@@ -38,7 +39,6 @@ import {
 } from "./_backend.ts";
 import { EpollSource } from "./_epoll_source.ts";
 import { FdSocket } from "./_fd_socket.ts";
-import { FdConn } from "./_fd_conn.ts";
 import {
   checkAddress,
   checkCount,
@@ -199,15 +199,6 @@ export interface SocketOptions {
 export type ShutdownHow = "read" | "write" | "both";
 
 const DEFAULT_BUFFER_SIZE = 65536;
-const EMPTY = new Uint8Array(0);
-
-// Deno.startTls() returns a connection whose addresses lack `transport`.
-function tcpAddr(addr: Deno.Addr): Deno.Addr {
-  return addr.transport === undefined
-    // The same shape as Deno's own addresses: no prototype.
-    ? Object.assign(Object.create(null), addr, { transport: "tcp" })
-    : addr;
-}
 
 function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
@@ -269,14 +260,13 @@ let adopting: FdSocket | null = null;
  */
 export class Socket {
   static {
-    setSourceAccessor((sock) => sock.#ep ?? sock.#io);
+    setSourceAccessor((sock) => sock.#io);
   }
 
   readonly #transport: "tcp" | "unix";
   #fd: number;
-  // Exactly one backend: the promise backend's source, or the epoll one's.
-  #io!: ConnSource<Socket>;
-  #ep: EpollSource | null = null;
+  // The backend: the promise backend's source, or the epoll one's.
+  #io: SocketBackend<Socket>;
   #tls: TlsOptions | null = null;
   // The hostname connected to: the name a client's STARTTLS verifies.
   #peerName = "";
@@ -333,7 +323,7 @@ export class Socket {
         FdSocket.open(transport === "unix" ? "unix" : "ipv4");
       // A number the promise backend handed out is not this descriptor's.
       while (sockets.has(sock.fd)) sock.renumber(sock.fd + 1);
-      this.#ep = new EpollSource(
+      const io: EpollSource<Socket> = new EpollSource<Socket>(
         sock,
         recvBufferSize,
         sendBufferSize,
@@ -341,20 +331,35 @@ export class Socket {
           (options.recvBufferSize !== undefined ||
             options.sendBufferSize !== undefined),
         accepted !== null,
+        (connection) => {
+          adopting = connection;
+          try {
+            return new Socket({
+              transport,
+              backend: "epoll",
+              recvBufferSize: io.recvLimit,
+              sendBufferSize: io.sendLimit,
+            });
+          } finally {
+            adopting = null;
+          }
+        },
       );
+      this.#io = io;
       this.#fd = sock.fd;
       sockets.claim(sock.fd, this);
       return;
     }
-    this.#io = new ConnSource<Socket>(
+    const io: ConnSource<Socket> = new ConnSource<Socket>(
       recvBufferSize,
       sendBufferSize,
       (conn) =>
         Socket.fromConn(conn, {
-          recvBufferSize: this.#io.reader.limit,
-          sendBufferSize: this.#io.writer.limit,
+          recvBufferSize: io.recvLimit,
+          sendBufferSize: io.sendLimit,
         }),
     );
+    this.#io = io;
     // With epoll the default, any other number may be a descriptor given to
     // select(): this socket's must not look like one.
     this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
@@ -393,7 +398,8 @@ export class Socket {
       transport,
       backend: "deno",
     });
-    sock.#io.attach(
+    // A "deno" socket: the promise backend.
+    (sock.#io as ConnSource<Socket>).attach(
       conn,
       typeof (conn as Deno.TlsConn).handshake === "function",
     );
@@ -418,12 +424,12 @@ export class Socket {
    * peer reset. A socket with an error is readable and writable.
    */
   get error(): Error | null {
-    return (this.#ep ?? this.#io).error;
+    return this.#io.error;
   }
 
   /** The backend the socket lives on (see {@linkcode SocketOptions.backend}). */
   get backend(): Backend {
-    return this.#ep !== null ? "epoll" : "deno";
+    return this.#io instanceof EpollSource ? "epoll" : "deno";
   }
 
   /** The transport this socket was made for. */
@@ -437,7 +443,7 @@ export class Socket {
    * completed.
    */
   get secure(): boolean {
-    return (this.#ep ?? this.#io).secure;
+    return this.#io.secure;
   }
 
   /**
@@ -446,12 +452,10 @@ export class Socket {
    * set only when given.
    */
   get recvBufferSize(): number {
-    return this.#ep?.recvLimit ?? this.#io.reader.limit;
+    return this.#io.recvLimit;
   }
   set recvBufferSize(size: number) {
-    const checked = checkSize("recvBufferSize", size);
-    if (this.#ep !== null) this.#ep.setRecvLimit(checked);
-    else this.#io.recvLimit = checked;
+    this.#io.recvLimit = checkSize("recvBufferSize", size);
   }
 
   /**
@@ -459,12 +463,10 @@ export class Socket {
    * backend, as for {@linkcode Socket.recvBufferSize}).
    */
   get sendBufferSize(): number {
-    return this.#ep?.sendLimit ?? this.#io.writer.limit;
+    return this.#io.sendLimit;
   }
   set sendBufferSize(size: number) {
-    const checked = checkSize("sendBufferSize", size);
-    if (this.#ep !== null) this.#ep.setSendLimit(checked);
-    else this.#io.sendLimit = checked;
+    this.#io.sendLimit = checkSize("sendBufferSize", size);
   }
 
   /**
@@ -479,7 +481,7 @@ export class Socket {
    * @default {30000}
    */
   get lingerTimeout(): number {
-    return this.#ep?.lingerTimeout ?? this.#io.writer.lingerTimeout;
+    return this.#io.lingerTimeout;
   }
   set lingerTimeout(ms: number) {
     const timeout = checkTimeout("lingerTimeout", ms);
@@ -488,8 +490,7 @@ export class Socket {
         `lingerTimeout must be a finite number of ms, got ${describe(ms)}`,
       );
     }
-    if (this.#ep !== null) this.#ep.lingerTimeout = timeout;
-    else this.#io.writer.lingerTimeout = timeout;
+    this.#io.lingerTimeout = timeout;
   }
 
   /**
@@ -497,7 +498,7 @@ export class Socket {
    * `FIONREAD`, on the `"epoll"` backend).
    */
   get recvBuffered(): number {
-    return this.#ep?.recvBuffered ?? this.#io.reader.rx.length;
+    return this.#io.recvBuffered;
   }
 
   /**
@@ -507,7 +508,7 @@ export class Socket {
    * as CPython's sockets do.
    */
   get sendBuffered(): number {
-    return this.#ep?.sendBuffered ?? this.#io.writer.tx.length;
+    return this.#io.sendBuffered;
   }
 
   /**
@@ -527,13 +528,6 @@ export class Socket {
       this.#transport,
       "0.0.0.0",
     );
-    if (this.#ep !== null) return this.#ep.bind(options);
-    const state = this.#io.state;
-    if (state !== "fresh") {
-      throw new Deno.errors.AlreadyExists(
-        `bind: the socket is already ${state}`,
-      );
-    }
     const tls = this.#tls;
     if (tls !== null && !isServerSide(tls)) {
       throw new TypeError("bind: options.tls needs cert and key to listen");
@@ -551,18 +545,6 @@ export class Socket {
   listen(backlog = 5): void {
     this.#checkOpen("listen");
     checkCount("backlog", backlog);
-    const ep = this.#ep;
-    if (ep !== null) {
-      if (ep.state === "fresh" && this.#transport === "unix") {
-        throw new Deno.errors.NotConnected(
-          "listen: a Unix socket must be bound first",
-        );
-      }
-      return ep.listen(
-        Math.max(1, Math.min(backlog, 65535)),
-        () => this.bind({ port: 0 }),
-      );
-    }
     if (this.#io.state === "fresh") {
       if (this.#transport === "unix") {
         throw new Deno.errors.NotConnected(
@@ -570,10 +552,6 @@ export class Socket {
         );
       }
       this.bind({ port: 0 });
-    }
-    const state = this.#io.state;
-    if (state !== "bound" && state !== "listening") {
-      throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
     }
     this.#io.listen(Math.max(1, Math.min(backlog, 65535)));
   }
@@ -586,35 +564,7 @@ export class Socket {
    */
   accept(): [Socket, Deno.Addr] {
     this.#checkOpen("accept");
-    const ep = this.#ep;
-    if (ep !== null) {
-      const [accepted, address] = ep.accept();
-      adopting = accepted;
-      try {
-        const sock = new Socket({
-          transport: this.#transport,
-          backend: "epoll",
-          recvBufferSize: ep.recvLimit,
-          sendBufferSize: ep.sendLimit,
-        });
-        return [sock, address];
-      } catch (error) {
-        accepted.close();
-        throw error;
-      } finally {
-        adopting = null;
-      }
-    }
-    if (this.#io.state !== "listening") {
-      throw new Deno.errors.NotConnected("accept: the socket is not listening");
-    }
-    const sock = this.#io.accept();
-    if (sock === undefined) {
-      const error = this.#io.takeAcceptError();
-      if (error) throw error;
-      throw new Deno.errors.WouldBlock("accept: no connection is pending");
-    }
-    return [sock, sock.getpeername()];
+    return this.#io.accept();
   }
 
   /**
@@ -635,35 +585,14 @@ export class Socket {
       this.#transport,
       "127.0.0.1",
     );
-    if (this.#ep !== null) {
-      if (options.transport === "tcp") this.#peerName = options.hostname;
-      return this.#ep.connect(
-        options,
-        options.transport === "tcp" ? options.hostname : "",
-      );
-    }
-    const state = this.#io.state;
-    if (state === "connecting") {
-      throw new Deno.errors.Busy("connect: a connect is already in progress");
-    }
-    if (state === "bound" || state === "listening") {
-      throw new Deno.errors.NotSupported(
-        `connect: the socket is ${state}; Deno cannot connect from a bound address`,
-      );
-    }
-    if (state !== "fresh") {
-      throw new Deno.errors.AlreadyExists(
-        `connect: the socket is already ${state}`,
-      );
-    }
     const tls = this.#tls;
     if (tls !== null && isServerSide(tls)) {
       throw new Deno.errors.NotSupported(
         "connect: client certificates are not supported; options.tls.cert and key are for listening",
       );
     }
-    if (options.transport === "tcp") this.#peerName = options.hostname;
     this.#io.connect(options, tls);
+    if (options.transport === "tcp") this.#peerName = options.hostname;
   }
 
   /**
@@ -723,30 +652,7 @@ export class Socket {
   startTls(options: TlsOptions = {}): void {
     this.#checkOpen("startTls");
     const tls = checkTlsOptions("options", options);
-    if (this.#ep !== null) this.#toPromiseBackend(tls);
-    const io = this.#io;
-    if (io.secure || io.securing) {
-      throw new Deno.errors.AlreadyExists(
-        "startTls: the connection already uses TLS",
-      );
-    }
-    if (io.state !== "connected" || io.conn === null) {
-      throw new Deno.errors.NotConnected(
-        "startTls: the socket is not connected",
-      );
-    }
-    if (io.error) throw io.error;
-    if (io.writer.shutWrite) {
-      throw new Deno.errors.BrokenPipe(
-        "startTls: the socket is shut for writing",
-      );
-    }
-    const remote = io.conn.remoteAddr;
-    io.startTls(
-      tls,
-      this.#peerName ||
-        (remote.transport === "tcp" ? remote.hostname : "localhost"),
-    );
+    this.#io = this.#io.startTls(tls, this.#peerName);
   }
 
   /**
@@ -766,17 +672,7 @@ export class Socket {
   recv(bufsize: number): Uint8Array {
     checkSize("bufsize", bufsize);
     this.#checkOpen("recv");
-    if (this.#ep !== null) return this.#ep.recv(bufsize);
-    const io = this.#io;
-    const data = io.read(bufsize);
-    if (data !== null) return data;
-    if (io.error) throw io.error;
-    if (io.reader.eof || io.reader.shutRead) return EMPTY;
-    if (io.state !== "connected" && io.state !== "connecting") {
-      throw new Deno.errors.NotConnected("recv: the socket is not connected");
-    }
-    // While connecting, too: a kernel says EAGAIN then, not ENOTCONN.
-    throw new Deno.errors.WouldBlock("recv: no data is buffered");
+    return this.#io.recv(bufsize);
   }
 
   /**
@@ -790,24 +686,7 @@ export class Socket {
   send(data: Uint8Array | string): number {
     const bytes = toBytes("data", data);
     this.#checkOpen("send");
-    if (this.#ep !== null) return this.#ep.send(bytes);
-    const io = this.#io;
-    if (io.error) throw io.error;
-    if (io.state === "connecting") {
-      throw new Deno.errors.WouldBlock("send: the connect is in progress");
-    }
-    if (io.state !== "connected") {
-      throw new Deno.errors.NotConnected("send: the socket is not connected");
-    }
-    if (io.writer.shutWrite) {
-      throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
-    }
-    if (bytes.length === 0) return 0;
-    const count = io.write(bytes);
-    if (count === 0) {
-      throw new Deno.errors.WouldBlock("send: the send buffer is full");
-    }
-    return count;
+    return this.#io.send(bytes);
   }
 
   /**
@@ -824,14 +703,6 @@ export class Socket {
       );
     }
     this.#checkOpen("shutdown");
-    if (this.#ep !== null) {
-      return this.#ep.shutdown(how !== "write", how !== "read");
-    }
-    if (this.#io.state !== "connected") {
-      throw new Deno.errors.NotConnected(
-        "shutdown: the socket is not connected",
-      );
-    }
     this.#io.shutdown(how !== "write", how !== "read");
   }
 
@@ -843,7 +714,7 @@ export class Socket {
     if (this.closed) return;
     sockets.release(this.#fd);
     this.#fd = -1;
-    (this.#ep ?? this.#io).close();
+    this.#io.close();
   }
 
   /**
@@ -878,7 +749,7 @@ export class Socket {
    * @returns A promise that resolves once the OS socket is released.
    */
   waitClosed(): Promise<void> {
-    return (this.#ep ?? this.#io).waitReleased();
+    return this.#io.waitReleased();
   }
 
   /** Closes the socket (for `using`). */
@@ -889,13 +760,10 @@ export class Socket {
   /** The local address. */
   getsockname(): Deno.Addr {
     this.#checkOpen("getsockname");
-    if (this.#ep !== null) return this.#ep.getsockname();
-    const io = this.#io;
-    const local = io.listener?.addr ?? (io.raw ?? io.conn)?.localAddr;
-    if (local) return tcpAddr(local);
-    return this.#transport === "unix"
-      ? { transport: "unix", path: "" }
-      : { transport: "tcp", hostname: "0.0.0.0", port: 0 };
+    return this.#io.getsockname() ??
+      (this.#transport === "unix"
+        ? { transport: "unix", path: "" }
+        : { transport: "tcp", hostname: "0.0.0.0", port: 0 });
   }
 
   /**
@@ -905,14 +773,7 @@ export class Socket {
    */
   getpeername(): Deno.Addr {
     this.#checkOpen("getpeername");
-    if (this.#ep !== null) return this.#ep.getpeername();
-    const conn = this.#io.raw ?? this.#io.conn;
-    if (conn === null) {
-      throw new Deno.errors.NotConnected(
-        "getpeername: the socket is not connected",
-      );
-    }
-    return tcpAddr(conn.remoteAddr);
+    return this.#io.getpeername();
   }
 
   /**
@@ -923,7 +784,7 @@ export class Socket {
    */
   setNoDelay(noDelay = true): void {
     this.#checkOpen("setNoDelay");
-    (this.#ep ?? this.#io).setNoDelay(noDelay);
+    this.#io.setNoDelay(noDelay);
   }
 
   /**
@@ -932,54 +793,7 @@ export class Socket {
    */
   setKeepAlive(keepAlive = true): void {
     this.#checkOpen("setKeepAlive");
-    (this.#ep ?? this.#io).setKeepAlive(keepAlive);
-  }
-
-  /**
-   * STARTTLS on an epoll socket: from now on the socket is driven by the
-   * promise backend over its descriptor (_fd_conn.ts), which the TLS splice
-   * feeds; the number and the registrations stay.
-   */
-  #toPromiseBackend(tls: TlsOptions): void {
-    const ep = this.#ep!;
-    // Reading the error first notices a connect that has completed.
-    const error = ep.error;
-    if (error) throw error;
-    if (ep.state !== "connected") {
-      throw new Deno.errors.NotConnected(
-        "startTls: the socket is not connected",
-      );
-    }
-    if (ep.shutWrite) {
-      throw new Deno.errors.BrokenPipe(
-        "startTls: the socket is shut for writing",
-      );
-    }
-    // What makes the upgrade fail at once (no permission for 127.0.0.1, a
-    // bad certificate or key) is thrown while the socket is unchanged.
-    (isServerSide(tls)
-      ? Deno.listenTls({
-        hostname: "127.0.0.1",
-        port: 0,
-        cert: tls.cert!,
-        key: tls.key!,
-      })
-      : Deno.listen({ hostname: "127.0.0.1", port: 0 })).close();
-    const watches = ep.detach();
-    const io = new ConnSource<Socket>(
-      ep.recvLimit,
-      ep.sendLimit,
-      (conn) => Socket.fromConn(conn),
-    );
-    io.writer.lingerTimeout = ep.lingerTimeout;
-    // The promise backend reads and writes a Deno.Conn; FdConn is the part
-    // of one it uses.
-    io.attach(new FdConn(ep.sock) as unknown as Deno.Conn);
-    this.#io = io;
-    this.#ep = null;
-    for (const { registry, token, interest } of watches) {
-      io.register(registry, token, interest);
-    }
+    this.#io.setKeepAlive(keepAlive);
   }
 
   #checkOpen(operation: string): void {
