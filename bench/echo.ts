@@ -615,6 +615,49 @@ async function runIdle(
   }
 }
 
+/** One backend's targets: the default backend's (issue 11), epoll's (issue 12). */
+interface TargetSet {
+  asyncore: string;
+  /** CPU per round trip, as a ratio to raw Deno's: [scenario, server, bound]. */
+  cpu: [string, string, number][];
+  peakRss50?: number;
+  /** Time to accept the idle connections, as a ratio to raw Deno's. */
+  acceptTime: number;
+  /** p99 at 1000 connections: at most the best of these servers'. */
+  p99Against: string[];
+  p99Label: string;
+  kibPerConn: number;
+}
+
+const TARGETS: TargetSet[] = [
+  {
+    asyncore: "asyncore",
+    cpu: [
+      ["50x64", "asyncore", 1.10],
+      ["50x64", "asynchat", 1.25],
+      ["10x16k", "asyncore", 1.3],
+      ["10x16k", "asynchat", 1.5],
+    ],
+    peakRss50: 1.1,
+    acceptTime: 3,
+    p99Against: ["py-asyncore", REFERENCE],
+    p99Label: "the better of CPython asyncore's and raw Deno's",
+    kibPerConn: 4,
+  },
+  {
+    asyncore: "asyncore-epoll",
+    cpu: [
+      ["50x64", "asyncore-epoll", 0.8],
+      ["50x64", "asynchat-epoll", 0.9],
+      ["10x16k", "asyncore-epoll", 1.0],
+    ],
+    acceptTime: 1,
+    p99Against: ["py-asyncore"],
+    p99Label: "CPython asyncore's",
+    kibPerConn: 1.5,
+  },
+];
+
 function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
   const find = (scenario: string, server: string): Row | undefined =>
     scenarios.find((s) => s.scenario.id === scenario)?.rows.find((r) =>
@@ -666,71 +709,76 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
       "µs",
       bound,
     );
-  cpuTarget("50x64", "asyncore", 1.10);
-  cpuTarget("50x64", "asynchat", 1.25);
-  cpuTarget("10x16k", "asyncore", 1.3);
-  cpuTarget("10x16k", "asynchat", 1.5);
-  ratioTarget(
-    "asyncore peak RSS at 50 × 64 B",
-    (name) => load("50x64", name),
-    "asyncore",
-    (row) => row.peakRssMiB,
-    "MiB",
-    1.1,
-  );
-  ratioTarget(
-    "asyncore time to accept the idle connections",
-    idle,
-    "asyncore",
-    (row) => row.openSeconds,
-    "s",
-    3,
-  );
-  for (const scenario of ["50x64", "1000x64"]) {
-    const ours = load(scenario, "asyncore");
-    const py = load(scenario, "py-asyncore");
-    const text = `asyncore round trips/s at ${scenario} ≥ CPython asyncore's`;
-    checks.push(
-      ours === null || py === null
-        ? { text, pass: null, detail: "not measured" }
-        : {
-          text,
-          pass: ours.result.rtPerSec >= py.result.rtPerSec,
-          detail: `${Math.round(ours.result.rtPerSec)} vs ${
-            Math.round(py.result.rtPerSec)
-          }`,
-        },
-    );
-  }
-  {
-    const ours = load("1000x64", "asyncore");
-    const others = [load("1000x64", "py-asyncore"), load("1000x64", REFERENCE)]
-      .filter((r): r is LoadRow => r !== null);
-    const text =
-      "asyncore p99 at 1000 × 64 B ≤ the better of CPython asyncore's and raw Deno's";
-    if (ours === null || others.length === 0) {
-      checks.push({ text, pass: null, detail: "not measured" });
-    } else {
-      const best = Math.min(...others.map((r) => r.result.p99Us));
-      checks.push({
-        text,
-        pass: ours.result.p99Us <= best,
-        detail: `${(ours.result.p99Us / 1000).toFixed(2)} vs ${
-          (best / 1000).toFixed(2)
-        } ms`,
-      });
+  for (const set of TARGETS) {
+    const { asyncore } = set;
+    for (const [scenario, server, bound] of set.cpu) {
+      cpuTarget(scenario, server, bound);
     }
-  }
-  {
-    const row = idle("asyncore");
-    const text = "asyncore RSS per idle connection ≤ 4 KiB";
-    checks.push(
-      row === null ? { text, pass: null, detail: "not measured" } : {
-        text,
-        pass: row.kibPerConn <= 4,
-        detail: `${row.kibPerConn.toFixed(2)} KiB at ${row.echoed}`,
-      },
+    if (set.peakRss50 !== undefined) {
+      ratioTarget(
+        `${asyncore} peak RSS at 50 × 64 B`,
+        (name) => load("50x64", name),
+        asyncore,
+        (row) => row.peakRssMiB,
+        "MiB",
+        set.peakRss50,
+      );
+    }
+    ratioTarget(
+      `${asyncore} time to accept the idle connections`,
+      idle,
+      asyncore,
+      (row) => row.openSeconds,
+      "s",
+      set.acceptTime,
     );
+    for (const scenario of ["50x64", "1000x64"]) {
+      const ours = load(scenario, asyncore);
+      const py = load(scenario, "py-asyncore");
+      const text =
+        `${asyncore} round trips/s at ${scenario} ≥ CPython asyncore's`;
+      checks.push(
+        ours === null || py === null
+          ? { text, pass: null, detail: "not measured" }
+          : {
+            text,
+            pass: ours.result.rtPerSec >= py.result.rtPerSec,
+            detail: `${Math.round(ours.result.rtPerSec)} vs ${
+              Math.round(py.result.rtPerSec)
+            }`,
+          },
+      );
+    }
+    {
+      const ours = load("1000x64", asyncore);
+      const others = set.p99Against.map((name) => load("1000x64", name))
+        .filter((r): r is LoadRow => r !== null);
+      const text = `${asyncore} p99 at 1000 × 64 B ≤ ${set.p99Label}`;
+      if (ours === null || others.length === 0) {
+        checks.push({ text, pass: null, detail: "not measured" });
+      } else {
+        const best = Math.min(...others.map((r) => r.result.p99Us));
+        checks.push({
+          text,
+          pass: ours.result.p99Us <= best,
+          detail: `${(ours.result.p99Us / 1000).toFixed(2)} vs ${
+            (best / 1000).toFixed(2)
+          } ms`,
+        });
+      }
+    }
+    {
+      const row = idle(asyncore);
+      const text =
+        `${asyncore} RSS per idle connection ≤ ${set.kibPerConn} KiB`;
+      checks.push(
+        row === null ? { text, pass: null, detail: "not measured" } : {
+          text,
+          pass: row.kibPerConn <= set.kibPerConn,
+          detail: `${row.kibPerConn.toFixed(2)} KiB at ${row.echoed}`,
+        },
+      );
+    }
   }
   return checks;
 }
