@@ -149,7 +149,8 @@ export interface Report {
 
 const REFERENCE = "raw-deno";
 
-function fixed(n: number, digits: number): string {
+/** `n` with `digits` decimals and thousands separators; "–" if not finite. */
+export function fixed(n: number, digits: number): string {
   if (!Number.isFinite(n)) return "–";
   return n.toLocaleString("en-US", {
     minimumFractionDigits: digits,
@@ -175,7 +176,7 @@ function escapeCell(text: string): string {
 }
 
 /** Renders rows as a Markdown table with padded columns. */
-function table(header: string[], rows: string[][]): string[] {
+export function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) =>
     Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length))
   );
