@@ -25,8 +25,9 @@
  *
  * Options: `--backend=deno|epoll` (default both), `--scenarios=ID,...`
  * (`CONNSxSIZE`, default `50x64,1000x64`), `--duration=SECONDS` (measured
- * window per run, default 3), `--warmup=SECONDS` (default 0.5), `--quick`
- * (1 s window, 0.25 s warmup), `--timer=MS` (default 5), `--fetch-every=MS`
+ * window per run, default 3), `--warmup=SECONDS` (default 0.5), `--repeat=N`
+ * (runs per cell, in rounds; the tables show medians and the largest max;
+ * default 3), `--quick` (1 s window, 0.25 s warmup, 1 run), `--timer=MS` (default 5), `--fetch-every=MS`
  * (default 20), `--ping-size=BYTES` (default 64), `--ping-every=MS` (pause
  * between round trips, default 0), `--help`. `--serve` and `--side`
  * are the benchmark's own child mode. Linux only (it reads `/proc`), Node for the
@@ -70,6 +71,7 @@ interface Options {
   fetchEveryMs: number;
   pingSize: number;
   pingEveryMs: number;
+  repeat: number;
 }
 
 const USAGE = `Usage: deno task bench:share [options]
@@ -77,7 +79,9 @@ const USAGE = `Usage: deno task bench:share [options]
   --scenarios=ID,...    loads as CONNSxSIZE (default 50x64,1000x64)
   --duration=SECONDS    measured window per run (default 3; --quick: 1)
   --warmup=SECONDS      load before the window (default 0.5; --quick: 0.25)
-  --quick               short runs
+  --repeat=N            runs per cell, in rounds; tables show medians
+                        (default 3; --quick: 1)
+  --quick               short runs (1 s window, 0.25 s warmup, 1 run)
   --timer=MS            the setTimeout series' delay (default 5)
   --fetch-every=MS      pause between fetch() calls (default 20)
   --ping-size=BYTES     the Deno.Conn ping-pong's message (default 64)
@@ -97,6 +101,7 @@ function parseOptions(
       "fetch-every",
       "ping-size",
       "ping-every",
+      "repeat",
     ],
     alias: { h: "help" },
     unknown: (arg: string) => {
@@ -149,6 +154,7 @@ function parseOptions(
     fetchEveryMs: number("fetch-every", 20, 0),
     pingSize: Math.round(number("ping-size", 64, 1)),
     pingEveryMs: number("ping-every", 0, 0),
+    repeat: Math.round(number("repeat", quick ? 1 : 3, 1)),
   };
 }
 
@@ -376,6 +382,10 @@ interface Run {
   load: LoadResult | null;
   /** The server process's CPU use over the window, % of one core. */
   cpuPct: number;
+  /** Ping-pong round trips per second. */
+  pingsPerSec: number;
+  /** Runs whose medians this is. */
+  runs: number;
 }
 
 /** Thrown for a run that could not be measured; the message says why. */
@@ -471,13 +481,16 @@ async function runOnce(
       load = JSON.parse(json[0]) as LoadResult;
     }
     const busy = cpu1.user + cpu1.system - cpu0.user - cpu0.system;
+    const serve = JSON.parse(served[0]) as ServeResult;
     return {
       backend,
       scenario,
       side,
-      serve: JSON.parse(served[0]) as ServeResult,
+      serve,
       load,
       cpuPct: busy * 100 / ticks / seconds,
+      pingsPerSec: (serve.conn?.count ?? 0) / serve.seconds,
+      runs: 1,
     };
   } finally {
     await gen?.stop();
@@ -505,9 +518,9 @@ function sideTable(runs: Run[], opts: Options): string[] {
       r.backend,
       loadLabel(r.scenario),
       series(timers),
-      `${fetch?.count ?? 0} in ${fixed(seconds, 1)} s`,
+      `${fixed(fetch?.count ?? 0, 0)} in ${fixed(seconds, 1)} s`,
       series(fetch),
-      fixed((conn?.count ?? 0) / seconds, 0),
+      fixed(r.pingsPerSec, 0),
       series(conn),
       fixed(r.cpuPct, 0),
       stalls(r, opts).join("; ") || "none",
@@ -564,6 +577,54 @@ function costTable(runs: Run[]): string[] {
   ], rows);
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[mid]
+    : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** One cell from repeated runs: the median of each figure, the largest max. */
+function medianRun(runs: Run[]): Run {
+  if (runs.length === 1) return runs[0];
+  const of = <T>(items: T[], pick: (item: T) => number): number =>
+    median(items.map(pick));
+  const series = (pick: (serve: ServeResult) => Series | null) => {
+    const all = runs.map((r) => pick(r.serve)).filter((s) => s !== null);
+    return all.length === 0 ? null : {
+      count: of(all, (s) => s.count),
+      p50: of(all, (s) => s.p50),
+      p99: of(all, (s) => s.p99),
+      max: Math.max(...all.map((s) => s.max)),
+    };
+  };
+  const loads = runs.map((r) => r.load).filter((l) => l !== null);
+  const first = runs[0];
+  return {
+    ...first,
+    serve: {
+      backend: first.serve.backend,
+      seconds: of(runs, (r) => r.serve.seconds),
+      timers: series((s) => s.timers),
+      fetch: series((s) => s.fetch),
+      conn: series((s) => s.conn),
+    },
+    load: loads.length === 0 ? null : {
+      ...loads[0],
+      rtPerSec: of(loads, (l) => l.rtPerSec),
+      p50Us: of(loads, (l) => l.p50Us),
+      p99Us: of(loads, (l) => l.p99Us),
+      maxUs: Math.max(...loads.map((l) => l.maxUs)),
+      errors: loads.reduce((n, l) => n + l.errors, 0),
+      errorSamples: loads.flatMap((l) => l.errorSamples).slice(0, 10),
+    },
+    cpuPct: of(runs, (r) => r.cpuPct),
+    pingsPerSec: of(runs, (r) => r.pingsPerSec),
+    runs: runs.length,
+  };
+}
+
 /** Where the side work starved: late timers, a stalled fetch or Deno.Conn. */
 function stalls(run: Run, opts: Options): string[] {
   const { timers, fetch, conn, seconds } = run.serve;
@@ -618,38 +679,46 @@ async function main(): Promise<void> {
     }
   }
   console.error(
-    `event-loop sharing: ${plan.length} runs of ${opts.durationS} s ` +
+    `event-loop sharing: ${plan.length} cells × ${opts.repeat} runs of ` +
+      `${opts.durationS} s ` +
       `(+${opts.warmupS} s warmup each)`,
   );
-  const runs: Run[] = [];
-  for (const step of plan) {
-    const label =
-      `${step.backend.padEnd(5)} ${loadLabel(step.scenario).padEnd(12)} ` +
-      (step.side ? "with side work" : "echo alone");
-    try {
-      const run = await runOnce(
-        opts,
-        node,
-        ticks,
-        step.backend,
-        step.scenario,
-        step.side,
-      );
-      runs.push(run);
-      const { timers } = run.serve;
-      const parts = [
-        run.load && `echo ${fixed(run.load.rtPerSec, 0)} rt/s`,
-        timers && `timers p99 ${ms(timers.p99)} ms late`,
-        `server CPU ${fixed(run.cpuPct, 0)}%`,
-      ];
-      console.error(`${label}: ${parts.filter(Boolean).join(", ")}`);
-    } catch (error) {
-      const why = error instanceof RunFailed
-        ? error.message
-        : `harness error: ${error instanceof Error ? error.stack : error}`;
-      console.error(`${label}: FAILED: ${why}`);
+  const measured: Run[][] = plan.map(() => []);
+  for (let round = 1; round <= opts.repeat; round++) {
+    for (const [i, step] of plan.entries()) {
+      const label =
+        `${step.backend.padEnd(5)} ${loadLabel(step.scenario).padEnd(12)} ` +
+        (step.side ? "with side work" : "echo alone    ") +
+        (opts.repeat > 1 ? ` ${round}/${opts.repeat}` : "");
+      try {
+        const run = await runOnce(
+          opts,
+          node,
+          ticks,
+          step.backend,
+          step.scenario,
+          step.side,
+        );
+        measured[i].push(run);
+        const { timers } = run.serve;
+        const parts = [
+          run.load && `echo ${fixed(run.load.rtPerSec, 0)} rt/s`,
+          timers && `timers p99 ${ms(timers.p99)} ms late`,
+          `server CPU ${fixed(run.cpuPct, 0)}%`,
+        ];
+        console.error(`${label}: ${parts.filter(Boolean).join(", ")}`);
+      } catch (error) {
+        const why = error instanceof RunFailed
+          ? error.message
+          : `harness error: ${error instanceof Error ? error.stack : error}`;
+        console.error(`${label}: FAILED: ${why}`);
+      }
     }
   }
+  const runs = measured.filter((cell) => cell.length > 0).map(medianRun);
+  const note = opts.repeat > 1
+    ? [`Medians of ${opts.repeat} runs per cell; each max is the largest.`, ""]
+    : [];
   console.log(
     [
       "",
@@ -659,6 +728,7 @@ async function main(): Promise<void> {
         ? ` every ${opts.pingEveryMs} ms)`
         : ", closed-loop)"),
       "",
+      ...note,
       ...sideTable(runs, opts),
       "",
       "### What sharing costs the echo server",
