@@ -36,7 +36,13 @@
  * @module
  */
 
-import { Child, clockTicks, readCpu } from "./_proc.ts";
+import {
+  Child,
+  clockTicks,
+  type CpuTicks,
+  readCpu,
+  readMachineTicks,
+} from "./_proc.ts";
 import { fixed, type LoadResult, table } from "./_report.ts";
 import { EchoHandler } from "./servers/asyncore_echo.ts";
 import { announce, EchoListener } from "./servers/_listen.ts";
@@ -382,6 +388,11 @@ interface Run {
   load: LoadResult | null;
   /** The server process's CPU use over the window, % of one core. */
   cpuPct: number;
+  /**
+   * CPU use of everything outside the benchmark over the window, % of one
+   * core: interference on a shared machine.
+   */
+  otherCpuPct: number;
   /** Ping-pong round trips per second. */
   pingsPerSec: number;
   /** Runs whose medians this is. */
@@ -457,6 +468,8 @@ async function runOnce(
     }
     await server.writeLine("start");
     const cpu0 = readCpu(server.pid);
+    const gen0 = gen === null ? null : readCpu(gen.pid);
+    const machine0 = readMachineTicks();
     const t0 = performance.now();
     if (gen === null) {
       await delay(durationMs);
@@ -464,6 +477,8 @@ async function runOnce(
       throw new RunFailed(`the load generator did not end${describeExit(gen)}`);
     }
     const cpu1 = readCpu(server.pid);
+    const gen1 = gen === null ? null : readCpu(gen.pid);
+    const machine1 = readMachineTicks();
     const seconds = (performance.now() - t0) / 1000;
     await server.writeLine("end");
     const served = await server.waitFor(JSON_LINE, 10_000);
@@ -480,7 +495,14 @@ async function runOnce(
       }
       load = JSON.parse(json[0]) as LoadResult;
     }
-    const busy = cpu1.user + cpu1.system - cpu0.user - cpu0.system;
+    const used = (a: CpuTicks | null, b: CpuTicks | null): number =>
+      a === null || b === null ? 0 : b.user + b.system - a.user - a.system;
+    const busy = used(cpu0, cpu1);
+    // Everything else the machine did (softirq aside: loopback packets).
+    const other = machine0 === null || machine1 === null
+      ? NaN
+      : machine1.busy - machine0.busy - (machine1.softirq - machine0.softirq) -
+        busy - used(gen0, gen1);
     const serve = JSON.parse(served[0]) as ServeResult;
     return {
       backend,
@@ -489,6 +511,7 @@ async function runOnce(
       serve,
       load,
       cpuPct: busy * 100 / ticks / seconds,
+      otherCpuPct: Math.max(0, other * 100 / ticks / seconds),
       pingsPerSec: (serve.conn?.count ?? 0) / serve.seconds,
       runs: 1,
     };
@@ -523,6 +546,7 @@ function sideTable(runs: Run[], opts: Options): string[] {
       fixed(r.pingsPerSec, 0),
       series(conn),
       fixed(r.cpuPct, 0),
+      fixed(r.otherCpuPct, 0),
       stalls(r, opts).join("; ") || "none",
     ];
   });
@@ -535,6 +559,7 @@ function sideTable(runs: Run[], opts: Options): string[] {
     "Deno.Conn rt/s",
     "Deno.Conn p50 / p99 / max ms",
     "server CPU %",
+    "other CPU %",
     "flags",
   ], rows);
 }
@@ -557,6 +582,9 @@ function costTable(runs: Run[]): string[] {
       s === null ? "–" : `${fixed(s.rtPerSec / a.rtPerSec, 2)}×`,
       `${ms(a.p99Us / 1000)} → ${s === null ? "–" : ms(s.p99Us / 1000)}`,
       `${fixed(alone.cpuPct, 0)} → ${shared ? fixed(shared.cpuPct, 0) : "–"}`,
+      `${fixed(alone.otherCpuPct, 0)} → ${
+        shared ? fixed(shared.otherCpuPct, 0) : "–"
+      }`,
       errors === 0
         ? "0"
         : `${errors}: ${
@@ -573,6 +601,7 @@ function costTable(runs: Run[]): string[] {
     "ratio",
     "echo p99 ms alone → with",
     "server CPU % alone → with",
+    "other CPU % alone → with",
     "errors",
   ], rows);
 }
@@ -620,6 +649,7 @@ function medianRun(runs: Run[]): Run {
       errorSamples: loads.flatMap((l) => l.errorSamples).slice(0, 10),
     },
     cpuPct: of(runs, (r) => r.cpuPct),
+    otherCpuPct: of(runs, (r) => r.otherCpuPct),
     pingsPerSec: of(runs, (r) => r.pingsPerSec),
     runs: runs.length,
   };
