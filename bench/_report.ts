@@ -149,6 +149,15 @@ export interface Report {
 
 const REFERENCE = "raw-deno";
 
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[mid]
+    : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 /** `n` with `digits` decimals and thousands separators; "–" if not finite. */
 export function fixed(n: number, digits: number): string {
   if (!Number.isFinite(n)) return "–";

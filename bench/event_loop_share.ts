@@ -40,10 +40,15 @@ import {
   Child,
   clockTicks,
   type CpuTicks,
+  describeExit,
+  loadEnded,
+  loadResult,
   readCpu,
   readMachineTicks,
+  RunFailed,
+  startLoad,
 } from "./_proc.ts";
-import { fixed, type LoadResult, table } from "./_report.ts";
+import { fixed, type LoadResult, median, table } from "./_report.ts";
 import { EchoHandler } from "./servers/asyncore_echo.ts";
 import { announce, EchoListener } from "./servers/_listen.ts";
 import { closeAll, loop } from "../asyncore.ts";
@@ -399,16 +404,8 @@ interface Run {
   runs: number;
 }
 
-/** Thrown for a run that could not be measured; the message says why. */
-class RunFailed extends Error {}
-
 const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
 const JSON_LINE = /^\{.*\}$/;
-
-function describeExit(child: Child): string {
-  const tail = child.stderrTail.split("\n").slice(-6).join("\n");
-  return tail === "" ? "" : `; stderr: ${tail}`;
-}
 
 async function runOnce(
   opts: Options,
@@ -446,25 +443,13 @@ async function runOnce(
     if (scenario === null) {
       await delay(warmupMs);
     } else {
-      gen = new Child(node, [
-        LOADGEN,
-        `--port=${listening[1]}`,
-        `--conns=${scenario.conns}`,
-        `--size=${scenario.size}`,
-        `--duration=${durationMs}`,
-        `--warmup=${warmupMs}`,
-        "--connect-timeout=30000",
-      ]);
-      if (await gen.waitFor(/^connected \d+/, 35_000) === null) {
-        throw new RunFailed(
-          `the load generator did not connect${describeExit(gen)}`,
-        );
-      }
-      if (await gen.waitFor(/^start$/, warmupMs + 5000) === null) {
-        throw new RunFailed(
-          `the load generator did not start${describeExit(gen)}`,
-        );
-      }
+      gen = await startLoad(node, [LOADGEN], {
+        port: Number(listening[1]),
+        conns: scenario.conns,
+        size: scenario.size,
+        durationMs,
+        warmupMs,
+      });
     }
     await server.writeLine("start");
     const cpu0 = readCpu(server.pid);
@@ -473,8 +458,8 @@ async function runOnce(
     const t0 = performance.now();
     if (gen === null) {
       await delay(durationMs);
-    } else if (await gen.waitFor(/^end$/, durationMs + 5000) === null) {
-      throw new RunFailed(`the load generator did not end${describeExit(gen)}`);
+    } else {
+      await loadEnded(gen, durationMs);
     }
     const cpu1 = readCpu(server.pid);
     const gen1 = gen === null ? null : readCpu(gen.pid);
@@ -485,16 +470,7 @@ async function runOnce(
     if (served === null || cpu0 === null || cpu1 === null) {
       throw new RunFailed(`the server gave no result${describeExit(server)}`);
     }
-    let load: LoadResult | null = null;
-    if (gen !== null) {
-      const json = await gen.waitFor(JSON_LINE, 10_000);
-      if (json === null) {
-        throw new RunFailed(
-          `the load generator gave no result${describeExit(gen)}`,
-        );
-      }
-      load = JSON.parse(json[0]) as LoadResult;
-    }
+    const load = gen === null ? null : await loadResult(gen);
     const used = (a: CpuTicks | null, b: CpuTicks | null): number =>
       a === null || b === null ? 0 : b.user + b.system - a.user - a.system;
     const busy = used(cpu0, cpu1);
@@ -606,14 +582,6 @@ function costTable(runs: Run[]): string[] {
   ], rows);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[mid]
-    : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 /** One cell from repeated runs: the median of each figure, the largest max. */
 function medianRun(runs: Run[]): Run {
   if (runs.length === 1) return runs[0];
@@ -718,7 +686,7 @@ async function main(): Promise<void> {
     for (const [i, step] of plan.entries()) {
       const label =
         `${step.backend.padEnd(5)} ${loadLabel(step.scenario).padEnd(12)} ` +
-        (step.side ? "with side work" : "echo alone    ") +
+        (step.side ? "with side work" : "echo alone") +
         (opts.repeat > 1 ? ` ${round}/${opts.repeat}` : "");
       try {
         const run = await runOnce(
