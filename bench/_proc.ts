@@ -7,6 +7,7 @@
  */
 
 import { deadline } from "@std/async";
+import type { LoadResult } from "./_report.ts";
 
 /** CPU time a process has used, in clock ticks, all threads together. */
 export interface CpuTicks {
@@ -147,6 +148,72 @@ export async function hardOpenFilesLimit(): Promise<number | null> {
 
 const MAX_KEPT_LINES = 1000;
 const STDERR_TAIL = 4000;
+
+/** Thrown for a run that could not be measured; the message says why. */
+export class RunFailed extends Error {}
+
+/** The tail of `child`'s stderr as a clause for an error message, or "". */
+export function describeExit(child: Child): string {
+  const tail = child.stderrTail.split("\n").slice(-6).join("\n");
+  return tail === "" ? "" : `; stderr: ${tail}`;
+}
+
+/** A closed-loop load for the load generator (`loadgen_node.mjs`). */
+export interface LoadPlan {
+  port: number;
+  conns: number;
+  size: number;
+  durationMs: number;
+  warmupMs: number;
+}
+
+/**
+ * Starts the load generator (`cmd` with `args`, which name
+ * `loadgen_node.mjs`) on `plan` and returns once its measured window opens.
+ */
+export async function startLoad(
+  cmd: string,
+  args: string[],
+  plan: LoadPlan,
+): Promise<Child> {
+  const gen = new Child(cmd, [
+    ...args,
+    `--port=${plan.port}`,
+    `--conns=${plan.conns}`,
+    `--size=${plan.size}`,
+    `--duration=${plan.durationMs}`,
+    `--warmup=${plan.warmupMs}`,
+    "--connect-timeout=30000",
+  ]);
+  try {
+    if (await gen.waitFor(/^connected \d+/, 35_000) === null) {
+      throw new RunFailed(`load generator did not connect${describeExit(gen)}`);
+    }
+    if (await gen.waitFor(/^start$/, plan.warmupMs + 5000) === null) {
+      throw new RunFailed(`load generator did not start${describeExit(gen)}`);
+    }
+    return gen;
+  } catch (error) {
+    await gen.stop();
+    throw error;
+  }
+}
+
+/** Waits until the measured window of a {@linkcode startLoad} closes. */
+export async function loadEnded(gen: Child, durationMs: number): Promise<void> {
+  if (await gen.waitFor(/^end$/, durationMs + 5000) === null) {
+    throw new RunFailed(`load generator did not end${describeExit(gen)}`);
+  }
+}
+
+/** The load generator's result, once its window has closed. */
+export async function loadResult(gen: Child): Promise<LoadResult> {
+  const json = await gen.waitFor(/^\{.*\}$/, 10_000);
+  if (json === null) {
+    throw new RunFailed(`load generator gave no result${describeExit(gen)}`);
+  }
+  return JSON.parse(json[0]) as LoadResult;
+}
 
 /** Every child still running, so an interrupted run can stop them. */
 const live = new Set<Child>();

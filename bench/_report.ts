@@ -149,7 +149,17 @@ export interface Report {
 
 const REFERENCE = "raw-deno";
 
-function fixed(n: number, digits: number): string {
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[mid]
+    : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** `n` with `digits` decimals and thousands separators; "–" if not finite. */
+export function fixed(n: number, digits: number): string {
   if (!Number.isFinite(n)) return "–";
   return n.toLocaleString("en-US", {
     minimumFractionDigits: digits,
@@ -175,7 +185,7 @@ function escapeCell(text: string): string {
 }
 
 /** Renders rows as a Markdown table with padded columns. */
-function table(header: string[], rows: string[][]): string[] {
+export function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) =>
     Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length))
   );

@@ -33,13 +33,18 @@ import {
   clockTicks,
   countOpenFiles,
   type CpuTicks,
+  describeExit,
   hardOpenFilesLimit,
+  loadEnded,
+  loadResult,
   maxOpenFiles,
   readCmdline,
   readCpu,
   readMachineTicks,
   readMemory,
+  RunFailed,
   runText,
+  startLoad,
 } from "./_proc.ts";
 import { delay } from "@std/async";
 import { parseArgs } from "@std/cli";
@@ -47,8 +52,8 @@ import { unsupportedReason } from "../_libc.ts";
 import {
   type IdleResult,
   type IdleRow,
-  type LoadResult,
   type LoadRow,
+  median,
   renderIdleTable,
   renderLoadTable,
   renderReport,
@@ -419,9 +424,6 @@ function serverCommand(
   }
 }
 
-/** Thrown for a run that could not be measured; the message says why. */
-class RunFailed extends Error {}
-
 const LISTENING = /listening on (?:127\.0\.0\.1|\[?::1\]?):(\d+)/;
 
 async function startServer(
@@ -442,11 +444,6 @@ async function startServer(
     throw new RunFailed(`pid ${child.pid} is not the server process`);
   }
   return { child, port: Number(match[1]) };
-}
-
-function describeExit(child: Child): string {
-  const tail = child.stderrTail.split("\n").slice(-6).join("\n");
-  return tail === "" ? "" : `; stderr: ${tail}`;
 }
 
 /** Everything a run needs to know about the whole benchmark. */
@@ -472,28 +469,18 @@ async function runLoad(
   const { child, port } = await startServer(server, command);
   let gen: Child | null = null;
   try {
-    gen = new Child(ctx.loadgen.cmd, [
-      ...ctx.loadgen.args,
-      `--port=${port}`,
-      `--conns=${scenario.conns}`,
-      `--size=${scenario.size}`,
-      `--duration=${durationMs}`,
-      `--warmup=${warmupMs}`,
-      "--connect-timeout=30000",
-    ]);
-    if (await gen.waitFor(/^connected \d+/, 35_000) === null) {
-      throw new RunFailed(`load generator did not connect${describeExit(gen)}`);
-    }
-    if (await gen.waitFor(/^start$/, warmupMs + 5000) === null) {
-      throw new RunFailed(`load generator did not start${describeExit(gen)}`);
-    }
+    gen = await startLoad(ctx.loadgen.cmd, ctx.loadgen.args, {
+      port,
+      conns: scenario.conns,
+      size: scenario.size,
+      durationMs,
+      warmupMs,
+    });
     const cpu0 = readCpu(child.pid);
     const gen0 = readCpu(gen.pid);
     const machine0 = readMachineTicks();
     const t0 = performance.now();
-    if (await gen.waitFor(/^end$/, durationMs + 5000) === null) {
-      throw new RunFailed(`load generator did not end${describeExit(gen)}`);
-    }
+    await loadEnded(gen, durationMs);
     const cpu1 = readCpu(child.pid);
     const gen1 = readCpu(gen.pid);
     const machine1 = readMachineTicks();
@@ -505,11 +492,7 @@ async function runLoad(
     ) {
       throw new RunFailed(`the server died under load${describeExit(child)}`);
     }
-    const json = await gen.waitFor(/^\{.*\}$/, 10_000);
-    if (json === null) {
-      throw new RunFailed(`load generator gave no result${describeExit(gen)}`);
-    }
-    const result = JSON.parse(json[0]) as LoadResult;
+    const result = await loadResult(gen);
     const cpu = ticksBetween(cpu0, cpu1);
     const genCpu = gen0 && gen1 ? ticksBetween(gen0, gen1) : null;
     const usPerTick = 1e6 / ctx.ticks;
@@ -959,14 +942,6 @@ async function main(): Promise<void> {
     JSON.stringify(report, null, 2) + "\n",
   );
   log(`\nwrote ${out}`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[mid]
-    : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** One row from repeated runs: the median of each figure, errors summed. */

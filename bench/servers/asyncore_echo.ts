@@ -15,7 +15,8 @@ import { announce, EchoListener, portArgument } from "./_listen.ts";
 
 const EMPTY = new Uint8Array(0);
 
-class EchoHandler extends Dispatcher {
+/** Echoes what it reads, from a buffer of its own. */
+export class EchoHandler extends Dispatcher {
   #buffer: Uint8Array = EMPTY;
 
   override handleRead(): void {
@@ -48,5 +49,7 @@ class EchoHandler extends Dispatcher {
   }
 }
 
-announce(new EchoListener(portArgument(), (sock) => new EchoHandler(sock)));
-await loop();
+if (import.meta.main) {
+  announce(new EchoListener(portArgument(), (sock) => new EchoHandler(sock)));
+  await loop();
+}
