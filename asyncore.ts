@@ -1029,7 +1029,7 @@ async function pass(
     if (sock === null) return;
     if ((isR || isW) && sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
-      guard(obj, () => obj.handleClose());
+      closeStale(obj);
     } else {
       // A channel that wants nothing while its socket still holds output
       // (a readable() waiting for sendBuffered to fall) is asked again each
@@ -1078,6 +1078,15 @@ async function pass(
   // Debug mode's one hook: it runs the timers itself, timing each.
   if (buffers.debug === null) runTimers(map);
   else buffers.debug.endPass(map, events);
+}
+
+/**
+ * Closes a channel whose socket was closed under it. Its own function: a
+ * closure over `obj` in the gather callback would make V8 allocate a context
+ * for every channel on every pass.
+ */
+function closeStale(obj: Dispatcher): void {
+  guard(obj, () => obj.handleClose());
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
