@@ -748,18 +748,22 @@ export class Dispatcher {
  * ```
  */
 export class DispatcherWithSend extends Dispatcher {
-  #out = new ByteQueue();
+  // Made by the first send() the socket does not take whole: most channels
+  // never need one.
+  #out: ByteQueue | null = null;
 
   /** The socket's send buffer plus this channel's output buffer. */
   override get sendBuffered(): number {
-    return super.sendBuffered + this.#out.length;
+    return super.sendBuffered + (this.#out?.length ?? 0);
   }
 
   /** Sends as much of the output buffer as the socket takes now. */
   initiateSend(): void {
-    const chunk = this.#out.peek(65536);
+    const out = this.#out;
+    if (out === null) return;
+    const chunk = out.peek(65536);
     if (chunk.length === 0) return;
-    this.#out.discard(super.send(chunk));
+    out.discard(super.send(chunk));
   }
 
   /** Sends more of the output buffer. */
@@ -769,7 +773,7 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** True while connecting or while the output buffer holds bytes. */
   override writable(): boolean {
-    return !this.connected || this.#out.length > 0;
+    return !this.connected || (this.#out !== null && this.#out.length > 0);
   }
 
   /**
@@ -781,10 +785,10 @@ export class DispatcherWithSend extends Dispatcher {
     const bytes = toBytes("data", data);
     if (this.debug) this.logInfo(`sending ${formatBytes(bytes)}`);
     let offset = 0;
-    const idle = this.#out.length === 0;
+    const idle = this.#out === null || this.#out.length === 0;
     if (idle && this.connected) offset = super.send(bytes);
     if (offset < bytes.length) {
-      this.#out.push(bytes.slice(offset));
+      (this.#out ??= new ByteQueue()).push(bytes.slice(offset));
       // writable() turned true: a loop waiting without it must know.
       if (idle) wakeChannelLoop(this);
     }
