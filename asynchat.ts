@@ -229,13 +229,13 @@ export class AsyncChat extends Dispatcher {
    *
    * @default {65536}
    */
-  acInBufferSize = 65536;
+  declare acInBufferSize: number;
   /**
    * The most bytes handed to the socket per send.
    *
    * @default {65536}
    */
-  acOutBufferSize = 65536;
+  declare acOutBufferSize: number;
   /**
    * The most bytes one record may reach before its terminator, while the
    * terminator is a byte sequence; past it {@linkcode
@@ -246,7 +246,7 @@ export class AsyncChat extends Dispatcher {
    *
    * @default {65536}
    */
-  maxRecordSize = 65536;
+  declare maxRecordSize: number;
 
   // Input: the splitter, and what the default collectIncomingData() keeps.
   #input = new Splitter(new ChatRecords(this));
@@ -263,7 +263,12 @@ export class AsyncChat extends Dispatcher {
   /** What that promise rejected with, thrown by the next `initiateSend()`. */
   #producerFailure: { error: unknown } | null = null;
 
+  // The three sizes above are class attributes, as in Python: defaults on
+  // the prototype, a channel's own once assigned (see Dispatcher).
   static {
+    AsyncChat.prototype.acInBufferSize = 65536;
+    AsyncChat.prototype.acOutBufferSize = 65536;
+    AsyncChat.prototype.maxRecordSize = 65536;
     recordTooLarge = (chat) => chat.#recordTooLarge();
   }
 

@@ -188,11 +188,11 @@ function formatBytes(bytes: Uint8Array): string {
   }
   return `b'${text}'${bytes.length > 64 ? `... (${bytes.length} bytes)` : ""}`;
 }
-/**
- * Sockets a channel has taken with `setSocket()`: an accepted socket that none
- * took is closed when `handleAccepted()` throws.
- */
-const adopted = new WeakSet<Socket>();
+// The socket handleAccepted() is being given, and whether a channel took it
+// with setSocket(): if none did when it throws, the socket is closed. (Not a
+// set of every socket ever taken: that held an entry per connection.)
+let accepted: Socket | null = null;
+let acceptedTaken = false;
 const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
 
 /** Registers `obj`'s socket with `registry` for `interest` (0: not at all). */
@@ -231,8 +231,12 @@ let register: (
  * ```
  */
 export class Dispatcher {
+  // debug, ignoreLogTypes and idleTimeout are class attributes, as in
+  // Python: their defaults live on the prototype (see the static block), and
+  // a channel holds its own only once it assigns one, so that every channel
+  // does not carry three fields (and a boxed Infinity) it never changes.
   /** Whether `send` on this channel logs what it sends. */
-  debug = false;
+  declare debug: boolean;
   /** Whether the socket is connected. */
   connected = false;
   /** Whether the socket is listening. */
@@ -247,14 +251,14 @@ export class Dispatcher {
    * Message types `logInfo` leaves out; shared by default, so assign a new
    * set to change it for one channel.
    */
-  ignoreLogTypes: ReadonlySet<string> = DEFAULT_IGNORED_LOG_TYPES;
+  declare ignoreLogTypes: ReadonlySet<string>;
   /** The socket, once there is one. */
   socket: Socket | null = null;
   /**
    * Ms without a byte in or out after which the loop calls
    * `handleTimeout()`; `Infinity` turns it off.
    */
-  idleTimeout: number = Infinity;
+  declare idleTimeout: number;
 
   #map: ChannelMap;
   /** The map the channel was last added to: the loop to wake. */
@@ -268,6 +272,9 @@ export class Dispatcher {
   #interest = 0;
 
   static {
+    Dispatcher.prototype.debug = false;
+    Dispatcher.prototype.ignoreLogTypes = DEFAULT_IGNORED_LOG_TYPES;
+    Dispatcher.prototype.idleTimeout = Infinity;
     register = (obj, registry, sock, interest) => {
       if (obj.#registeredSocket === sock && obj.#registry === registry) {
         if (obj.#interest === interest) return;
@@ -353,7 +360,7 @@ export class Dispatcher {
     }
     this.socket = sock;
     this.#fileno = sock.fileno();
-    adopted.add(sock);
+    if (sock === accepted) acceptedTaken = true;
     this.addChannel(map);
   }
 
@@ -689,12 +696,19 @@ export class Dispatcher {
     while (this.accepting) {
       const pair = this.accept();
       if (pair === null) return;
+      const outer = accepted;
+      const outerTaken = acceptedTaken;
+      accepted = pair[0];
+      acceptedTaken = false;
       try {
         this.handleAccepted(pair[0], pair[1]);
       } catch (error) {
         // No channel took the socket: close it rather than leak it.
-        if (!adopted.has(pair[0])) pair[0].close();
+        if (!acceptedTaken) pair[0].close();
         throw error;
+      } finally {
+        accepted = outer;
+        acceptedTaken = outerTaken;
       }
     }
   }
