@@ -4,6 +4,7 @@
 // epoll backend, the other sockets' numbers come from a range no descriptor
 // reaches (`high`), so that any other number can be taken for a descriptor.
 
+import { FdSet } from "./_fd_set.ts";
 import { Heap } from "./_heap.ts";
 
 const FIRST = 3;
@@ -13,7 +14,7 @@ export const HIGH_FIRST = 0x40000000;
 /** Hands out the lowest free number and maps live numbers to their owners. */
 export class FdTable<T> {
   #owners = new Map<number, T>();
-  #claimed = new Set<number>();
+  #claimed = new FdSet();
   #free = new Heap<number>((a, b) => a < b);
   #next = FIRST;
   #highFree = new Heap<number>((a, b) => a < b);
