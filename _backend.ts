@@ -16,6 +16,9 @@ export type Backend = "deno" | "epoll";
 export const BACKEND_VARIABLE = "ASYNCORE_BACKEND";
 
 let chosen: Backend | undefined;
+// Checked once per process when it passes: every accepted socket asks, and a
+// permission query per socket was most of what accepting allocated.
+let epollSupported = false;
 
 /** Checks a backend name. */
 export function checkBackend(name: string, value: unknown): Backend {
@@ -29,8 +32,12 @@ export function checkBackend(name: string, value: unknown): Backend {
 
 /** Throws unless the epoll backend can run here: the reason and the fix. */
 export function checkEpollSupported(): void {
+  if (epollSupported) return;
   const reason = unsupportedReason();
-  if (reason === null) return;
+  if (reason === null) {
+    epollSupported = true;
+    return;
+  }
   throw reason.includes("--allow-ffi")
     ? new Deno.errors.NotCapable(reason)
     : new Deno.errors.NotSupported(reason);

@@ -52,6 +52,10 @@ interface Watch {
 // one of this backend's descriptors is closed (level-triggered epoll would
 // report them readable on every poll meanwhile).
 const starved = new Set<EpollSource<Accepted>>();
+// A socket's watches are replaced, never changed in place: one registry's
+// watch is an array literal of one, where `[]` and a push (or a spread) would
+// hold room for 17.
+const NO_WATCHES: readonly Watch[] = [];
 
 function resumeStarved(): void {
   if (starved.size === 0) return;
@@ -100,7 +104,7 @@ export class EpollSource<T extends Accepted = Accepted>
   #closed = false;
   #paused = false;
   #resolving = false;
-  #watches: Watch[] = [];
+  #watches: readonly Watch[] = NO_WATCHES;
   /** A Unix socket path this socket bound: removed at close, as Deno does. */
   #boundPath: string | null = null;
   #buffersSet = false;
@@ -162,7 +166,7 @@ export class EpollSource<T extends Accepted = Accepted>
       return;
     }
     const watch = { registry, token, interest, added: false };
-    watches.push(watch);
+    this.#watches = watches.length === 0 ? [watch] : [...watches, watch];
     this.#add(watch);
   }
 
@@ -170,16 +174,19 @@ export class EpollSource<T extends Accepted = Accepted>
     const watches = this.#watches;
     for (let i = 0; i < watches.length; i++) {
       if (watches[i].registry !== registry) continue;
-      const [watch] = watches.splice(i, 1);
+      const watch = watches[i];
+      this.#watches = watches.length === 1
+        ? NO_WATCHES
+        : watches.filter((other) => other !== watch);
       if (watch.added) Descriptors.of(registry).delete(this.fd);
       return;
     }
   }
 
   /** Removes every registration, leaving the descriptor open; returns them. */
-  #detach(): Watch[] {
+  #detach(): readonly Watch[] {
     const watches = this.#watches;
-    this.#watches = [];
+    this.#watches = NO_WATCHES;
     for (const { registry, added } of watches) {
       if (added) Descriptors.of(registry).delete(this.fd);
     }
@@ -469,7 +476,7 @@ export class EpollSource<T extends Accepted = Accepted>
     this.#closed = true;
     starved.delete(this);
     const watches = this.#watches;
-    this.#watches = [];
+    this.#watches = NO_WATCHES;
     if (this.lingerTimeout === 0 && this.state === "connected") {
       try {
         this.sock.setAbortiveClose();

@@ -51,6 +51,7 @@ import {
 } from "./_sockaddr.ts";
 import type { Address } from "./socket.ts";
 import { checkCount, checkSize, describe } from "./_validate.ts";
+import { allocateRegion } from "./_read_arena.ts";
 
 /** The address family of an {@linkcode FdSocket}. */
 export type Family = "ipv4" | "ipv6" | "unix";
@@ -360,8 +361,16 @@ export class FdSocket {
       return count === bufsize ? own : own.slice(0, count);
     }
     sharedRecv ??= new Uint8Array(SHARED_RECV_SIZE);
-    const count = this.#recv(fd, sharedRecv.subarray(0, bufsize));
-    return count === 0 ? EMPTY : sharedRecv.slice(0, count);
+    const count = this.#recv(fd, sharedRecv, bufsize);
+    if (count === 0) return EMPTY;
+    // Copied out into a region of a shared arena (_read_arena.ts) rather than
+    // a buffer of its own: a typed array over a new ArrayBuffer per read costs
+    // a malloc'd backing store and far more time than a view.
+    const data = allocateRegion(count);
+    data.set(
+      count === SHARED_RECV_SIZE ? sharedRecv : sharedRecv.subarray(0, count),
+    );
+    return data;
   }
 
   /**
@@ -481,10 +490,10 @@ export class FdSocket {
     return decodeAddress(storage, lengthCell[0]);
   }
 
-  #recv(fd: number, buffer: Uint8Array): number {
+  #recv(fd: number, buffer: Uint8Array, size = buffer.length): number {
     const c = libc();
     for (;;) {
-      const count = c.recv(fd, buffer, BigInt(buffer.length), 0);
+      const count = c.recv(fd, buffer, BigInt(size), 0);
       if (count >= 0) return count;
       const code = errno();
       if (code === EINTR) continue;

@@ -4,6 +4,7 @@
 // epoll backend, the other sockets' numbers come from a range no descriptor
 // reaches (`high`), so that any other number can be taken for a descriptor.
 
+import { FdSet } from "./_fd_set.ts";
 import { Heap } from "./_heap.ts";
 
 const FIRST = 3;
@@ -12,8 +13,12 @@ export const HIGH_FIRST = 0x40000000;
 
 /** Hands out the lowest free number and maps live numbers to their owners. */
 export class FdTable<T> {
-  #owners = new Map<number, T>();
-  #claimed = new Set<number>();
+  // Owners by number: below HIGH_FIRST (dense, as descriptors are) in an
+  // array, 8 bytes a slot where a Map holds about 40 per entry; above it in a
+  // Map.
+  #low: (T | undefined)[] = [];
+  #high = new Map<number, T>();
+  #claimed = new FdSet();
   #free = new Heap<number>((a, b) => a < b);
   #next = FIRST;
   #highFree = new Heap<number>((a, b) => a < b);
@@ -26,39 +31,46 @@ export class FdTable<T> {
   allocate(owner: T, high = false): number {
     const free = high ? this.#highFree : this.#free;
     let fd = free.pop();
-    while (fd !== undefined && this.#owners.has(fd)) fd = free.pop();
+    while (fd !== undefined && this.has(fd)) fd = free.pop();
     if (fd === undefined) {
       if (high) {
         fd = this.#highNext++;
       } else {
-        while (this.#owners.has(this.#next)) this.#next++;
+        while (this.has(this.#next)) this.#next++;
         fd = this.#next++;
       }
     }
-    this.#owners.set(fd, owner);
+    this.#set(fd, owner);
     return fd;
   }
 
   /** Registers `owner` under `fd`, a number it owns (an OS descriptor). */
   claim(fd: number, owner: T): void {
-    this.#owners.set(fd, owner);
+    this.#set(fd, owner);
     this.#claimed.add(fd);
   }
 
   /** Frees `fd` for reuse. */
   release(fd: number): void {
-    if (!this.#owners.delete(fd)) return;
+    if (!this.has(fd)) return;
+    if (fd < HIGH_FIRST) this.#low[fd] = undefined;
+    else this.#high.delete(fd);
     if (this.#claimed.delete(fd)) return;
     (fd >= HIGH_FIRST ? this.#highFree : this.#free).push(fd);
   }
 
   /** The owner of `fd`, or `undefined` when it is not live. */
   get(fd: number): T | undefined {
-    return this.#owners.get(fd);
+    return fd >= 0 && fd < HIGH_FIRST ? this.#low[fd] : this.#high.get(fd);
   }
 
   /** Whether `fd` is live. */
   has(fd: number): boolean {
-    return this.#owners.has(fd);
+    return this.get(fd) !== undefined;
+  }
+
+  #set(fd: number, owner: T): void {
+    if (fd < HIGH_FIRST) this.#low[fd] = owner;
+    else this.#high.set(fd, owner);
   }
 }

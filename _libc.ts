@@ -9,6 +9,8 @@
 // results are declared `i32`: Linux moves at most MAX_RW_COUNT (2^31 - 4096)
 // bytes per call, so every count fits.
 
+import { FdSet } from "./_fd_set.ts";
+
 /** Symbols this backend calls; every pointer is a buffer this code sized. */
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
@@ -255,7 +257,7 @@ export function lastError(operation: string): Error {
 
 // Descriptors this code opened and has not closed. Closing any other number
 // could close one of Deno's own (a stale number is reused at once).
-const owned = new Set<number>();
+const owned = new FdSet();
 
 /** Records `fd`, just returned by libc, as this code's to close. */
 export function own(fd: number): number {

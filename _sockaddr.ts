@@ -105,27 +105,23 @@ function encodeUnix(name: string, path: string): SockAddr {
  * `getsockname` or `getpeername`) into Deno's address shape.
  */
 export function decodeAddress(storage: Uint8Array, length: number): Deno.Addr {
-  const view = new DataView(
-    storage.buffer,
-    storage.byteOffset,
-    storage.byteLength,
-  );
   const size = Math.min(length, storage.length);
-  const family = size >= 2 ? view.getUint16(0, true) : AF_UNIX;
+  // Little-endian family, big-endian port: read byte by byte, with no view.
+  const family = size >= 2 ? storage[0] | storage[1] << 8 : AF_UNIX;
   switch (family) {
     case AF_INET:
       if (size < SOCKADDR_IN_SIZE) break;
       return {
         transport: "tcp",
-        hostname: storage.subarray(4, 8).join("."),
-        port: view.getUint16(2, false),
+        hostname: ipv4Text(storage),
+        port: storage[2] << 8 | storage[3],
       };
     case AF_INET6:
       if (size < SOCKADDR_IN6_SIZE) break;
       return {
         transport: "tcp",
         hostname: formatIPv6(storage.subarray(8, 24)),
-        port: view.getUint16(2, false),
+        port: storage[2] << 8 | storage[3],
       };
     case AF_UNIX: {
       // An unnamed socket has no path (length 2); an abstract one starts with
@@ -141,6 +137,22 @@ export function decodeAddress(storage: Uint8Array, length: number): Deno.Addr {
   throw new TypeError(
     `an address of family ${family} and length ${length} cannot be decoded`,
   );
+}
+
+// The last IPv4 address decoded, and its text: a server's peers mostly come
+// from a few addresses, and each connection then shares one string.
+let lastIPv4 = -1;
+let lastIPv4Text = "";
+
+/** The dotted quad of the IPv4 address in a `sockaddr_in`'s bytes 4..7. */
+function ipv4Text(storage: Uint8Array): string {
+  const value = (storage[4] << 24 | storage[5] << 16 | storage[6] << 8 |
+    storage[7]) >>> 0;
+  if (value !== lastIPv4) {
+    lastIPv4 = value;
+    lastIPv4Text = `${storage[4]}.${storage[5]}.${storage[6]}.${storage[7]}`;
+  }
+  return lastIPv4Text;
 }
 
 /** The four bytes of a dotted-quad IPv4 address, or `null`. */

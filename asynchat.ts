@@ -68,7 +68,7 @@ import type { Socket } from "./select.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { wakeChannelLoop } from "./_channel_wake.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
-import { Splitter } from "./_terminator.ts";
+import { type RecordHandler, Splitter } from "./_terminator.ts";
 import { disposeAll } from "./_dispose.ts";
 import type { AsyncProducer } from "./producers.ts";
 
@@ -83,6 +83,54 @@ export type Terminator = string | Uint8Array | number | null;
 
 /** An entry of the output queue: bytes, a producer, or close-when-done. */
 type Outgoing = Uint8Array | AsyncProducer | null;
+
+let recordTooLarge: (chat: AsyncChat) => void;
+
+/**
+ * What a channel's splitter calls: one small object per channel, where four
+ * closures (and their context and options object) cost ten times as much.
+ */
+class ChatRecords implements RecordHandler {
+  readonly #chat: AsyncChat;
+
+  constructor(chat: AsyncChat) {
+    this.#chat = chat;
+  }
+
+  maxRecordSize(): number {
+    return this.#chat.maxRecordSize;
+  }
+
+  collectIncomingData(data: Uint8Array): void {
+    this.#chat.collectIncomingData(data);
+  }
+
+  foundTerminator(): void {
+    this.#chat.foundTerminator();
+  }
+
+  recordTooLarge(): void {
+    recordTooLarge(this.#chat);
+  }
+}
+
+// The bytes of the last string terminator set: channels of one protocol set
+// the same one, and share its bytes (which nothing writes to).
+let lastTerm = "";
+let lastTermBytes = EMPTY;
+
+// Until a channel first collects or queues something it shares these (frozen,
+// so a push on them would throw rather than leak between channels).
+const NO_INCOMING: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
+const NO_OUTPUT: Outgoing[] = Object.freeze([]) as unknown as Outgoing[];
+
+function termBytes(term: string): Uint8Array {
+  if (term !== lastTerm) {
+    lastTermBytes = toBytes("term", term);
+    lastTerm = term;
+  }
+  return lastTermBytes;
+}
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof value === "object" && value !== null &&
@@ -181,13 +229,13 @@ export class AsyncChat extends Dispatcher {
    *
    * @default {65536}
    */
-  acInBufferSize = 65536;
+  declare acInBufferSize: number;
   /**
    * The most bytes handed to the socket per send.
    *
    * @default {65536}
    */
-  acOutBufferSize = 65536;
+  declare acOutBufferSize: number;
   /**
    * The most bytes one record may reach before its terminator, while the
    * terminator is a byte sequence; past it {@linkcode
@@ -198,27 +246,31 @@ export class AsyncChat extends Dispatcher {
    *
    * @default {65536}
    */
-  maxRecordSize = 65536;
+  declare maxRecordSize: number;
 
   // Input: the splitter, and what the default collectIncomingData() keeps.
-  #input = new Splitter({
-    maxRecordSize: () => this.maxRecordSize,
-    collectIncomingData: (data) => this.collectIncomingData(data),
-    foundTerminator: () => this.foundTerminator(),
-    recordTooLarge: () => this.#recordTooLarge(),
-  });
-  #incoming: Uint8Array[] = [];
+  #input = new Splitter(new ChatRecords(this));
+  #incoming: Uint8Array[] = NO_INCOMING;
   #incomingLength = 0;
 
   // Output: the bytes being sent, then the queue (a deque: array + head).
   #front: Uint8Array | null = null;
-  #queue: Outgoing[] = [];
+  #queue: Outgoing[] = NO_OUTPUT;
   #head = 0;
   #queuedBytes = 0;
   /** The promise of the producer at the head that has nothing yet. */
   #waitingOn: PromiseLike<unknown> | null = null;
   /** What that promise rejected with, thrown by the next `initiateSend()`. */
   #producerFailure: { error: unknown } | null = null;
+
+  // The three sizes above are class attributes, as in Python: defaults on
+  // the prototype, a channel's own once assigned (see Dispatcher).
+  static {
+    AsyncChat.prototype.acInBufferSize = 65536;
+    AsyncChat.prototype.acOutBufferSize = 65536;
+    AsyncChat.prototype.maxRecordSize = 65536;
+    recordTooLarge = (chat) => chat.#recordTooLarge();
+  }
 
   /**
    * Creates a channel; with a socket (or a `Deno.Conn`) it is connected and
@@ -242,7 +294,8 @@ export class AsyncChat extends Dispatcher {
    * @param data Bytes of the current message.
    */
   collectIncomingData(data: Uint8Array): void {
-    this.#incoming.push(data);
+    if (this.#incoming === NO_INCOMING) this.#incoming = [data];
+    else this.#incoming.push(data);
     this.#incomingLength += data.length;
   }
 
@@ -283,7 +336,7 @@ export class AsyncChat extends Dispatcher {
    */
   getData(): Uint8Array {
     const data = concatBytes(this.#incoming, this.#incomingLength);
-    this.#incoming = [];
+    this.#incoming = NO_INCOMING;
     this.#incomingLength = 0;
     return data;
   }
@@ -328,7 +381,7 @@ export class AsyncChat extends Dispatcher {
         );
       }
       // A private copy: changing the caller's array changes nothing here.
-      bytes = typeof term === "string" ? toBytes("term", term) : term.slice();
+      bytes = typeof term === "string" ? termBytes(term) : term.slice();
     } else if (term !== null) {
       throw new TypeError(
         `term must be a string, a Uint8Array, a number or null, got ${
@@ -516,7 +569,7 @@ export class AsyncChat extends Dispatcher {
    */
   discardBuffers(): void {
     this.#input.discard();
-    this.#incoming = [];
+    this.#incoming = NO_INCOMING;
     this.#incomingLength = 0;
     this.#dropOutput();
   }
@@ -526,7 +579,7 @@ export class AsyncChat extends Dispatcher {
     const queue = this.#queue;
     const head = this.#head;
     this.#front = null;
-    this.#queue = [];
+    this.#queue = NO_OUTPUT;
     this.#head = 0;
     this.#queuedBytes = 0;
     this.#waitingOn = null;
@@ -552,7 +605,8 @@ export class AsyncChat extends Dispatcher {
 
   #enqueue(entry: Outgoing): void {
     const idle = this.#front === null && this.#head === this.#queue.length;
-    this.#queue.push(entry);
+    if (this.#queue === NO_OUTPUT) this.#queue = [entry];
+    else this.#queue.push(entry);
     if (entry instanceof Uint8Array) this.#queuedBytes += entry.length;
     // writable() turned true: a loop waiting without it must know.
     if (idle) wakeChannelLoop(this);
@@ -576,7 +630,7 @@ export class AsyncChat extends Dispatcher {
    * the input goes too.
    */
   #recordTooLarge(): void {
-    this.#incoming = [];
+    this.#incoming = NO_INCOMING;
     this.#incomingLength = 0;
     this.handleRecordTooLarge();
     if (this.socket?.closed) this.#input.discard();

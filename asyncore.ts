@@ -188,11 +188,11 @@ function formatBytes(bytes: Uint8Array): string {
   }
   return `b'${text}'${bytes.length > 64 ? `... (${bytes.length} bytes)` : ""}`;
 }
-/**
- * Sockets a channel has taken with `setSocket()`: an accepted socket that none
- * took is closed when `handleAccepted()` throws.
- */
-const adopted = new WeakSet<Socket>();
+// The socket handleAccepted() is being given, and whether a channel took it
+// with setSocket(): if none did when it throws, the socket is closed. (Not a
+// set of every socket ever taken: that held an entry per connection.)
+let accepted: Socket | null = null;
+let acceptedTaken = false;
 const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
 
 /** Registers `obj`'s socket with `registry` for `interest` (0: not at all). */
@@ -231,8 +231,12 @@ let register: (
  * ```
  */
 export class Dispatcher {
+  // debug, ignoreLogTypes and idleTimeout are class attributes, as in
+  // Python: their defaults live on the prototype (see the static block), and
+  // a channel holds its own only once it assigns one, so that every channel
+  // does not carry three fields (and a boxed Infinity) it never changes.
   /** Whether `send` on this channel logs what it sends. */
-  debug = false;
+  declare debug: boolean;
   /** Whether the socket is connected. */
   connected = false;
   /** Whether the socket is listening. */
@@ -247,14 +251,14 @@ export class Dispatcher {
    * Message types `logInfo` leaves out; shared by default, so assign a new
    * set to change it for one channel.
    */
-  ignoreLogTypes: ReadonlySet<string> = DEFAULT_IGNORED_LOG_TYPES;
+  declare ignoreLogTypes: ReadonlySet<string>;
   /** The socket, once there is one. */
   socket: Socket | null = null;
   /**
    * Ms without a byte in or out after which the loop calls
    * `handleTimeout()`; `Infinity` turns it off.
    */
-  idleTimeout: number = Infinity;
+  declare idleTimeout: number;
 
   #map: ChannelMap;
   /** The map the channel was last added to: the loop to wake. */
@@ -268,6 +272,9 @@ export class Dispatcher {
   #interest = 0;
 
   static {
+    Dispatcher.prototype.debug = false;
+    Dispatcher.prototype.ignoreLogTypes = DEFAULT_IGNORED_LOG_TYPES;
+    Dispatcher.prototype.idleTimeout = Infinity;
     register = (obj, registry, sock, interest) => {
       if (obj.#registeredSocket === sock && obj.#registry === registry) {
         if (obj.#interest === interest) return;
@@ -353,7 +360,7 @@ export class Dispatcher {
     }
     this.socket = sock;
     this.#fileno = sock.fileno();
-    adopted.add(sock);
+    if (sock === accepted) acceptedTaken = true;
     this.addChannel(map);
   }
 
@@ -689,12 +696,19 @@ export class Dispatcher {
     while (this.accepting) {
       const pair = this.accept();
       if (pair === null) return;
+      const outer = accepted;
+      const outerTaken = acceptedTaken;
+      accepted = pair[0];
+      acceptedTaken = false;
       try {
         this.handleAccepted(pair[0], pair[1]);
       } catch (error) {
         // No channel took the socket: close it rather than leak it.
-        if (!adopted.has(pair[0])) pair[0].close();
+        if (!acceptedTaken) pair[0].close();
         throw error;
+      } finally {
+        accepted = outer;
+        acceptedTaken = outerTaken;
       }
     }
   }
@@ -748,18 +762,22 @@ export class Dispatcher {
  * ```
  */
 export class DispatcherWithSend extends Dispatcher {
-  #out = new ByteQueue();
+  // Made by the first send() the socket does not take whole: most channels
+  // never need one.
+  #out: ByteQueue | null = null;
 
   /** The socket's send buffer plus this channel's output buffer. */
   override get sendBuffered(): number {
-    return super.sendBuffered + this.#out.length;
+    return super.sendBuffered + (this.#out?.length ?? 0);
   }
 
   /** Sends as much of the output buffer as the socket takes now. */
   initiateSend(): void {
-    const chunk = this.#out.peek(65536);
+    const out = this.#out;
+    if (out === null) return;
+    const chunk = out.peek(65536);
     if (chunk.length === 0) return;
-    this.#out.discard(super.send(chunk));
+    out.discard(super.send(chunk));
   }
 
   /** Sends more of the output buffer. */
@@ -769,7 +787,7 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** True while connecting or while the output buffer holds bytes. */
   override writable(): boolean {
-    return !this.connected || this.#out.length > 0;
+    return !this.connected || (this.#out !== null && this.#out.length > 0);
   }
 
   /**
@@ -781,10 +799,10 @@ export class DispatcherWithSend extends Dispatcher {
     const bytes = toBytes("data", data);
     if (this.debug) this.logInfo(`sending ${formatBytes(bytes)}`);
     let offset = 0;
-    const idle = this.#out.length === 0;
+    const idle = this.#out === null || this.#out.length === 0;
     if (idle && this.connected) offset = super.send(bytes);
     if (offset < bytes.length) {
-      this.#out.push(bytes.slice(offset));
+      (this.#out ??= new ByteQueue()).push(bytes.slice(offset));
       // writable() turned true: a loop waiting without it must know.
       if (idle) wakeChannelLoop(this);
     }
@@ -1029,7 +1047,7 @@ async function pass(
     if (sock === null) return;
     if ((isR || isW) && sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
-      guard(obj, () => obj.handleClose());
+      closeStale(obj);
     } else {
       // A channel that wants nothing while its socket still holds output
       // (a readable() waiting for sendBuffered to fall) is asked again each
@@ -1078,6 +1096,15 @@ async function pass(
   // Debug mode's one hook: it runs the timers itself, timing each.
   if (buffers.debug === null) runTimers(map);
   else buffers.debug.endPass(map, events);
+}
+
+/**
+ * Closes a channel whose socket was closed under it. Its own function: a
+ * closure over `obj` in the gather callback would make V8 allocate a context
+ * for every channel on every pass.
+ */
+function closeStale(obj: Dispatcher): void {
+  guard(obj, () => obj.handleClose());
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */

@@ -203,7 +203,17 @@ Deno.test({
     const clients: Deno.Conn[] = [];
     try {
       for (let i = 0; i < 80; i++) {
-        clients.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+        try {
+          clients.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+        } catch (error) {
+          // Out of descriptors, the server reports and closes its listener,
+          // which may be before all 80 are made: its lines below tell.
+          if (
+            !(error instanceof Deno.errors.ConnectionReset ||
+              error instanceof Deno.errors.ConnectionRefused)
+          ) throw error;
+          break;
+        }
       }
       assertEquals(await server.line(), "accept: EMFILE");
       assertEquals(
