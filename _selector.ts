@@ -139,6 +139,8 @@ export interface DescriptorSide {
   drain(events: Events): void;
   /** Waits until a descriptor is ready; `null` when none is registered. */
   idle(timeout: number | undefined): Promise<void> | null;
+  /** Waits a moment on this thread for what is ready into `events`. */
+  linger(events: Events, timeout: number | undefined): void;
   /** Ends a pending `idle()`. */
   wake(): void;
   /** A turn of Deno's event loop when a busy poll owes one. */
@@ -366,6 +368,10 @@ export class Selector {
       return;
     }
     if (signal?.aborted) return;
+    if (descriptors?.active) {
+      descriptors.linger(events, timeout);
+      if (events.length > 0) return;
+    }
     await waitOn(registry, timeout, signal, alarm);
     registry.drain(events);
     if (descriptors?.active) descriptors.drain(events);
@@ -381,6 +387,7 @@ function waitOn(
   return new Promise((resolve) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let woken = false;
+    let idled = false;
     const descriptors = registry.descriptors;
     const idling = descriptors?.idle(timeout) ?? null;
     // Resolves once; its continuation runs after every other completion that
@@ -394,14 +401,18 @@ function waitOn(
       signal?.removeEventListener("abort", wake);
       turned();
       if (idling === null) return resolve();
-      // The descriptor wait on its worker thread ends before the poll does.
-      descriptors!.wake();
+      // The descriptor wait on its worker thread ends before the poll does
+      // (unless it is what ended, and needs no waking).
+      if (!idled) descriptors!.wake();
       idling.then(() => {
         descriptors!.waited();
         resolve();
       });
     };
-    idling?.then(wake);
+    idling?.then(() => {
+      idled = true;
+      wake();
+    });
     registry.addWaiter(wake);
     if (timeout !== undefined) {
       if (alarm !== undefined) alarm.attach(wake, performance.now() + timeout);
