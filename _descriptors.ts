@@ -28,6 +28,21 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { turned } from "./_turns.ts";
+import { pollDescriptor } from "./_fd_socket.ts";
+import { POLLNVAL, POLLOUT } from "./_libc.ts";
+
+// What epoll has for a descriptor (an entry of Descriptors' table, indexed
+// by descriptor), for the write probe (see Descriptors.modify).
+const KERNEL_IN = 1;
+const KERNEL_OUT = 2;
+/** Registered with its own number as the token. */
+const TOKEN_IS_FD = 4;
+/** Wants writability that epoll is not watching for: probe at the next drain. */
+const PROBE = 8;
+/** Probed once; still wanting writability at the next drain, epoll watches it. */
+const PROBED = 16;
+/** In the probe list. */
+const LISTED = 32;
 
 function epollInterest(interest: Interest): number {
   return ((interest & READABLE) !== 0 ? EPOLLIN : 0) |
@@ -61,6 +76,8 @@ export class Descriptors implements DescriptorSide {
   // polls to let pass before the next.
   #lingerMisses = 0;
   #lingerSkips = 0;
+  #table = new Uint8Array(64);
+  #probes: number[] = [];
 
   /** Whether any descriptor is registered. */
   get active(): boolean {
@@ -70,18 +87,46 @@ export class Descriptors implements DescriptorSide {
   /** Watches `fd`. */
   add(fd: number, token: Token, interest: Interest): void {
     this.#epoll ??= new Epoll();
-    this.#epoll.add(fd, token, epollInterest(interest));
+    const bits = epollInterest(interest);
+    this.#epoll.add(fd, token, bits);
+    this.#record(fd, token, bits);
     this.#count++;
     share.added();
   }
 
-  /** Changes what `fd` is watched for. */
+  /**
+   * Changes what `fd` is watched for. A channel that starts wanting to write
+   * usually wants it for one pass (an echo: read in one, write in the next),
+   * and its socket is usually writable: instead of two epoll_ctl calls (add
+   * EPOLLOUT now, remove it after the write), one poll(2) of that descriptor
+   * at the next drain tells the same (see `#probe()`). Only a descriptor
+   * still wanting to write a pass later, or not writable when probed, is
+   * watched for it by epoll.
+   */
   modify(fd: number, token: Token, interest: Interest): void {
-    this.#epoll!.modify(fd, token, epollInterest(interest));
+    const bits = epollInterest(interest);
+    const state = fd < this.#table.length ? this.#table[fd] : 0;
+    if (token === fd && (state & TOKEN_IS_FD) !== 0) {
+      const kernelIn = (state & KERNEL_IN) !== 0 ? EPOLLIN : 0;
+      if ((bits & EPOLLIN) === kernelIn && (state & KERNEL_OUT) === 0) {
+        if ((bits & EPOLLOUT) !== 0) {
+          if ((state & (PROBE | PROBED)) === 0) {
+            this.#table[fd] = state | PROBE | LISTED;
+            if ((state & LISTED) === 0) this.#probes.push(fd);
+          }
+        } else {
+          this.#table[fd] = state & ~(PROBE | PROBED);
+        }
+        return;
+      }
+    }
+    this.#epoll!.modify(fd, token, bits);
+    this.#record(fd, token, bits);
   }
 
   /** Stops watching `fd` (still open). */
   delete(fd: number): void {
+    if (fd < this.#table.length) this.#table[fd] &= LISTED;
     try {
       this.#epoll!.delete(fd);
     } finally {
@@ -91,22 +136,92 @@ export class Descriptors implements DescriptorSide {
 
   /** `fd` was closed by its owner (which removed it from epoll): one CLOSED event. */
   closed(token: Token): void {
+    // A token that is a descriptor's number with TOKEN_IS_FD is that one.
+    if (token < this.#table.length && (this.#table[token] & TOKEN_IS_FD)) {
+      this.#table[token] &= LISTED;
+    }
     this.#closed.push(token);
     this.#removed();
     this.#epoll?.wake();
   }
 
-  /** Moves what is ready into `events`. */
-  drain(events: Events): void {
+  /**
+   * Moves what is ready into `events`; `again` for a second drain in one
+   * poll (after a turn of Deno's event loop), which probes again what the
+   * first probed instead of handing it to epoll.
+   */
+  drain(events: Events, again = false): void {
     const closed = this.#closed;
     for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
     closed.length = 0;
     const epoll = this.#epoll;
     if (epoll === null || this.#count === 0) return;
+    const probes = this.#probes;
+    const table = this.#table;
+    if (probes.length > 0) {
+      // Probed at the last drain and still wanting to write: epoll watches.
+      for (let i = 0; i < probes.length; i++) {
+        const fd = probes[i];
+        if ((table[fd] & PROBED) === 0) continue;
+        if (again) table[fd] ^= PROBED | PROBE;
+        else this.#watchOutput(epoll, fd);
+      }
+    }
     const count = epoll.poll(0);
     for (let i = 0; i < count; i++) {
-      events.push(epoll.token(i), readinessOf(epoll.readiness(i)));
+      const token = epoll.token(i);
+      let readiness = readinessOf(epoll.readiness(i));
+      if (token < table.length && (table[token] & PROBE) !== 0) {
+        readiness |= this.#probe(token);
+      }
+      events.push(token, readiness);
     }
+    if (probes.length > 0) {
+      let kept = 0;
+      for (let i = 0; i < probes.length; i++) {
+        const fd = probes[i];
+        const state = table[fd];
+        if ((state & PROBE) !== 0) {
+          const readiness = this.#probe(fd);
+          if (readiness !== 0) events.push(fd, readiness);
+          else this.#watchOutput(epoll, fd);
+        }
+        if ((table[fd] & PROBED) !== 0) probes[kept++] = fd;
+        else table[fd] &= ~LISTED;
+      }
+      probes.length = kept;
+    }
+  }
+
+  /** One poll(2) of `fd` for writability, in readiness bits (0: not writable). */
+  #probe(fd: number): number {
+    this.#table[fd] = (this.#table[fd] & ~PROBE) | PROBED;
+    const bits = pollDescriptor(fd, POLLOUT);
+    return bits & POLLNVAL ? 0 : readinessOf(bits);
+  }
+
+  /** Puts EPOLLOUT on epoll for `fd`, a probed descriptor (token `fd`). */
+  #watchOutput(epoll: Epoll, fd: number): void {
+    const state = this.#table[fd];
+    const bits = ((state & KERNEL_IN) !== 0 ? EPOLLIN : 0) | EPOLLOUT;
+    this.#table[fd] = state & LISTED;
+    epoll.modify(fd, fd, bits);
+    this.#record(fd, fd, bits);
+  }
+
+  /** Records what epoll has for `fd`, keeping its place in the probe list. */
+  #record(fd: number, token: Token, bits: number): void {
+    let table = this.#table;
+    if (fd >= table.length) {
+      let size = table.length;
+      while (size <= fd) size *= 2;
+      table = new Uint8Array(size);
+      table.set(this.#table);
+      this.#table = table;
+    }
+    table[fd] = (table[fd] & LISTED) | (token === fd ? TOKEN_IS_FD : 0) |
+      ((bits & EPOLLIN) !== 0 ? KERNEL_IN : 0) |
+      ((bits & EPOLLOUT) !== 0 ? KERNEL_OUT : 0);
   }
 
   /**

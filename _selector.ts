@@ -135,8 +135,8 @@ export interface Source {
 export interface DescriptorSide {
   /** Whether a descriptor is registered (or a CLOSED event is pending). */
   readonly active: boolean;
-  /** Moves what is ready into `events`. */
-  drain(events: Events): void;
+  /** Moves what is ready into `events` (`again`: a second time in one poll). */
+  drain(events: Events, again?: boolean): void;
   /** Waits until a descriptor is ready; `null` when none is registered. */
   idle(timeout: number | undefined): Promise<void> | null;
   /** Waits a moment on this thread for what is ready into `events`. */
@@ -363,7 +363,7 @@ export class Selector {
         await turn;
         events.clear();
         registry.drain(events);
-        if (descriptors?.active) descriptors.drain(events);
+        if (descriptors?.active) descriptors.drain(events, true);
       }
       return;
     }
