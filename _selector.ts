@@ -17,7 +17,9 @@
 //   select() is given, registers descriptors on the registry's
 //   `DescriptorSide` (_descriptors.ts): an epoll instance made with the first
 //   descriptor. `Selector.poll()` then also runs `epoll_wait(0)`
-//   synchronously when it drains, and when idle races an `epoll_wait` on a
+//   synchronously when it drains; with nothing ready it waits a moment on
+//   the JS thread (`DescriptorSide.linger()`, bounded by the share of the
+//   thread Deno is owed), and then races an `epoll_wait` on a
 //   worker thread against the promise side's wake-up; whichever ends first
 //   wakes the poll (the other is ended before it returns, so no wait
 //   outlives it), and both sides are drained into the same `Events`. A poll
