@@ -151,11 +151,16 @@ export class Descriptors implements DescriptorSide {
    * first probed instead of handing it to epoll.
    */
   drain(events: Events, again = false): void {
+    this.#collect(events, again, 0);
+  }
+
+  /** drain(), waiting up to `wait` ms for epoll when nothing else is ready. */
+  #collect(events: Events, again: boolean, wait: number): number {
     const closed = this.#closed;
     for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
     closed.length = 0;
     const epoll = this.#epoll;
-    if (epoll === null || this.#count === 0) return;
+    if (epoll === null || this.#count === 0) return 0;
     const probes = this.#probes;
     const table = this.#table;
     if (probes.length > 0) {
@@ -166,8 +171,12 @@ export class Descriptors implements DescriptorSide {
         if (again) table[fd] ^= PROBED | PROBE;
         else this.#watchOutput(epoll, fd);
       }
+      // A probe to come may find something: no waiting then.
+      for (let i = 0; i < probes.length && wait > 0; i++) {
+        if ((table[probes[i]] & PROBE) !== 0) wait = 0;
+      }
     }
-    const count = epoll.poll(0);
+    const count = epoll.poll(events.length > 0 ? 0 : wait);
     for (let i = 0; i < count; i++) {
       const token = epoll.token(i);
       let readiness = readinessOf(epoll.readiness(i));
@@ -191,6 +200,7 @@ export class Descriptors implements DescriptorSide {
       }
       probes.length = kept;
     }
+    return count;
   }
 
   /** One poll(2) of `fd` for writability, in readiness bits (0: not writable). */
@@ -225,37 +235,32 @@ export class Descriptors implements DescriptorSide {
   }
 
   /**
-   * Before the worker-thread hand-off of {@linkcode Descriptors.idle} (7–90
+   * {@linkcode Descriptors.drain}, for a poll that found nothing else ready:
+   * before the worker-thread hand-off of {@linkcode Descriptors.idle} (7–90
    * µs of CPU each, more than a whole round trip of the bare epoll loop),
-   * waits a moment on this thread: under load the next event usually comes
-   * within it. The JS thread is blocked meanwhile, Deno's timers and ops
-   * included, so the wait lasts at most until a busy loop would owe Deno's
-   * event loop its turn anyway (`Share.remaining()`, under a millisecond
-   * since the last turn), never past `timeout`: the share of the thread
-   * Deno gets is the one the busy path already guarantees. A wait that finds
-   * nothing means the next event hangs on something else (an idle peer, or
-   * one in this program, which cannot run while the thread is blocked), so
-   * the next 1, 3, 7 ... 63 polls skip it; one that finds an event resets
-   * that.
+   * it waits a moment for epoll on this thread (the same system call as the
+   * drain's): under load the next event usually comes within it. The JS
+   * thread is blocked meanwhile, Deno's timers and ops included, so the wait
+   * lasts at most until a busy loop would owe Deno's event loop its turn
+   * anyway (`Share.remaining()`, under a millisecond since the last turn),
+   * never past `timeout`: the share of the thread Deno gets is the one the
+   * busy path already guarantees. A wait that finds nothing means the next
+   * event hangs on something else (an idle peer, or one in this program,
+   * which cannot run while the thread is blocked), so the next 1, 3, 7 ...
+   * 63 polls do not wait; one that finds an event resets that.
    */
   linger(events: Events, timeout: number | undefined): void {
-    const epoll = this.#epoll;
-    if (epoll === null || this.#count === 0) return;
-    if (this.#lingerSkips > 0) {
-      this.#lingerSkips--;
-      return;
-    }
-    const ms = Math.min(share.remaining(), timeout ?? Infinity);
-    if (!(ms >= MIN_LINGER)) return;
-    const count = epoll.poll(ms);
-    if (count === 0) {
+    let ms = 0;
+    if (this.#lingerSkips > 0) this.#lingerSkips--;
+    else ms = Math.min(share.remaining(), timeout ?? Infinity);
+    if (!(ms >= MIN_LINGER)) ms = 0;
+    const count = this.#collect(events, false, ms);
+    if (ms === 0) return;
+    if (count === 0 && events.length === 0) {
       this.#lingerMisses = Math.min(this.#lingerMisses + 1, MAX_LINGER_MISSES);
       this.#lingerSkips = (1 << this.#lingerMisses) - 1;
-      return;
-    }
-    this.#lingerMisses = 0;
-    for (let i = 0; i < count; i++) {
-      events.push(epoll.token(i), readinessOf(epoll.readiness(i)));
+    } else {
+      this.#lingerMisses = 0;
     }
   }
 

@@ -141,7 +141,7 @@ export interface DescriptorSide {
   drain(events: Events, again?: boolean): void;
   /** Waits until a descriptor is ready; `null` when none is registered. */
   idle(timeout: number | undefined): Promise<void> | null;
-  /** Waits a moment on this thread for what is ready into `events`. */
+  /** drain(), for a poll with nothing else ready: it may wait a moment on this thread. */
   linger(events: Events, timeout: number | undefined): void;
   /** Ends a pending `idle()`. */
   wake(): void;
@@ -358,7 +358,13 @@ export class Selector {
     const descriptors = registry.descriptors;
     events.clear();
     registry.drain(events);
-    if (descriptors?.active) descriptors.drain(events);
+    if (descriptors?.active) {
+      if (events.length > 0 || timeout === 0 || signal?.aborted) {
+        descriptors.drain(events);
+      } else {
+        descriptors.linger(events, timeout);
+      }
+    }
     if (events.length > 0 || timeout === 0) {
       const turn = descriptors?.active ? descriptors.turn() : passWithoutWait();
       if (turn !== undefined) {
@@ -370,10 +376,6 @@ export class Selector {
       return;
     }
     if (signal?.aborted) return;
-    if (descriptors?.active) {
-      descriptors.linger(events, timeout);
-      if (events.length > 0) return;
-    }
     await waitOn(registry, timeout, signal, alarm);
     registry.drain(events);
     if (descriptors?.active) descriptors.drain(events);
