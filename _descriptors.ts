@@ -28,8 +28,7 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { turned } from "./_turns.ts";
-import { pollDescriptor } from "./_fd_socket.ts";
-import { POLLNVAL, POLLOUT } from "./_libc.ts";
+import { libc, POLLNVAL, POLLOUT } from "./_libc.ts";
 
 // What epoll has for a descriptor (an entry of Descriptors' table, indexed
 // by descriptor), for the write probe (see Descriptors.modify).
@@ -78,6 +77,11 @@ export class Descriptors implements DescriptorSide {
   #lingerSkips = 0;
   #table = new Uint8Array(64);
   #probes: number[] = [];
+  // One poll(2) for every probe of a drain: its struct pollfd array, and
+  // what each entry of #probes found.
+  #pollFds = new Int32Array(32);
+  #pollBytes = new Uint8Array(this.#pollFds.buffer);
+  #found: number[] = [];
 
   /** Whether any descriptor is registered. */
   get active(): boolean {
@@ -99,7 +103,7 @@ export class Descriptors implements DescriptorSide {
    * usually wants it for one pass (an echo: read in one, write in the next),
    * and its socket is usually writable: instead of two epoll_ctl calls (add
    * EPOLLOUT now, remove it after the write), one poll(2) of that descriptor
-   * at the next drain tells the same (see `#probe()`). Only a descriptor
+   * at the next drain tells the same (see `#probeAll()`, one poll(2) for every probe of a drain). Only a descriptor
    * still wanting to write a pass later, or not writable when probed, is
    * watched for it by epoll.
    */
@@ -171,17 +175,17 @@ export class Descriptors implements DescriptorSide {
         if (again) table[fd] ^= PROBED | PROBE;
         else this.#watchOutput(epoll, fd);
       }
-      // A probe to come may find something: no waiting then.
-      for (let i = 0; i < probes.length && wait > 0; i++) {
-        if ((table[probes[i]] & PROBE) !== 0) wait = 0;
-      }
+      // What a probe finds is ready now: no waiting then.
+      if (this.#probeAll() > 0) wait = 0;
     }
     const count = epoll.poll(events.length > 0 ? 0 : wait);
     for (let i = 0; i < count; i++) {
       const token = epoll.token(i);
       let readiness = readinessOf(epoll.readiness(i));
       if (token < table.length && (table[token] & PROBE) !== 0) {
-        readiness |= this.#probe(token);
+        // Probed too: one event with both.
+        table[token] ^= PROBE | PROBED;
+        readiness |= this.#found[probes.indexOf(token)];
       }
       events.push(token, readiness);
     }
@@ -189,9 +193,9 @@ export class Descriptors implements DescriptorSide {
       let kept = 0;
       for (let i = 0; i < probes.length; i++) {
         const fd = probes[i];
-        const state = table[fd];
-        if ((state & PROBE) !== 0) {
-          const readiness = this.#probe(fd);
+        if ((table[fd] & PROBE) !== 0) {
+          table[fd] ^= PROBE | PROBED;
+          const readiness = this.#found[i];
           if (readiness !== 0) events.push(fd, readiness);
           else this.#watchOutput(epoll, fd);
         }
@@ -203,11 +207,42 @@ export class Descriptors implements DescriptorSide {
     return count;
   }
 
-  /** One poll(2) of `fd` for writability, in readiness bits (0: not writable). */
-  #probe(fd: number): number {
-    this.#table[fd] = (this.#table[fd] & ~PROBE) | PROBED;
-    const bits = pollDescriptor(fd, POLLOUT);
-    return bits & POLLNVAL ? 0 : readinessOf(bits);
+  /**
+   * Asks poll(2) at once whether each descriptor to probe is writable;
+   * `#found` gets its readiness bits (0: not writable).
+   *
+   * @returns How many are.
+   */
+  #probeAll(): number {
+    const probes = this.#probes;
+    const table = this.#table;
+    if (this.#pollFds.length < probes.length * 2) {
+      this.#pollFds = new Int32Array(probes.length * 4);
+      this.#pollBytes = new Uint8Array(this.#pollFds.buffer);
+    }
+    const fds = this.#pollFds;
+    // struct pollfd { int fd; short events; short revents; }, little-endian:
+    // the second word is events, with revents (0 until poll sets it) above.
+    let n = 0;
+    for (let i = 0; i < probes.length; i++) {
+      if ((table[probes[i]] & PROBE) === 0) continue;
+      fds[n * 2] = probes[i];
+      fds[n * 2 + 1] = POLLOUT;
+      n++;
+    }
+    const found = this.#found;
+    found.length = probes.length;
+    if (n === 0) return 0;
+    // EINTR and ENOMEM leave every revents 0: none is known writable.
+    libc().poll(this.#pollBytes, BigInt(n), 0);
+    let ready = 0;
+    for (let i = 0, j = 0; i < probes.length; i++) {
+      if ((table[probes[i]] & PROBE) === 0) continue;
+      const revents = fds[j++ * 2 + 1] >>> 16;
+      found[i] = revents & POLLNVAL ? 0 : readinessOf(revents);
+      if (found[i] !== 0) ready++;
+    }
+    return ready;
   }
 
   /** Puts EPOLLOUT on epoll for `fd`, a probed descriptor (token `fd`). */
