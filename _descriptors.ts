@@ -28,6 +28,20 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { turned } from "./_turns.ts";
+import { libc, POLLNVAL, POLLOUT } from "./_libc.ts";
+
+// What epoll has for a descriptor (an entry of Descriptors' table, indexed
+// by descriptor), for the write probe (see Descriptors.modify).
+const KERNEL_IN = 1;
+const KERNEL_OUT = 2;
+/** Registered with its own number as the token. */
+const TOKEN_IS_FD = 4;
+/** Wants writability that epoll is not watching for: probe at the next drain. */
+const PROBE = 8;
+/** Probed once; still wanting writability at the next drain, epoll watches it. */
+const PROBED = 16;
+/** In the probe list. */
+const LISTED = 32;
 
 function epollInterest(interest: Interest): number {
   return ((interest & READABLE) !== 0 ? EPOLLIN : 0) |
@@ -57,6 +71,17 @@ export class Descriptors implements DescriptorSide {
   #count = 0;
   #closed: Token[] = [];
   #idling: Promise<void> | null = null;
+  // linger(): how many of its waits in a row found nothing, and how many
+  // polls to let pass before the next.
+  #lingerMisses = 0;
+  #lingerSkips = 0;
+  #table = new Uint8Array(64);
+  #probes: number[] = [];
+  // One poll(2) for every probe of a drain: its struct pollfd array, and
+  // what each entry of #probes found.
+  #pollFds = new Int32Array(32);
+  #pollBytes = new Uint8Array(this.#pollFds.buffer);
+  #found: number[] = [];
 
   /** Whether any descriptor is registered. */
   get active(): boolean {
@@ -66,18 +91,46 @@ export class Descriptors implements DescriptorSide {
   /** Watches `fd`. */
   add(fd: number, token: Token, interest: Interest): void {
     this.#epoll ??= new Epoll();
-    this.#epoll.add(fd, token, epollInterest(interest));
+    const bits = epollInterest(interest);
+    this.#epoll.add(fd, token, bits);
+    this.#record(fd, token, bits);
     this.#count++;
     share.added();
   }
 
-  /** Changes what `fd` is watched for. */
+  /**
+   * Changes what `fd` is watched for. A channel that starts wanting to write
+   * usually wants it for one pass (an echo: read in one, write in the next),
+   * and its socket is usually writable: instead of two epoll_ctl calls (add
+   * EPOLLOUT now, remove it after the write), one poll(2) of that descriptor
+   * at the next drain tells the same (see `#probeAll()`, one poll(2) for every probe of a drain). Only a descriptor
+   * still wanting to write a pass later, or not writable when probed, is
+   * watched for it by epoll.
+   */
   modify(fd: number, token: Token, interest: Interest): void {
-    this.#epoll!.modify(fd, token, epollInterest(interest));
+    const bits = epollInterest(interest);
+    const state = fd < this.#table.length ? this.#table[fd] : 0;
+    if (token === fd && (state & TOKEN_IS_FD) !== 0) {
+      const kernelIn = (state & KERNEL_IN) !== 0 ? EPOLLIN : 0;
+      if ((bits & EPOLLIN) === kernelIn && (state & KERNEL_OUT) === 0) {
+        if ((bits & EPOLLOUT) !== 0) {
+          if ((state & (PROBE | PROBED)) === 0) {
+            this.#table[fd] = state | PROBE | LISTED;
+            if ((state & LISTED) === 0) this.#probes.push(fd);
+          }
+        } else {
+          this.#table[fd] = state & ~(PROBE | PROBED);
+        }
+        return;
+      }
+    }
+    this.#epoll!.modify(fd, token, bits);
+    this.#record(fd, token, bits);
   }
 
   /** Stops watching `fd` (still open). */
   delete(fd: number): void {
+    if (fd < this.#table.length) this.#table[fd] &= LISTED;
     try {
       this.#epoll!.delete(fd);
     } finally {
@@ -87,21 +140,162 @@ export class Descriptors implements DescriptorSide {
 
   /** `fd` was closed by its owner (which removed it from epoll): one CLOSED event. */
   closed(token: Token): void {
+    // A token that is a descriptor's number with TOKEN_IS_FD is that one.
+    if (token < this.#table.length && (this.#table[token] & TOKEN_IS_FD)) {
+      this.#table[token] &= LISTED;
+    }
     this.#closed.push(token);
     this.#removed();
     this.#epoll?.wake();
   }
 
-  /** Moves what is ready into `events`. */
-  drain(events: Events): void {
+  /**
+   * Moves what is ready into `events`; `again` for a second drain in one
+   * poll (after a turn of Deno's event loop), which probes again what the
+   * first probed instead of handing it to epoll.
+   */
+  drain(events: Events, again = false): void {
+    this.#collect(events, again, 0);
+  }
+
+  /** drain(), waiting up to `wait` ms for epoll when nothing else is ready. */
+  #collect(events: Events, again: boolean, wait: number): number {
     const closed = this.#closed;
     for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
     closed.length = 0;
     const epoll = this.#epoll;
-    if (epoll === null || this.#count === 0) return;
-    const count = epoll.poll(0);
+    if (epoll === null || this.#count === 0) return 0;
+    const probes = this.#probes;
+    const table = this.#table;
+    if (probes.length > 0) {
+      // Probed at the last drain and still wanting to write: epoll watches.
+      for (let i = 0; i < probes.length; i++) {
+        const fd = probes[i];
+        if ((table[fd] & PROBED) === 0) continue;
+        if (again) table[fd] ^= PROBED | PROBE;
+        else this.#watchOutput(epoll, fd);
+      }
+      // What a probe finds is ready now: no waiting then.
+      if (this.#probeAll() > 0) wait = 0;
+    }
+    const count = epoll.poll(events.length > 0 ? 0 : wait);
     for (let i = 0; i < count; i++) {
-      events.push(epoll.token(i), readinessOf(epoll.readiness(i)));
+      const token = epoll.token(i);
+      let readiness = readinessOf(epoll.readiness(i));
+      if (token < table.length && (table[token] & PROBE) !== 0) {
+        // Probed too: one event with both.
+        table[token] ^= PROBE | PROBED;
+        readiness |= this.#found[probes.indexOf(token)];
+      }
+      events.push(token, readiness);
+    }
+    if (probes.length > 0) {
+      let kept = 0;
+      for (let i = 0; i < probes.length; i++) {
+        const fd = probes[i];
+        if ((table[fd] & PROBE) !== 0) {
+          table[fd] ^= PROBE | PROBED;
+          const readiness = this.#found[i];
+          if (readiness !== 0) events.push(fd, readiness);
+          else this.#watchOutput(epoll, fd);
+        }
+        if ((table[fd] & PROBED) !== 0) probes[kept++] = fd;
+        else table[fd] &= ~LISTED;
+      }
+      probes.length = kept;
+    }
+    return count;
+  }
+
+  /**
+   * Asks poll(2) at once whether each descriptor to probe is writable;
+   * `#found` gets its readiness bits (0: not writable).
+   *
+   * @returns How many are.
+   */
+  #probeAll(): number {
+    const probes = this.#probes;
+    const table = this.#table;
+    if (this.#pollFds.length < probes.length * 2) {
+      this.#pollFds = new Int32Array(probes.length * 4);
+      this.#pollBytes = new Uint8Array(this.#pollFds.buffer);
+    }
+    const fds = this.#pollFds;
+    // struct pollfd { int fd; short events; short revents; }, little-endian:
+    // the second word is events, with revents (0 until poll sets it) above.
+    let n = 0;
+    for (let i = 0; i < probes.length; i++) {
+      if ((table[probes[i]] & PROBE) === 0) continue;
+      fds[n * 2] = probes[i];
+      fds[n * 2 + 1] = POLLOUT;
+      n++;
+    }
+    const found = this.#found;
+    found.length = probes.length;
+    if (n === 0) return 0;
+    // EINTR and ENOMEM leave every revents 0: none is known writable.
+    libc().poll(this.#pollBytes, BigInt(n), 0);
+    let ready = 0;
+    for (let i = 0, j = 0; i < probes.length; i++) {
+      if ((table[probes[i]] & PROBE) === 0) continue;
+      const revents = fds[j++ * 2 + 1] >>> 16;
+      found[i] = revents & POLLNVAL ? 0 : readinessOf(revents);
+      if (found[i] !== 0) ready++;
+    }
+    return ready;
+  }
+
+  /** Puts EPOLLOUT on epoll for `fd`, a probed descriptor (token `fd`). */
+  #watchOutput(epoll: Epoll, fd: number): void {
+    const state = this.#table[fd];
+    const bits = ((state & KERNEL_IN) !== 0 ? EPOLLIN : 0) | EPOLLOUT;
+    this.#table[fd] = state & LISTED;
+    epoll.modify(fd, fd, bits);
+    this.#record(fd, fd, bits);
+  }
+
+  /** Records what epoll has for `fd`, keeping its place in the probe list. */
+  #record(fd: number, token: Token, bits: number): void {
+    let table = this.#table;
+    if (fd >= table.length) {
+      let size = table.length;
+      while (size <= fd) size *= 2;
+      table = new Uint8Array(size);
+      table.set(this.#table);
+      this.#table = table;
+    }
+    table[fd] = (table[fd] & LISTED) | (token === fd ? TOKEN_IS_FD : 0) |
+      ((bits & EPOLLIN) !== 0 ? KERNEL_IN : 0) |
+      ((bits & EPOLLOUT) !== 0 ? KERNEL_OUT : 0);
+  }
+
+  /**
+   * {@linkcode Descriptors.drain}, for a poll that found nothing else ready:
+   * before the worker-thread hand-off of {@linkcode Descriptors.idle} (7–90
+   * µs of CPU each, more than a whole round trip of the bare epoll loop),
+   * it waits a moment for epoll on this thread (the same system call as the
+   * drain's): under load the next event usually comes within it. The JS
+   * thread is blocked meanwhile, Deno's timers and ops included, so the wait
+   * lasts at most until a busy loop would owe Deno's event loop its turn
+   * anyway (`Share.remaining()`, under a millisecond since the last turn),
+   * never past `timeout`: the share of the thread Deno gets is the one the
+   * busy path already guarantees. A wait that finds nothing means the next
+   * event hangs on something else (an idle peer, or one in this program,
+   * which cannot run while the thread is blocked), so the next 1, 3, 7 ...
+   * 63 polls do not wait; one that finds an event resets that.
+   */
+  linger(events: Events, timeout: number | undefined): void {
+    let ms = 0;
+    if (this.#lingerSkips > 0) this.#lingerSkips--;
+    else ms = Math.min(share.remaining(), timeout ?? Infinity);
+    if (!(ms >= MIN_LINGER)) ms = 0;
+    const count = this.#collect(events, false, ms);
+    if (ms === 0) return;
+    if (count === 0 && events.length === 0) {
+      this.#lingerMisses = Math.min(this.#lingerMisses + 1, MAX_LINGER_MISSES);
+      this.#lingerSkips = (1 << this.#lingerMisses) - 1;
+    } else {
+      this.#lingerMisses = 0;
     }
   }
 
@@ -171,6 +365,12 @@ class Share {
     this.#last = performance.now();
   }
 
+  /** Ms until a turn is due (0 when due, or under way). */
+  remaining(): number {
+    if (this.#current !== null) return 0;
+    return Math.max(0, INTERVAL - (performance.now() - this.#last));
+  }
+
   /** A turn when one is due, else `undefined`; loops due at once share one. */
   turn(): Promise<void> | undefined {
     if (this.#current !== null) return this.#current;
@@ -209,4 +409,8 @@ class Share {
 }
 
 const INTERVAL = 1;
+// linger() waits at least this long (ms), or not at all: a shorter wait
+// would rarely pay for its system call.
+const MIN_LINGER = 0.05;
+const MAX_LINGER_MISSES = 6;
 const share = new Share();

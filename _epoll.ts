@@ -94,6 +94,8 @@ export class Epoll {
   #ctlWords = new Uint32Array(this.#ctl.buffer);
   #idleEvent = new Uint8Array(16);
   #drain = new Uint8Array(8);
+  #timespec = new Int32Array(4);
+  #timespecBytes = new Uint8Array(this.#timespec.buffer);
   #wakeValue = new Uint8Array(new BigUint64Array([1n]).buffer);
   #idling: Promise<void> | null = null;
   #closing = false;
@@ -164,29 +166,46 @@ export class Epoll {
    * the next event without the worker-thread hand-off of
    * {@linkcode Epoll.idle} (7–90 µs each).
    *
-   * @param timeout Whole milliseconds to wait when nothing is ready, at most
-   *   1000.
+   * @param timeout Milliseconds to wait when nothing is ready, at most 1000.
+   *   A fraction is honoured where libc has `epoll_pwait2` (glibc 2.35,
+   *   Linux 5.11), else rounded down to whole milliseconds.
    * @returns How many events {@linkcode Epoll.token} and
    *   {@linkcode Epoll.readiness} can read (indices 0 to n - 1).
    */
   poll(timeout = 0): number {
     if (
       timeout !== 0 &&
-      !(Number.isInteger(timeout) && timeout > 0 && timeout <= 1000)
+      !(typeof timeout === "number" && timeout > 0 && timeout <= 1000)
     ) {
       throw new RangeError(
-        `timeout must be an integer from 0 to 1000 ms, got ${
-          describe(timeout)
-        }`,
+        `timeout must be a number from 0 to 1000 ms, got ${describe(timeout)}`,
       );
     }
     this.#check("poll");
-    let count = libc().epoll_wait(
-      this.#epfd,
-      this.#events,
-      this.capacity,
-      timeout,
-    );
+    const c = libc();
+    let count: number;
+    if (Number.isInteger(timeout)) {
+      count = c.epoll_wait(this.#epfd, this.#events, this.capacity, timeout);
+    } else if (c.epoll_pwait2 !== null) {
+      // struct timespec { time_t tv_sec; long tv_nsec; }, little-endian.
+      const ns = Math.round(timeout * 1e6);
+      this.#timespec[0] = Math.floor(ns / 1e9);
+      this.#timespec[2] = ns % 1e9;
+      count = c.epoll_pwait2(
+        this.#epfd,
+        this.#events,
+        this.capacity,
+        this.#timespecBytes,
+        null,
+      );
+    } else {
+      count = c.epoll_wait(
+        this.#epfd,
+        this.#events,
+        this.capacity,
+        Math.floor(timeout),
+      );
+    }
     // EINTR: nothing came in this call.
     if (count < 0) return 0;
     const words = this.#words;

@@ -62,6 +62,13 @@ const SYMBOLS = {
     parameters: ["i32", "buffer", "i32", "i32"],
     result: "i32",
   },
+  // (epfd, events, maxevents, struct timespec*, sigmask NULL): epoll_wait
+  // with a timeout finer than a millisecond (Linux 5.11, glibc 2.35).
+  epoll_pwait2: {
+    parameters: ["i32", "buffer", "i32", "buffer", "pointer"],
+    result: "i32",
+    optional: true,
+  },
   // The same call on a worker thread: a promise, for the idle wait.
   epoll_wait_blocking: {
     name: "epoll_wait",

@@ -17,7 +17,9 @@
 //   select() is given, registers descriptors on the registry's
 //   `DescriptorSide` (_descriptors.ts): an epoll instance made with the first
 //   descriptor. `Selector.poll()` then also runs `epoll_wait(0)`
-//   synchronously when it drains, and when idle races an `epoll_wait` on a
+//   synchronously when it drains; with nothing ready it waits a moment on
+//   the JS thread (`DescriptorSide.linger()`, bounded by the share of the
+//   thread Deno is owed), and then races an `epoll_wait` on a
 //   worker thread against the promise side's wake-up; whichever ends first
 //   wakes the poll (the other is ended before it returns, so no wait
 //   outlives it), and both sides are drained into the same `Events`. A poll
@@ -135,10 +137,12 @@ export interface Source {
 export interface DescriptorSide {
   /** Whether a descriptor is registered (or a CLOSED event is pending). */
   readonly active: boolean;
-  /** Moves what is ready into `events`. */
-  drain(events: Events): void;
+  /** Moves what is ready into `events` (`again`: a second time in one poll). */
+  drain(events: Events, again?: boolean): void;
   /** Waits until a descriptor is ready; `null` when none is registered. */
   idle(timeout: number | undefined): Promise<void> | null;
+  /** drain(), for a poll with nothing else ready: it may wait a moment on this thread. */
+  linger(events: Events, timeout: number | undefined): void;
   /** Ends a pending `idle()`. */
   wake(): void;
   /** A turn of Deno's event loop when a busy poll owes one. */
@@ -354,14 +358,20 @@ export class Selector {
     const descriptors = registry.descriptors;
     events.clear();
     registry.drain(events);
-    if (descriptors?.active) descriptors.drain(events);
+    if (descriptors?.active) {
+      if (events.length > 0 || timeout === 0 || signal?.aborted) {
+        descriptors.drain(events);
+      } else {
+        descriptors.linger(events, timeout);
+      }
+    }
     if (events.length > 0 || timeout === 0) {
       const turn = descriptors?.active ? descriptors.turn() : passWithoutWait();
       if (turn !== undefined) {
         await turn;
         events.clear();
         registry.drain(events);
-        if (descriptors?.active) descriptors.drain(events);
+        if (descriptors?.active) descriptors.drain(events, true);
       }
       return;
     }
@@ -381,6 +391,7 @@ function waitOn(
   return new Promise((resolve) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let woken = false;
+    let idled = false;
     const descriptors = registry.descriptors;
     const idling = descriptors?.idle(timeout) ?? null;
     // Resolves once; its continuation runs after every other completion that
@@ -394,14 +405,18 @@ function waitOn(
       signal?.removeEventListener("abort", wake);
       turned();
       if (idling === null) return resolve();
-      // The descriptor wait on its worker thread ends before the poll does.
-      descriptors!.wake();
+      // The descriptor wait on its worker thread ends before the poll does
+      // (unless it is what ended, and needs no waking).
+      if (!idled) descriptors!.wake();
       idling.then(() => {
         descriptors!.waited();
         resolve();
       });
     };
-    idling?.then(wake);
+    idling?.then(() => {
+      idled = true;
+      wake();
+    });
     registry.addWaiter(wake);
     if (timeout !== undefined) {
       if (alarm !== undefined) alarm.attach(wake, performance.now() + timeout);

@@ -90,6 +90,51 @@ Deno.test("Selector: reregister changes the interest; deregister stops the repor
   assertEquals(list(events), []);
 });
 
+Deno.test("Selector: a socket that starts wanting to write is reported while writable, in one event with its readability, and not while its send buffer is full", async () => {
+  using sockets = await pair();
+  const { client, conn } = sockets;
+  const selector = new Selector();
+  const { registry } = selector;
+  const events = new Events();
+  const token = conn.fileno();
+  registry.register(sourceOf(conn), token, Interest.READABLE);
+  client.send("x");
+  await within(5000, "the poll", selector.poll(events, 5000));
+  assertEquals(list(events), [[token, READABLE]]);
+  registry.reregister(sourceOf(conn), token, Interest.BOTH);
+  await selector.poll(events, 0);
+  assertEquals(list(events), [[token, READABLE | WRITABLE]]);
+  await selector.poll(events, 0);
+  assertEquals(list(events), [[token, READABLE | WRITABLE]], "level-triggered");
+  assertEquals(conn.recv(16).length, 1);
+  registry.reregister(sourceOf(conn), token, Interest.READABLE);
+  await selector.poll(events, 0);
+  assertEquals(list(events), []);
+  if (conn.backend !== "epoll") return; // its own buffer drains meanwhile
+  // The peer reads nothing: fill the kernel's buffers, then ask to write.
+  const chunk = new Uint8Array(1 << 16);
+  for (let i = 0; i < 10_000; i++) {
+    try {
+      conn.send(chunk);
+    } catch {
+      break; // WouldBlock: full
+    }
+  }
+  registry.reregister(sourceOf(conn), token, Interest.BOTH);
+  await selector.poll(events, 0);
+  assertEquals(list(events), [], "not writable while full");
+  await selector.poll(events, 0);
+  assertEquals(list(events), [], "still not writable");
+  // The peer reads: the socket is reported writable again.
+  for (let i = 0; i < 10_000 && events.length === 0; i++) {
+    await select([client], [], [], 5000);
+    client.recv(1 << 16);
+    await selector.poll(events, 0);
+  }
+  assertEquals(list(events), [[token, WRITABLE]]);
+  registry.deregister(sourceOf(conn));
+});
+
 Deno.test("Selector: a registered socket that is closed is reported once as CLOSED", async () => {
   using sockets = await pair();
   const selector = new Selector();
