@@ -90,7 +90,7 @@ export class Descriptors implements DescriptorSide {
 
   /** Watches `fd`. */
   add(fd: number, token: Token, interest: Interest): void {
-    this.#epoll ??= new Epoll(EVENTS_PER_POLL);
+    this.#epoll ??= new Epoll();
     const bits = epollInterest(interest);
     this.#epoll.add(fd, token, bits);
     this.#record(fd, token, bits);
@@ -409,11 +409,6 @@ class Share {
 }
 
 const INTERVAL = 1;
-// The most descriptor events one poll returns. The thread goes to Deno's
-// event loop only between passes, so this bounds how long timers, fetch()
-// and Deno.Conns wait behind a pass over busy channels; level-triggered
-// epoll reports the rest in the next poll, in turn.
-const EVENTS_PER_POLL = 128;
 // linger() waits at least this long (ms), or not at all: a shorter wait
 // would rarely pay for its system call.
 const MIN_LINGER = 0.05;
