@@ -393,4 +393,14 @@ export class Child {
   static killAll(): void {
     for (const child of live) child.#signal("SIGKILL");
   }
+
+  /** On SIGINT or SIGTERM, kills every child and exits with status 130. */
+  static killAllOnSignal(): void {
+    const interrupt = (): void => {
+      Child.killAll();
+      Deno.exit(130);
+    };
+    Deno.addSignalListener("SIGINT", interrupt);
+    Deno.addSignalListener("SIGTERM", interrupt);
+  }
 }

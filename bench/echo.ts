@@ -47,7 +47,7 @@ import {
   startLoad,
 } from "./_proc.ts";
 import { delay } from "@std/async";
-import { parseArgs } from "@std/cli";
+import { parseFlags } from "./_cli.ts";
 import { unsupportedReason } from "../_libc.ts";
 import {
   type IdleResult,
@@ -239,8 +239,7 @@ const USAGE = `Usage: deno task bench [options]
   --out=PATH           where to write the Markdown report`;
 
 function parseOptions(args: string[]): Options {
-  const flags = parseArgs(args, {
-    boolean: ["help", "quick"],
+  const flags = parseFlags(args, USAGE, {
     string: [
       "duration",
       "warmup",
@@ -250,22 +249,14 @@ function parseOptions(args: string[]): Options {
       "scenarios",
       "out",
     ],
-    alias: { h: "help" },
-    unknown: (arg: string) => {
-      throw new TypeError(`unknown option ${arg}\n${USAGE}`);
-    },
   });
-  if (flags.help === true) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const quick = flags.quick === true;
-  const duration = stringFlag("duration", flags.duration);
-  const warmup = stringFlag("warmup", flags.warmup);
-  const repeat = stringFlag("repeat", flags.repeat);
-  const idle = stringFlag("idle", flags.idle);
-  const only = stringFlag("only", flags.only);
-  const scenarios = stringFlag("scenarios", flags.scenarios);
+  const quick = flags.boolean("quick");
+  const duration = flags.string("duration");
+  const warmup = flags.string("warmup");
+  const repeat = flags.string("repeat");
+  const idle = flags.string("idle");
+  const only = flags.string("only");
+  const scenarios = flags.string("scenarios");
   let warmupS = quick ? 0.25 : 0.5;
   if (warmup !== undefined) {
     warmupS = Number(warmup);
@@ -290,15 +281,9 @@ function parseOptions(args: string[]): Options {
     scenarios: scenarios === undefined
       ? null
       : listOf("--scenarios", scenarios, SCENARIOS.map((s) => s.id)),
-    out: stringFlag("out", flags.out) ?? null,
+    out: flags.string("out") ?? null,
     quick,
   };
-}
-
-/** A string option's value; `parseArgs` types values loosely, so check it. */
-function stringFlag(name: string, value: unknown): string | undefined {
-  if (value === undefined || typeof value === "string") return value;
-  throw new TypeError(`--${name} takes one value, got ${String(value)}`);
 }
 
 function positive(name: string, value: string): number {
@@ -792,12 +777,7 @@ async function main(): Promise<void> {
     console.error("The echo benchmark reads /proc and needs Linux.");
     Deno.exit(1);
   }
-  const interrupt = (): void => {
-    Child.killAll();
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", interrupt);
-  Deno.addSignalListener("SIGTERM", interrupt);
+  Child.killAllOnSignal();
 
   const runtimes = await detectRuntimes();
   if ("missing" in runtimes.node) {

@@ -54,7 +54,7 @@ import { announce, EchoListener } from "./servers/_listen.ts";
 import { closeAll, loop } from "../asyncore.ts";
 import { type Backend, getDefaultBackend } from "../socket.ts";
 import { delay } from "@std/async";
-import { parseArgs } from "@std/cli";
+import { parseFlags } from "./_cli.ts";
 import { TextLineStream } from "@std/streams";
 
 const BACKENDS: Backend[] = ["deno", "epoll"];
@@ -101,8 +101,8 @@ const USAGE = `Usage: deno task bench:share [options]
 function parseOptions(
   args: string[],
 ): Options & { serve: boolean; side: boolean } {
-  const flags = parseArgs(args, {
-    boolean: ["help", "quick", "serve", "side"],
+  const flags = parseFlags(args, USAGE, {
+    boolean: ["serve", "side"],
     string: [
       "backend",
       "scenarios",
@@ -114,21 +114,9 @@ function parseOptions(
       "ping-every",
       "repeat",
     ],
-    alias: { h: "help" },
-    unknown: (arg: string) => {
-      throw new TypeError(`unknown option ${arg}\n${USAGE}`);
-    },
   });
-  if (flags.help === true) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const quick = flags.quick === true;
-  const value = (name: string): string | undefined => {
-    const v = (flags as Record<string, unknown>)[name];
-    if (v === undefined || typeof v === "string") return v;
-    throw new TypeError(`--${name} takes one value, got ${String(v)}`);
-  };
+  const quick = flags.boolean("quick");
+  const value = (name: string): string | undefined => flags.string(name);
   const number = (name: string, fallback: number, min: number): number => {
     const text = value(name);
     if (text === undefined) return fallback;
@@ -155,8 +143,8 @@ function parseOptions(
       return { id, conns, size };
     });
   return {
-    serve: flags.serve === true,
-    side: flags.side === true,
+    serve: flags.boolean("serve"),
+    side: flags.boolean("side"),
     backends: backend === undefined ? BACKENDS : [backend as Backend],
     scenarios,
     durationS: number("duration", quick ? 1 : 3, 0.1),
@@ -650,12 +638,7 @@ async function main(): Promise<void> {
     console.error("The sharing benchmark reads /proc and needs Linux.");
     Deno.exit(1);
   }
-  const interrupt = (): void => {
-    Child.killAll();
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", interrupt);
-  Deno.addSignalListener("SIGTERM", interrupt);
+  Child.killAllOnSignal();
   const nodeCheck = await new Deno.Command("node", {
     args: ["-e", "console.log(process.execPath)"],
     stdout: "piped",
