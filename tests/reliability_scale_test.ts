@@ -8,7 +8,8 @@
 // it and are skipped, saying why, when it is too low.
 
 import { assertEquals, assertLessOrEqual } from "@std/assert";
-import type { ChannelMap } from "../asyncore.ts";
+import type { ChannelMap, Dispatcher } from "../asyncore.ts";
+import { select } from "../select.ts";
 import {
   EchoHandler,
   openFileLimit,
@@ -139,13 +140,31 @@ Deno.test({
     assertEquals(server.accepted, AT_ONCE);
     assertLessOrEqual(map.size, AT_ONCE + 1);
     for (const conn of conns) conn.close();
-    await until(() => map.size === 1, 30_000, "all channels closed");
+    // Every end of stream the kernel delivers closes its channel. A burst
+    // this far over the listen queue goes through SYN cookies, and Linux
+    // then leaves a few connections whose client's FIN is never
+    // acknowledged (the client sits in FIN-WAIT-1, the server's socket in
+    // ESTABLISHED with nothing to read), on either backend; those channels
+    // must at least not be readable: no end of stream may go unseen.
+    let stranded: Dispatcher[] = [];
+    try {
+      await until(() => map.size === 1, 10_000, "all channels closed");
+    } catch {
+      stranded = [...map.values()].filter((obj) => obj !== server);
+      const sockets = stranded.map((obj) => obj.socket!);
+      const [readable] = await select(sockets, [], [], 0);
+      assertEquals(readable.length, 0, "a channel missed an end of stream");
+      assertLessOrEqual(stranded.length, AT_ONCE / 20);
+      for (const obj of stranded) obj.close();
+    }
     server.close();
     await running;
     console.log(
       `  ${AT_ONCE} at once: connected in ${
         Math.round(connected - started)
-      } ms, echoed in ${Math.round(echoed - connected)} ms`,
+      } ms, echoed in ${
+        Math.round(echoed - connected)
+      } ms, ${stranded.length} left by the kernel without end of stream`,
     );
   },
 });
