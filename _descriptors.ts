@@ -78,10 +78,10 @@ export class Descriptors implements DescriptorSide {
   #table = new Uint8Array(64);
   #probes: number[] = [];
   // One poll(2) for every probe of a drain: its struct pollfd array, and
-  // what each entry of #probes found.
+  // what the last probe of each descriptor found (indexed as #table).
   #pollFds = new Int32Array(32);
   #pollBytes = new Uint8Array(this.#pollFds.buffer);
-  #found: number[] = [];
+  #found = new Uint8Array(64);
 
   /** Whether any descriptor is registered. */
   get active(): boolean {
@@ -185,7 +185,7 @@ export class Descriptors implements DescriptorSide {
       if (token < table.length && (table[token] & PROBE) !== 0) {
         // Probed too: one event with both.
         table[token] ^= PROBE | PROBED;
-        readiness |= this.#found[probes.indexOf(token)];
+        readiness |= this.#found[token];
       }
       events.push(token, readiness);
     }
@@ -195,7 +195,7 @@ export class Descriptors implements DescriptorSide {
         const fd = probes[i];
         if ((table[fd] & PROBE) !== 0) {
           table[fd] ^= PROBE | PROBED;
-          const readiness = this.#found[i];
+          const readiness = this.#found[fd];
           if (readiness !== 0) events.push(fd, readiness);
           else this.#watchOutput(epoll, fd);
         }
@@ -209,7 +209,7 @@ export class Descriptors implements DescriptorSide {
 
   /**
    * Asks poll(2) at once whether each descriptor to probe is writable;
-   * `#found` gets its readiness bits (0: not writable).
+   * `#found` gets each one's readiness bits (0: not writable).
    *
    * @returns How many are.
    */
@@ -230,17 +230,17 @@ export class Descriptors implements DescriptorSide {
       fds[n * 2 + 1] = POLLOUT;
       n++;
     }
-    const found = this.#found;
-    found.length = probes.length;
     if (n === 0) return 0;
     // EINTR and ENOMEM leave every revents 0: none is known writable.
     libc().poll(this.#pollBytes, BigInt(n), 0);
+    const found = this.#found;
     let ready = 0;
     for (let i = 0, j = 0; i < probes.length; i++) {
-      if ((table[probes[i]] & PROBE) === 0) continue;
+      const fd = probes[i];
+      if ((table[fd] & PROBE) === 0) continue;
       const revents = fds[j++ * 2 + 1] >>> 16;
-      found[i] = revents & POLLNVAL ? 0 : readinessOf(revents);
-      if (found[i] !== 0) ready++;
+      found[fd] = revents & POLLNVAL ? 0 : readinessOf(revents);
+      if (found[fd] !== 0) ready++;
     }
     return ready;
   }
@@ -263,6 +263,9 @@ export class Descriptors implements DescriptorSide {
       table = new Uint8Array(size);
       table.set(this.#table);
       this.#table = table;
+      const found = new Uint8Array(size);
+      found.set(this.#found);
+      this.#found = found;
     }
     table[fd] = (table[fd] & LISTED) | (token === fd ? TOKEN_IS_FD : 0) |
       ((bits & EPOLLIN) !== 0 ? KERNEL_IN : 0) |
