@@ -23,7 +23,7 @@ import { AcceptPump } from "./_conn_accept.ts";
 import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
-import type { SocketBackend, State } from "./_socket_backend.ts";
+import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
 
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {
@@ -72,7 +72,7 @@ export class ConnSource<T extends Accepted = Accepted>
   #keepAlive: boolean | undefined;
 
   // How an accepted connection becomes a T; only a listener needs it.
-  #wrap: ((conn: Deno.Conn) => T) | undefined;
+  #wrap: ((conn: Deno.Conn, listener: BufferLimits) => T) | undefined;
   // Usually one registration (the loop's); select() and Poll add their own
   // for the length of a wait.
   #registrations: Registration[] = [];
@@ -80,7 +80,7 @@ export class ConnSource<T extends Accepted = Accepted>
   constructor(
     recvBufferSize: number,
     sendBufferSize: number,
-    wrap?: (conn: Deno.Conn) => T,
+    wrap?: (conn: Deno.Conn, listener: BufferLimits) => T,
   ) {
     this.reader = new ReadPump(this, recvBufferSize);
     this.writer = new WritePump(this, sendBufferSize);
@@ -189,7 +189,12 @@ export class ConnSource<T extends Accepted = Accepted>
       throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
     }
     this.state = "listening";
-    this.acceptor ??= new AcceptPump(this, this.listener!, this.#wrap!);
+    const wrap = this.#wrap!;
+    this.acceptor ??= new AcceptPump(
+      this,
+      this.listener!,
+      (conn) => wrap(conn, this),
+    );
     this.acceptor.backlog = backlog;
     this.acceptor.start();
   }

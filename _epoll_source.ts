@@ -30,7 +30,7 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { encodeAddress } from "./_sockaddr.ts";
-import type { SocketBackend, State } from "./_socket_backend.ts";
+import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
 import { type Accepted, ConnSource } from "./_conn_source.ts";
 import { FdConn } from "./_fd_conn.ts";
 import { isServerSide } from "./_tls.ts";
@@ -83,7 +83,7 @@ async function lookup(hostname: string): Promise<string> {
 
 /**
  * A socket on an OS descriptor; `T` is what `accept()` hands out, made by
- * `wrap` from the accepted descriptor.
+ * `wrap` from the accepted descriptor and this listener.
  */
 export class EpollSource<T extends Accepted = Accepted>
   implements SocketBackend<T> {
@@ -96,7 +96,7 @@ export class EpollSource<T extends Accepted = Accepted>
   #recvLimit: number;
   #sendLimit: number;
   readonly sock: FdSocket;
-  #wrap: ((sock: FdSocket) => T) | undefined;
+  #wrap: ((sock: FdSocket, listener: BufferLimits) => T) | undefined;
   #released: PromiseWithResolvers<void> | null = null;
   #error: Error | null = null;
   #shutRead = false;
@@ -122,7 +122,7 @@ export class EpollSource<T extends Accepted = Accepted>
     sendLimit: number,
     apply: boolean,
     connected = false,
-    wrap?: (sock: FdSocket) => T,
+    wrap?: (sock: FdSocket, listener: BufferLimits) => T,
   ) {
     this.sock = sock;
     this.#recvLimit = recvLimit;
@@ -324,7 +324,7 @@ export class EpollSource<T extends Accepted = Accepted>
     this.activity++;
     const [sock, address] = accepted;
     try {
-      return [this.#wrap!(sock), address];
+      return [this.#wrap!(sock, this), address];
     } catch (error) {
       sock.close();
       throw error;

@@ -17,6 +17,12 @@ export type State =
   | "connecting"
   | "connected";
 
+/** A listener's buffer sizes, which the sockets it accepts start with. */
+export interface BufferLimits {
+  readonly recvLimit: number;
+  readonly sendLimit: number;
+}
+
 /** A socket's backend; `T` is what `accept()` hands out (the public Socket). */
 export interface SocketBackend<T> extends SocketSource {
   /** Where the socket is in its life. */

@@ -27,7 +27,7 @@
  */
 
 import { ConnSource } from "./_conn_source.ts";
-import type { SocketBackend } from "./_socket_backend.ts";
+import type { BufferLimits, SocketBackend } from "./_socket_backend.ts";
 import { checkTlsOptions, isServerSide } from "./_tls.ts";
 import { setSourceAccessor, sockets } from "./_sockets.ts";
 import {
@@ -323,7 +323,7 @@ export class Socket {
         FdSocket.open(transport === "unix" ? "unix" : "ipv4");
       // A number the promise backend handed out is not this descriptor's.
       while (sockets.has(sock.fd)) sock.renumber(sock.fd + 1);
-      const io: EpollSource<Socket> = new EpollSource<Socket>(
+      this.#io = new EpollSource<Socket>(
         sock,
         recvBufferSize,
         sendBufferSize,
@@ -331,35 +331,17 @@ export class Socket {
           (options.recvBufferSize !== undefined ||
             options.sendBufferSize !== undefined),
         accepted !== null,
-        (connection) => {
-          adopting = connection;
-          try {
-            return new Socket({
-              transport,
-              backend: "epoll",
-              recvBufferSize: io.recvLimit,
-              sendBufferSize: io.sendLimit,
-            });
-          } finally {
-            adopting = null;
-          }
-        },
+        adoptDescriptor,
       );
-      this.#io = io;
       this.#fd = sock.fd;
       sockets.claim(sock.fd, this);
       return;
     }
-    const io: ConnSource<Socket> = new ConnSource<Socket>(
+    this.#io = new ConnSource<Socket>(
       recvBufferSize,
       sendBufferSize,
-      (conn) =>
-        Socket.fromConn(conn, {
-          recvBufferSize: io.recvLimit,
-          sendBufferSize: io.sendLimit,
-        }),
+      adoptConn,
     );
-    this.#io = io;
     // With epoll the default, any other number may be a descriptor given to
     // select(): this socket's must not look like one.
     this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
@@ -798,5 +780,32 @@ export class Socket {
 
   #checkOpen(operation: string): void {
     if (this.#fd < 0) throw closedError(operation);
+  }
+}
+
+// What a listener's accept() hands out on each backend: a Socket with the
+// listener's buffer sizes. One function for every socket, not a closure each.
+
+function adoptConn(conn: Deno.Conn, listener: BufferLimits): Socket {
+  return Socket.fromConn(conn, {
+    recvBufferSize: listener.recvLimit,
+    sendBufferSize: listener.sendLimit,
+  });
+}
+
+function adoptDescriptor(
+  sock: FdSocket,
+  listener: BufferLimits,
+): Socket {
+  adopting = sock;
+  try {
+    return new Socket({
+      transport: sock.family === "unix" ? "unix" : "tcp",
+      backend: "epoll",
+      recvBufferSize: listener.recvLimit,
+      sendBufferSize: listener.sendLimit,
+    });
+  } finally {
+    adopting = null;
   }
 }
