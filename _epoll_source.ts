@@ -91,7 +91,9 @@ export class EpollSource<T extends Accepted = Accepted>
   /** Grows whenever bytes move in or out (idle timeouts watch it). */
   activity = 0;
   /** Never: TLS sockets use the promise backend (see socket.ts). */
-  readonly secure = false;
+  get secure(): boolean {
+    return false;
+  }
   lingerTimeout = 30000;
   #recvLimit: number;
   #sendLimit: number;
