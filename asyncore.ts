@@ -874,7 +874,11 @@ function fault(obj: Dispatcher, error: unknown): void {
  * @param obj The channel that is readable.
  */
 export function read(obj: Dispatcher): void {
-  guard(obj, () => obj.handleReadEvent());
+  try {
+    obj.handleReadEvent();
+  } catch (error) {
+    fault(obj, error);
+  }
 }
 
 /**
@@ -905,11 +909,19 @@ export function read(obj: Dispatcher): void {
  * @param obj The channel that is writable.
  */
 export function write(obj: Dispatcher): void {
-  guard(obj, () => obj.handleWriteEvent());
+  try {
+    obj.handleWriteEvent();
+  } catch (error) {
+    fault(obj, error);
+  }
 }
 
 function exception(obj: Dispatcher): void {
-  guard(obj, () => obj.handleExptEvent());
+  try {
+    obj.handleExptEvent();
+  } catch (error) {
+    fault(obj, error);
+  }
 }
 
 /**
@@ -941,18 +953,25 @@ function exception(obj: Dispatcher): void {
  * @param flags `POLL*` bits.
  */
 export function readwrite(obj: Dispatcher, flags: number): void {
-  guard(obj, () => {
+  try {
     try {
-      const open = () => !obj.socket?.closed;
       if (flags & POLLIN) obj.handleReadEvent();
-      if (flags & POLLOUT && open()) obj.handleWriteEvent();
-      if (flags & POLLPRI && open()) obj.handleExptEvent();
-      if (flags & (POLLHUP | POLLERR | POLLNVAL) && open()) obj.handleClose();
+      if (flags & POLLOUT && isOpen(obj)) obj.handleWriteEvent();
+      if (flags & POLLPRI && isOpen(obj)) obj.handleExptEvent();
+      if (flags & (POLLHUP | POLLERR | POLLNVAL) && isOpen(obj)) {
+        obj.handleClose();
+      }
     } catch (error) {
       if (isDisconnect(error)) obj.handleClose();
       else throw error;
     }
-  });
+  } catch (error) {
+    fault(obj, error);
+  }
+}
+
+function isOpen(obj: Dispatcher): boolean {
+  return !obj.socket?.closed;
 }
 
 const idleClocks = new WeakMap<
@@ -1104,7 +1123,11 @@ async function pass(
  * for every channel on every pass.
  */
 function closeStale(obj: Dispatcher): void {
-  guard(obj, () => obj.handleClose());
+  try {
+    obj.handleClose();
+  } catch (error) {
+    fault(obj, error);
+  }
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
