@@ -158,7 +158,7 @@ export function describeExit(child: Child): string {
   return tail === "" ? "" : `; stderr: ${tail}`;
 }
 
-/** A closed-loop load for the load generator (`loadgen_node.mjs`). */
+/** A closed-loop load for the load generator (`_loadgen.ts`). */
 export interface LoadPlan {
   port: number;
   conns: number;
@@ -168,8 +168,8 @@ export interface LoadPlan {
 }
 
 /**
- * Starts the load generator (`cmd` with `args`, which name
- * `loadgen_node.mjs`) on `plan` and returns once its measured window opens.
+ * Starts the load generator (`cmd` with `args`, from `_loadgen.ts`) on
+ * `plan` and returns once its measured window opens.
  */
 export async function startLoad(
   cmd: string,
@@ -394,10 +394,14 @@ export class Child {
     for (const child of live) child.#signal("SIGKILL");
   }
 
-  /** On SIGINT or SIGTERM, kills every child and exits with status 130. */
-  static killAllOnSignal(): void {
+  /**
+   * On SIGINT or SIGTERM, kills every child, calls `cleanup` (which must be
+   * synchronous) and exits with status 130.
+   */
+  static killAllOnSignal(cleanup?: () => void): void {
     const interrupt = (): void => {
       Child.killAll();
+      cleanup?.();
       Deno.exit(130);
     };
     Deno.addSignalListener("SIGINT", interrupt);

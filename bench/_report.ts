@@ -5,10 +5,10 @@
  * @module
  */
 
-/** The JSON line a load run of `loadgen_node.mjs` ends with. */
+/** The JSON line a load run of the load generator (`_loadgen.ts`) ends with. */
 export interface LoadResult {
   kind: "load";
-  generator: "node";
+  generator: "c" | "node";
   conns: number;
   connected: number;
   size: number;
@@ -26,10 +26,10 @@ export interface LoadResult {
   errorSamples: string[];
 }
 
-/** The JSON line an idle run of `loadgen_node.mjs` ends with. */
+/** The JSON line an idle run of the load generator ends with. */
 export interface IdleResult {
   kind: "idle";
-  generator: "node";
+  generator: "c" | "node";
   requested: number;
   opened: number;
   echoed: number;
@@ -137,6 +137,7 @@ export interface Report {
   started: Date;
   machine: { cpu: string; cores: number; os: string; loadAverage: string };
   runtimes: string[];
+  /** The load generator, as `Loadgen.description` (`_loadgen.ts`) says. */
   loadgen: string;
   durationS: number;
   warmupS: number;
@@ -313,8 +314,8 @@ export function renderReport(report: Report): string {
     "",
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.os}; load average at start ${m.loadAverage}.`,
     `- Runtimes: ${report.runtimes.join(", ")}.`,
-    `- Method: each server runs in its own process and the load generator ` +
-    `(${report.loadgen}) in another. Each connection sends one message ending ` +
+    `- Method: each server runs in its own process and the load generator, ` +
+    `${report.loadgen}, in another. Each connection sends one message ending ` +
     `in "\\n", waits for the whole echo, checks it byte for byte, and repeats ` +
     `(closed loop), ${report.durationS} s measured after ${report.warmupS} s ` +
     `of warmup. Each load figure is the median of ${report.repeat} ` +

@@ -2,14 +2,15 @@
  * The echo benchmark: every echo server under the same closed-loop load, in
  * one run, compared with a raw `Deno.Conn` echo server.
  *
- * Each server runs in its own process, the load generator
- * (`loadgen_node.mjs`, on Node's `net`) in another; the server's own CPU time
- * per round trip (user and system, from `/proc/PID/stat`) and its peak RSS
- * are measured over the measured window, so the generator's speed does not
- * blur the comparison. The generator runs on Node: driving the raw Deno
- * server, the Deno generator it replaced spent more CPU per round trip at
- * 10 × 16 KiB, as much at 50 × 64 B, and gave a less fair, higher p99 at 1000
- * connections.
+ * Each server runs in its own process, the load generator in another; the
+ * server's own CPU time per round trip (user and system, from
+ * `/proc/PID/stat`) and its peak RSS are measured over the measured window.
+ * The generator is `loadgen.c` (built with `cc -O2` into a temporary
+ * directory for the run) unless `--loadgen=node` picks `loadgen_node.mjs`,
+ * the same program on Node's `net`: on 2 cores the Node one spent a whole
+ * core at 50 × 64 B and bounded every server at about the same round trips/s,
+ * which the C one, at a fraction of the CPU per round trip, does not.
+ * (`--loadgen=auto`, the default, falls back to Node when `cc` is missing.)
  *
  * ```sh
  * deno task bench                     # everything, moderate defaults
@@ -21,7 +22,7 @@
  * `--warmup=SECONDS` (default 0.5), `--repeat=N` (runs per server and
  * scenario, in rounds; medians are shown; default 3), `--quick`, `--only=ID,...` (servers; the
  * raw Deno reference always runs), `--scenarios=ID,...`,
- * `--idle=N` (idle connections, default 10000),
+ * `--idle=N` (idle connections, default 10000), `--loadgen=auto|c|node`,
  * `--out=PATH` (Markdown report; a full run writes `bench/results/latest.md`,
  * a partial one `bench/results/last-partial.md`), `--help`.
  *
@@ -48,6 +49,16 @@ import {
 } from "./_proc.ts";
 import { delay } from "@std/async";
 import { parseFlags } from "./_cli.ts";
+import {
+  detectNode,
+  type Loadgen,
+  type LoadgenChoice,
+  LoadgenUnavailable,
+  loadgenUsage,
+  type NodeRuntime,
+  parseLoadgenChoice,
+  resolveLoadgen,
+} from "./_loadgen.ts";
 import { unsupportedReason } from "../_libc.ts";
 import {
   type IdleResult,
@@ -220,6 +231,7 @@ interface Options {
   out: string | null;
   quick: boolean;
   repeat: number;
+  loadgen: LoadgenChoice;
 }
 
 const USAGE = `Usage: deno task bench [options]
@@ -236,6 +248,7 @@ const USAGE = `Usage: deno task bench [options]
   SCENARIOS.map((s) => s.id).join(", ")
 }
   --idle=N             connections in the idle scenario (default 10000)
+${loadgenUsage(23)}
   --out=PATH           where to write the Markdown report`;
 
 function parseOptions(args: string[]): Options {
@@ -248,6 +261,7 @@ function parseOptions(args: string[]): Options {
       "only",
       "scenarios",
       "out",
+      "loadgen",
     ],
   });
   const quick = flags.boolean("quick");
@@ -283,6 +297,7 @@ function parseOptions(args: string[]): Options {
       : listOf("--scenarios", scenarios, SCENARIOS.map((s) => s.id)),
     out: flags.string("out") ?? null,
     quick,
+    loadgen: parseLoadgenChoice(flags.string("loadgen")),
   };
 }
 
@@ -307,7 +322,7 @@ interface Runtimes {
   deno: { exe: string; version: string };
   python: { exe: string; version: string } | { missing: string };
   pythonAsyncore: string | null;
-  node: { exe: string; version: string } | { missing: string };
+  node: NodeRuntime;
 }
 
 async function detectRuntimes(): Promise<Runtimes> {
@@ -331,16 +346,7 @@ async function detectRuntimes(): Promise<Runtimes> {
         ? `CPython ${version} has no asyncore module`
         : null;
   }
-  let node: Runtimes["node"] = { missing: "node not found" };
-  const nodeOut = await runText("node", [
-    "-e",
-    "console.log(process.execPath); console.log(process.version)",
-  ]);
-  if (nodeOut !== null) {
-    const [exe, version] = nodeOut.trim().split("\n");
-    node = { exe, version: `Node ${version}` };
-  }
-  return { deno, python, pythonAsyncore, node };
+  return { deno, python, pythonAsyncore, node: await detectNode() };
 }
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -436,7 +442,7 @@ interface Context {
   opts: Options;
   runtimes: Runtimes;
   ticks: number;
-  loadgen: { cmd: string; args: string[] };
+  loadgen: Loadgen;
 }
 
 function ticksBetween(a: CpuTicks, b: CpuTicks): CpuTicks {
@@ -777,23 +783,23 @@ async function main(): Promise<void> {
     console.error("The echo benchmark reads /proc and needs Linux.");
     Deno.exit(1);
   }
-  Child.killAllOnSignal();
+  let loadgen: Loadgen | null = null;
+  Child.killAllOnSignal(() => loadgen?.[Symbol.dispose]());
 
   const runtimes = await detectRuntimes();
-  if ("missing" in runtimes.node) {
-    console.error(
-      `The load generator (bench/loadgen_node.mjs) runs on Node: ${runtimes.node.missing}.`,
-    );
+  try {
+    loadgen = await resolveLoadgen(opts.loadgen, runtimes.node);
+  } catch (error) {
+    if (!(error instanceof LoadgenUnavailable)) throw error;
+    console.error(`--loadgen=${opts.loadgen}: ${error.message}.`);
     Deno.exit(1);
   }
+  using _ = loadgen;
   const ctx: Context = {
     opts,
     runtimes,
     ticks: await clockTicks(),
-    loadgen: {
-      cmd: runtimes.node.exe,
-      args: [`${BENCH_DIR}loadgen_node.mjs`],
-    },
+    loadgen,
   };
   const servers = SERVERS.filter((s) =>
     s.id === REFERENCE || opts.only === null || opts.only.includes(s.id)
@@ -807,6 +813,7 @@ async function main(): Promise<void> {
   const log = (line: string): void => console.error(line);
   log(
     `echo benchmark: ${servers.length} servers × ${scenarios.length} scenarios, ` +
+      `load generator ${loadgen.description}, ` +
       `${opts.repeat} × ${opts.durationS} s per server and scenario ` +
       `(+${opts.warmupS} s warmup each)`,
   );
@@ -897,7 +904,7 @@ async function main(): Promise<void> {
       "missing" in runtimes.python ? null : runtimes.python.version,
       "missing" in runtimes.node ? null : runtimes.node.version,
     ].filter((v): v is string => v !== null),
-    loadgen: "node",
+    loadgen: loadgen.description,
     durationS: opts.durationS,
     warmupS: opts.warmupS,
     repeat: opts.repeat,

@@ -2,7 +2,8 @@
  * The event-loop sharing benchmark: does an asyncore server under load leave
  * the rest of its program running? One process runs the asyncore echo server
  * (`Dispatcher`s and `loop()`, as in `servers/asyncore_echo.ts`), kept busy by
- * the echo benchmark's load generator (`loadgen_node.mjs`, in another
+ * the echo benchmark's load generator (`loadgen.c` or `loadgen_node.mjs`, see
+ * `_loadgen.ts`; in another
  * process), and beside it, in the same process and on Deno's own event loop:
  *
  * - a `setTimeout` series (every `--timer` ms), measuring how late each fires;
@@ -30,8 +31,9 @@
  * default 3), `--quick` (1 s window, 0.25 s warmup, 1 run), `--timer=MS` (default 5), `--fetch-every=MS`
  * (default 20), `--ping-size=BYTES` (default 64), `--ping-every=MS` (pause
  * between round trips, default 0), `--help`. `--serve` and `--side`
- * are the benchmark's own child mode. Linux only (it reads `/proc`), Node for the
- * load generator; every address is loopback and every run is bounded in time.
+ * are the benchmark's own child mode, `--loadgen=auto|c|node` picks the load
+ * generator (default: C if `cc` builds it, else Node). Linux only (it reads
+ * `/proc`); every address is loopback and every run is bounded in time.
  *
  * @module
  */
@@ -55,11 +57,19 @@ import { closeAll, loop } from "../asyncore.ts";
 import { type Backend, getDefaultBackend } from "../socket.ts";
 import { delay } from "@std/async";
 import { parseFlags } from "./_cli.ts";
+import {
+  detectNode,
+  type Loadgen,
+  type LoadgenChoice,
+  LoadgenUnavailable,
+  loadgenUsage,
+  parseLoadgenChoice,
+  resolveLoadgen,
+} from "./_loadgen.ts";
 import { TextLineStream } from "@std/streams";
 
 const BACKENDS: Backend[] = ["deno", "epoll"];
 const SCRIPT = new URL(import.meta.url).pathname;
-const LOADGEN = new URL("./loadgen_node.mjs", import.meta.url).pathname;
 /** The most latency samples one series keeps (later ones are counted only). */
 const MAX_SAMPLES = 1 << 22;
 /** Stalls longer than this (ms) are flagged in the report. */
@@ -83,6 +93,7 @@ interface Options {
   pingSize: number;
   pingEveryMs: number;
   repeat: number;
+  loadgen: LoadgenChoice;
 }
 
 const USAGE = `Usage: deno task bench:share [options]
@@ -96,7 +107,8 @@ const USAGE = `Usage: deno task bench:share [options]
   --timer=MS            the setTimeout series' delay (default 5)
   --fetch-every=MS      pause between fetch() calls (default 20)
   --ping-size=BYTES     the Deno.Conn ping-pong's message (default 64)
-  --ping-every=MS       pause between its round trips (default 0: none)`;
+  --ping-every=MS       pause between its round trips (default 0: none)
+${loadgenUsage(24)}`;
 
 function parseOptions(
   args: string[],
@@ -113,6 +125,7 @@ function parseOptions(
       "ping-size",
       "ping-every",
       "repeat",
+      "loadgen",
     ],
   });
   const quick = flags.boolean("quick");
@@ -154,6 +167,7 @@ function parseOptions(
     pingSize: Math.round(number("ping-size", 64, 1)),
     pingEveryMs: number("ping-every", 0, 0),
     repeat: Math.round(number("repeat", quick ? 1 : 3, 1)),
+    loadgen: parseLoadgenChoice(value("loadgen")),
   };
 }
 
@@ -397,7 +411,7 @@ const JSON_LINE = /^\{.*\}$/;
 
 async function runOnce(
   opts: Options,
-  node: string,
+  loadgen: Loadgen,
   ticks: number,
   backend: Backend,
   scenario: Scenario | null,
@@ -431,7 +445,7 @@ async function runOnce(
     if (scenario === null) {
       await delay(warmupMs);
     } else {
-      gen = await startLoad(node, [LOADGEN], {
+      gen = await startLoad(loadgen.cmd, loadgen.args, {
         port: Number(listening[1]),
         conns: scenario.conns,
         size: scenario.size,
@@ -638,17 +652,16 @@ async function main(): Promise<void> {
     console.error("The sharing benchmark reads /proc and needs Linux.");
     Deno.exit(1);
   }
-  Child.killAllOnSignal();
-  const nodeCheck = await new Deno.Command("node", {
-    args: ["-e", "console.log(process.execPath)"],
-    stdout: "piped",
-    stderr: "null",
-  }).output().catch(() => null);
-  if (nodeCheck === null || !nodeCheck.success) {
-    console.error("The load generator (bench/loadgen_node.mjs) needs Node.");
+  let loadgen: Loadgen | null = null;
+  Child.killAllOnSignal(() => loadgen?.[Symbol.dispose]());
+  try {
+    loadgen = await resolveLoadgen(opts.loadgen, await detectNode());
+  } catch (error) {
+    if (!(error instanceof LoadgenUnavailable)) throw error;
+    console.error(`--loadgen=${opts.loadgen}: ${error.message}.`);
     Deno.exit(1);
   }
-  const node = new TextDecoder().decode(nodeCheck.stdout).trim();
+  using _ = loadgen;
   const ticks = await clockTicks();
   const plan: { backend: Backend; scenario: Scenario | null; side: boolean }[] =
     [];
@@ -662,7 +675,8 @@ async function main(): Promise<void> {
   console.error(
     `event-loop sharing: ${plan.length} cells × ${opts.repeat} runs of ` +
       `${opts.durationS} s ` +
-      `(+${opts.warmupS} s warmup each)`,
+      `(+${opts.warmupS} s warmup each), ` +
+      `load generator ${loadgen.description}`,
   );
   const measured: Run[][] = plan.map(() => []);
   for (let round = 1; round <= opts.repeat; round++) {
@@ -674,7 +688,7 @@ async function main(): Promise<void> {
       try {
         const run = await runOnce(
           opts,
-          node,
+          loadgen,
           ticks,
           step.backend,
           step.scenario,
