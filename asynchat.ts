@@ -68,6 +68,7 @@ import type { Socket } from "./select.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { wakeChannelLoop } from "./_channel_wake.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
+import { allocateRegion } from "./_read_arena.ts";
 import { type RecordHandler, Splitter } from "./_terminator.ts";
 import { disposeAll } from "./_dispose.ts";
 import type { AsyncProducer } from "./producers.ts";
@@ -123,6 +124,10 @@ let lastTermBytes = EMPTY;
 // so a push on them would throw rather than leak between channels).
 const NO_INCOMING: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
 const NO_OUTPUT: Outgoing[] = Object.freeze([]) as unknown as Outgoing[];
+// Small arrays queued while the socket was full are copied into one region
+// of a shared arena and sent together, one send() for many push()es. A region
+// is never reused, so an overridden send() may keep what it is given.
+const GATHER_SIZE = 16384;
 
 function termBytes(term: string): Uint8Array {
   if (term !== lastTerm) {
@@ -523,6 +528,9 @@ export class AsyncChat extends Dispatcher {
           return;
         }
         if (first instanceof Uint8Array) {
+          const gathered = this.#sendGathered(first);
+          if (gathered === true) continue;
+          if (gathered === false) return; // the socket is full, or closed
           this.#dequeue();
           data = first;
         } else {
@@ -560,6 +568,55 @@ export class AsyncChat extends Dispatcher {
         if (sent < chunk.length) return; // the socket is full
       }
     }
+  }
+
+  /**
+   * Sends `first`, the array at the head of the queue, together with the
+   * arrays queued after it when they are small enough to copy into one
+   * send.
+   *
+   * @returns `null`, having done nothing, when none are; else whether all
+   *   of them went (false: the socket is full, or the channel was closed).
+   */
+  #sendGathered(first: Uint8Array): boolean | null {
+    const queue = this.#queue;
+    const head = this.#head;
+    const limit = Math.min(
+      GATHER_SIZE,
+      checkSize("acOutBufferSize", this.acOutBufferSize),
+    );
+    let total = first.length;
+    let end = head + 1;
+    while (end < queue.length) {
+      const next = queue[end];
+      if (!(next instanceof Uint8Array) || total + next.length > limit) break;
+      total += next.length;
+      end++;
+    }
+    if (end === head + 1) return null;
+    const buffer = allocateRegion(total);
+    for (let i = head, at = 0; i < end; i++) {
+      const piece = queue[i] as Uint8Array;
+      buffer.set(piece, at);
+      at += piece.length;
+    }
+    const sent = this.send(buffer);
+    // handleClose() from a disconnect dropped the queue.
+    if (this.#queue !== queue || this.#head !== head) return false;
+    this.#queuedBytes -= sent;
+    let left = sent;
+    while (left > 0) {
+      const piece = this.#queue[this.#head] as Uint8Array;
+      if (left < piece.length) {
+        // The rest of a piece the socket took part of goes out next.
+        this.#dequeue();
+        this.#front = piece.subarray(left);
+        break;
+      }
+      left -= piece.length;
+      this.#dequeue();
+    }
+    return sent === total;
   }
 
   /**
