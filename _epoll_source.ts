@@ -40,6 +40,22 @@ import type { DenoAddressOptions } from "./_validate.ts";
 const EMPTY = new Uint8Array(0);
 const MIN_BACKLOG = 128;
 
+// EpollSource's #flags.
+const SHUT_READ = 1;
+const SHUT_WRITE = 2;
+const CLOSED = 4;
+/** accept() ran out of descriptors: not asking for readability. */
+const PAUSED = 8;
+/** A host name is being looked up (the socket stays off epoll). */
+const RESOLVING = 16;
+/** Buffer sizes were given: set again on a socket made anew. */
+const BUFFERS_SET = 32;
+// setNoDelay()/setKeepAlive() ran (and what they set): set again likewise.
+const NO_DELAY_SET = 64;
+const NO_DELAY = 128;
+const KEEP_ALIVE_SET = 256;
+const KEEP_ALIVE = 512;
+
 interface Watch {
   registry: Registry;
   token: Token;
@@ -52,9 +68,8 @@ interface Watch {
 // one of this backend's descriptors is closed (level-triggered epoll would
 // report them readable on every poll meanwhile).
 const starved = new Set<EpollSource<Accepted>>();
-// A socket's watches are replaced, never changed in place: one registry's
-// watch is an array literal of one, where `[]` and a push (or a spread) would
-// hold room for 17.
+// A socket's watches beyond its first are replaced, never changed in place
+// (an array literal is sized to fit, where a push would hold room for 17).
 const NO_WATCHES: readonly Watch[] = [];
 
 function resumeStarved(): void {
@@ -101,17 +116,15 @@ export class EpollSource<T extends Accepted = Accepted>
   #wrap: ((sock: FdSocket, listener: BufferLimits) => T) | undefined;
   #released: PromiseWithResolvers<void> | null = null;
   #error: Error | null = null;
-  #shutRead = false;
-  #shutWrite = false;
-  #closed = false;
-  #paused = false;
-  #resolving = false;
-  #watches: readonly Watch[] = NO_WATCHES;
+  // The booleans below (SHUT_READ...), in one field: an idle connection's
+  // size is mostly its objects' fields (issue 12).
+  #flags = 0;
+  // The first registry's watch (a socket is nearly always in one loop's map)
+  // on its own, without an array around it; any others in #others.
+  #watch: Watch | null = null;
+  #others: readonly Watch[] = NO_WATCHES;
   /** A Unix socket path this socket bound: removed at close, as Deno does. */
   #boundPath: string | null = null;
-  #buffersSet = false;
-  #noDelay: boolean | undefined;
-  #keepAlive: boolean | undefined;
 
   /**
    * Wraps `sock` (a fresh socket, or one accept() returned, then connected).
@@ -131,8 +144,8 @@ export class EpollSource<T extends Accepted = Accepted>
     this.#sendLimit = sendLimit;
     this.#wrap = wrap;
     if (connected) this.state = "connected";
-    this.#buffersSet = apply;
     if (apply) {
+      this.#flags |= BUFFERS_SET;
       sock.setBufferSize("recv", recvLimit);
       sock.setBufferSize("send", sendLimit);
     }
@@ -150,45 +163,71 @@ export class EpollSource<T extends Accepted = Accepted>
   }
 
   reregister(registry: Registry, token: Token, interest: Interest): void {
-    if (this.#closed) return;
-    const watches = this.#watches;
-    for (let i = 0; i < watches.length; i++) {
-      const watch = watches[i];
-      if (watch.registry !== registry) continue;
-      if (watch.token === token && watch.interest === interest) return;
-      watch.token = token;
-      watch.interest = interest;
-      if (watch.added) {
-        Descriptors.of(registry).modify(
-          this.fd,
-          token,
-          this.#effective(interest),
-        );
-      }
+    if ((this.#flags & CLOSED) !== 0) return;
+    const watch = this.#find(registry);
+    if (watch === null) {
+      const created = { registry, token, interest, added: false };
+      if (this.#watch === null) this.#watch = created;
+      else this.#others = [...this.#others, created];
+      this.#add(created);
       return;
     }
-    const watch = { registry, token, interest, added: false };
-    this.#watches = watches.length === 0 ? [watch] : [...watches, watch];
-    this.#add(watch);
+    if (watch.token === token && watch.interest === interest) return;
+    watch.token = token;
+    watch.interest = interest;
+    if (watch.added) {
+      Descriptors.of(registry).modify(
+        this.fd,
+        token,
+        this.#effective(interest),
+      );
+    }
   }
 
   deregister(registry: Registry): void {
-    const watches = this.#watches;
-    for (let i = 0; i < watches.length; i++) {
-      if (watches[i].registry !== registry) continue;
-      const watch = watches[i];
-      this.#watches = watches.length === 1
+    const watch = this.#find(registry);
+    if (watch === null) return;
+    const others = this.#others;
+    if (watch === this.#watch) {
+      this.#watch = others.length === 0 ? null : others[0];
+      this.#others = others.length <= 1 ? NO_WATCHES : others.slice(1);
+    } else {
+      this.#others = others.length === 1
         ? NO_WATCHES
-        : watches.filter((other) => other !== watch);
-      if (watch.added) Descriptors.of(registry).delete(this.fd);
-      return;
+        : others.filter((other) => other !== watch);
     }
+    if (watch.added) Descriptors.of(registry).delete(this.fd);
+  }
+
+  #find(registry: Registry): Watch | null {
+    const watch = this.#watch;
+    if (watch === null || watch.registry === registry) return watch;
+    const others = this.#others;
+    for (let i = 0; i < others.length; i++) {
+      if (others[i].registry === registry) return others[i];
+    }
+    return null;
+  }
+
+  /** Every watch, in a new array (for what changes all of them). */
+  #watches(): readonly Watch[] {
+    const watch = this.#watch;
+    if (watch === null) return NO_WATCHES;
+    const others = this.#others;
+    return others.length === 0 ? [watch] : [watch, ...others];
+  }
+
+  /** Drops every watch; returns them. */
+  #takeWatches(): readonly Watch[] {
+    const watches = this.#watches();
+    this.#watch = null;
+    this.#others = NO_WATCHES;
+    return watches;
   }
 
   /** Removes every registration, leaving the descriptor open; returns them. */
   #detach(): readonly Watch[] {
-    const watches = this.#watches;
-    this.#watches = NO_WATCHES;
+    const watches = this.#takeWatches();
     for (const { registry, added } of watches) {
       if (added) Descriptors.of(registry).delete(this.fd);
     }
@@ -198,7 +237,7 @@ export class EpollSource<T extends Accepted = Accepted>
   // An unconnected TCP socket is reported hung up (EPOLLHUP) by epoll, so a
   // socket waiting for a host name's lookup stays off epoll until it connects.
   #add(watch: Watch): void {
-    if (this.#resolving || watch.added) return;
+    if ((this.#flags & RESOLVING) !== 0 || watch.added) return;
     Descriptors.of(watch.registry).add(
       this.fd,
       watch.token,
@@ -209,17 +248,22 @@ export class EpollSource<T extends Accepted = Accepted>
 
   /** The readiness bits now (READABLE, WRITABLE, ERROR, HUP), asking the kernel. */
   readiness(): number {
-    if (this.#closed) return 0;
+    if ((this.#flags & CLOSED) !== 0) return 0;
     this.#settle();
     if (this.#error) return READABLE | WRITABLE | ERROR | HUP;
     const state = this.state;
     if (state !== "connected" && state !== "listening") return 0;
     const bits = pollDescriptor(this.fd);
     let readiness = 0;
-    if (bits & (POLLIN | POLLHUP | POLLERR) || this.#shutRead) {
-      if (!this.#paused) readiness |= READABLE;
+    if (
+      bits & (POLLIN | POLLHUP | POLLERR) || (this.#flags & SHUT_READ) !== 0
+    ) {
+      if ((this.#flags & PAUSED) === 0) readiness |= READABLE;
     }
-    if (state === "connected" && (bits & POLLOUT || this.#shutWrite)) {
+    if (
+      state === "connected" &&
+      (bits & POLLOUT || (this.#flags & SHUT_WRITE) !== 0)
+    ) {
       readiness |= WRITABLE;
     }
     if (bits & POLLERR) readiness |= ERROR;
@@ -235,7 +279,8 @@ export class EpollSource<T extends Accepted = Accepted>
 
   /** Bytes waiting to be received (0 once closed). */
   get recvBuffered(): number {
-    return this.state === "connected" && !this.#shutRead && !this.#closed
+    return this.state === "connected" &&
+        (this.#flags & (SHUT_READ | CLOSED)) === 0
       ? this.sock.queued(FIONREAD)
       : 0;
   }
@@ -254,7 +299,7 @@ export class EpollSource<T extends Accepted = Accepted>
     return this.#recvLimit;
   }
   set recvLimit(size: number) {
-    this.#buffersSet = true;
+    this.#flags |= BUFFERS_SET;
     this.#recvLimit = size;
     this.sock.setBufferSize("recv", size);
   }
@@ -264,7 +309,7 @@ export class EpollSource<T extends Accepted = Accepted>
     return this.#sendLimit;
   }
   set sendLimit(size: number) {
-    this.#buffersSet = true;
+    this.#flags |= BUFFERS_SET;
     this.#sendLimit = size;
     this.sock.setBufferSize("send", size);
   }
@@ -314,7 +359,7 @@ export class EpollSource<T extends Accepted = Accepted>
     if (this.state !== "listening") {
       throw new Deno.errors.NotConnected("accept: the socket is not listening");
     }
-    if (this.#paused) this.resume();
+    if ((this.#flags & PAUSED) !== 0) this.resume();
     let accepted: [FdSocket, Deno.Addr];
     try {
       accepted = this.sock.accept();
@@ -352,17 +397,17 @@ export class EpollSource<T extends Accepted = Accepted>
     this.state = "connecting";
     if (options.transport === "tcp" && needsLookup(options.hostname)) {
       // Resolved off the thread; then connected as an address.
-      this.#resolving = true;
+      this.#flags |= RESOLVING;
       lookup(options.hostname).then(
         (address) => {
-          this.#resolving = false;
-          if (this.#closed) return;
+          this.#flags &= ~RESOLVING;
+          if ((this.#flags & CLOSED) !== 0) return;
           this.#start({ ...options, hostname: address });
           this.#notify();
         },
         (error: Error) => {
-          this.#resolving = false;
-          if (this.#closed) return;
+          this.#flags &= ~RESOLVING;
+          if ((this.#flags & CLOSED) !== 0) return;
           this.#error = error;
           this.#notify();
         },
@@ -374,7 +419,7 @@ export class EpollSource<T extends Accepted = Accepted>
 
   recv(bufsize: number): Uint8Array {
     if (this.#error) throw this.#error;
-    if (this.#shutRead) return EMPTY;
+    if ((this.#flags & SHUT_READ) !== 0) return EMPTY;
     this.#checkConnected("recv");
     try {
       const data = this.sock.recv(bufsize);
@@ -391,7 +436,7 @@ export class EpollSource<T extends Accepted = Accepted>
   send(bytes: Uint8Array): number {
     if (this.#error) throw this.#error;
     this.#checkConnected("send");
-    if (this.#shutWrite) {
+    if ((this.#flags & SHUT_WRITE) !== 0) {
       throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
     }
     if (bytes.length === 0) return 0;
@@ -417,9 +462,9 @@ export class EpollSource<T extends Accepted = Accepted>
     // data comes in once its write side is shut too, which would fail the
     // peer's sends although it closed nothing. What comes in stays in the
     // kernel's buffer (pushing the peer back) and is dropped at close.
-    if (read) this.#shutRead = true;
-    if (write && !this.#shutWrite) {
-      this.#shutWrite = true;
+    if (read) this.#flags |= SHUT_READ;
+    if (write && (this.#flags & SHUT_WRITE) === 0) {
+      this.#flags |= SHUT_WRITE;
       try {
         this.sock.shutdown("write");
       } catch {
@@ -442,7 +487,7 @@ export class EpollSource<T extends Accepted = Accepted>
         "startTls: the socket is not connected",
       );
     }
-    if (this.#shutWrite) {
+    if ((this.#flags & SHUT_WRITE) !== 0) {
       throw new Deno.errors.BrokenPipe(
         "startTls: the socket is shut for writing",
       );
@@ -474,11 +519,10 @@ export class EpollSource<T extends Accepted = Accepted>
    * background, unless `lingerTimeout` is 0 (then the connection is reset).
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if ((this.#flags & CLOSED) !== 0) return;
+    this.#flags |= CLOSED;
     starved.delete(this);
-    const watches = this.#watches;
-    this.#watches = NO_WATCHES;
+    const watches = this.#takeWatches();
     if (this.lingerTimeout === 0 && this.state === "connected") {
       try {
         this.sock.setAbortiveClose();
@@ -499,7 +543,7 @@ export class EpollSource<T extends Accepted = Accepted>
   /** Resolves once closed: the descriptor is closed within `close()`. */
   waitReleased(): Promise<void> {
     this.#released ??= Promise.withResolvers();
-    if (this.#closed) this.#released.resolve();
+    if ((this.#flags & CLOSED) !== 0) this.#released.resolve();
     return this.#released.promise;
   }
 
@@ -520,30 +564,32 @@ export class EpollSource<T extends Accepted = Accepted>
   }
 
   setNoDelay(noDelay: boolean): void {
-    this.#noDelay = noDelay;
+    this.#flags |= noDelay ? NO_DELAY_SET | NO_DELAY : NO_DELAY_SET;
+    if (!noDelay) this.#flags &= ~NO_DELAY;
     if (this.sock.family !== "unix") this.sock.setNoDelay(noDelay);
   }
 
   setKeepAlive(keepAlive: boolean): void {
-    this.#keepAlive = keepAlive;
+    this.#flags |= keepAlive ? KEEP_ALIVE_SET | KEEP_ALIVE : KEEP_ALIVE_SET;
+    if (!keepAlive) this.#flags &= ~KEEP_ALIVE;
     if (this.sock.family !== "unix") this.sock.setKeepAlive(keepAlive);
   }
 
   /** Asks for readability again after accept() ran out of descriptors. */
   resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
+    if ((this.#flags & PAUSED) === 0) return;
+    this.#flags &= ~PAUSED;
     this.#rewatch();
   }
 
   #pause(): void {
-    this.#paused = true;
+    this.#flags |= PAUSED;
     starved.add(this);
     this.#rewatch();
   }
 
   #rewatch(): void {
-    for (const { registry, token, interest, added } of this.#watches) {
+    for (const { registry, token, interest, added } of this.#watches()) {
       if (added) {
         Descriptors.of(registry).modify(
           this.fd,
@@ -555,7 +601,9 @@ export class EpollSource<T extends Accepted = Accepted>
   }
 
   #effective(interest: Interest): Interest {
-    return (this.#paused ? interest & ~READABLE : interest) as Interest;
+    return ((this.#flags & PAUSED) !== 0
+      ? interest & ~READABLE
+      : interest) as Interest;
   }
 
   /** A TCP socket made for IPv4 is made again for IPv6 (same number). */
@@ -566,12 +614,15 @@ export class EpollSource<T extends Accepted = Accepted>
     // The watches are on the old socket: off epoll, then on again.
     const watches = this.#detach();
     this.sock.reopen(family);
-    if (this.#buffersSet) {
+    if ((this.#flags & BUFFERS_SET) !== 0) {
       this.sock.setBufferSize("recv", this.#recvLimit);
       this.sock.setBufferSize("send", this.#sendLimit);
     }
-    if (this.#noDelay !== undefined) this.sock.setNoDelay(this.#noDelay);
-    if (this.#keepAlive !== undefined) this.sock.setKeepAlive(this.#keepAlive);
+    const flags = this.#flags;
+    if (flags & NO_DELAY_SET) this.sock.setNoDelay((flags & NO_DELAY) !== 0);
+    if (flags & KEEP_ALIVE_SET) {
+      this.sock.setKeepAlive((flags & KEEP_ALIVE) !== 0);
+    }
     for (const { registry, token, interest } of watches) {
       this.register(registry, token, interest);
     }
@@ -631,7 +682,7 @@ export class EpollSource<T extends Accepted = Accepted>
 
   /** Puts the watches on epoll, and wakes their polls: the state changed. */
   #notify(): void {
-    for (const watch of this.#watches) {
+    for (const watch of this.#watches()) {
       this.#add(watch);
       watch.registry.wakeWaiters();
     }

@@ -21,6 +21,12 @@ export interface Memory {
   rssKiB: number;
   /** Peak resident set size (`VmHWM`). */
   hwmKiB: number;
+  /**
+   * The anonymous part of the resident set (`RssAnon`): the heaps and
+   * stacks, without the executable's file-backed pages (shared, and paged in
+   * and out with the machine's memory pressure).
+   */
+  anonKiB: number;
 }
 
 /** Clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/PID/stat`. */
@@ -82,7 +88,11 @@ export function readMemory(pid: number): Memory | null {
     const match = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text);
     return match ? Number(match[1]) : NaN;
   };
-  return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM") };
+  return {
+    rssKiB: field("VmRSS"),
+    hwmKiB: field("VmHWM"),
+    anonKiB: field("RssAnon"),
+  };
 }
 
 /** Open descriptors of `pid` (entries of `/proc/PID/fd`); null once gone. */

@@ -102,6 +102,8 @@ export interface IdleRow {
   peakRssMiB: number;
   /** (RSS after − RSS before) / echoed connections, KiB. */
   kibPerConn: number;
+  /** The same for the anonymous part of RSS (`RssAnon`), KiB. */
+  anonKibPerConn: number;
   /** Server CPU use while the connections sit idle, % of one core. */
   idleCpuPct: number;
   /** Descriptors the server gained. */
@@ -271,6 +273,7 @@ export function renderIdleTable(result: ScenarioResult): string[] {
     "RSS before MiB",
     "RSS idle MiB",
     "KiB/conn",
+    "anon KiB/conn",
     "idle CPU %",
     "server fds",
     "open s",
@@ -290,6 +293,7 @@ export function renderIdleTable(result: ScenarioResult): string[] {
       fixed(row.rssBeforeMiB, 1),
       fixed(row.rssAfterMiB, 1),
       withRatio(row.kibPerConn, ref && ref !== row ? ref.kibPerConn : null, 2),
+      fixed(row.anonKibPerConn, 2),
       fixed(row.idleCpuPct, 1),
       fixed(row.serverFiles, 0),
       fixed(row.openSeconds, 1),

@@ -578,6 +578,9 @@ async function runIdle(
       rssAfterMiB: after.rssKiB / 1024,
       peakRssMiB: after.hwmKiB / 1024,
       kibPerConn: echoed > 0 ? (after.rssKiB - before.rssKiB) / echoed : NaN,
+      anonKibPerConn: echoed > 0
+        ? (after.anonKiB - before.anonKiB) / echoed
+        : NaN,
       idleCpuPct: (cpu.user + cpu.system) * 100 / ctx.ticks / seconds,
       serverFiles: files !== null && filesBefore !== null
         ? files - filesBefore
