@@ -68,6 +68,27 @@ export class ByteQueue {
     return data;
   }
 
+  /** Moves up to `buffer.length` bytes from the front into `buffer`; returns the count. */
+  takeInto(buffer: Uint8Array): number {
+    const count = Math.min(buffer.length, this.#length);
+    let filled = 0;
+    let index = this.#head;
+    let offset = this.#offset;
+    while (filled < count) {
+      const chunk = this.#chunks[index];
+      const take = Math.min(chunk.length - offset, count - filled);
+      buffer.set(
+        take === chunk.length ? chunk : chunk.subarray(offset, offset + take),
+        filled,
+      );
+      filled += take;
+      index++;
+      offset = 0;
+    }
+    this.discard(count);
+    return count;
+  }
+
   /** Drops `count` bytes from the front. */
   discard(count: number): void {
     let left = Math.min(count, this.#length);

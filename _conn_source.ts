@@ -293,14 +293,33 @@ export class ConnSource<T extends Accepted = Accepted>
       this.reader.start();
       return data;
     }
+    this.#nothingToRecv("recv");
+    return EMPTY;
+  }
+
+  recvInto(buffer: Uint8Array): number {
+    const rx = this.reader.rx;
+    if (rx.length > 0) {
+      const count = rx.takeInto(buffer);
+      this.reader.start();
+      return count;
+    }
+    this.#nothingToRecv("recvInto");
+    return 0;
+  }
+
+  /** With nothing buffered: returns at end of stream, else throws why. */
+  #nothingToRecv(operation: string): void {
     if (this.error) throw this.error;
-    if (this.reader.eof || this.reader.shutRead) return EMPTY;
+    if (this.reader.eof || this.reader.shutRead) return;
     const state = this.state;
     if (state !== "connected" && state !== "connecting") {
-      throw new Deno.errors.NotConnected("recv: the socket is not connected");
+      throw new Deno.errors.NotConnected(
+        `${operation}: the socket is not connected`,
+      );
     }
     // While connecting, too: a kernel says EAGAIN then, not ENOTCONN.
-    throw new Deno.errors.WouldBlock("recv: no data is buffered");
+    throw new Deno.errors.WouldBlock(`${operation}: no data is buffered`);
   }
 
   send(bytes: Uint8Array): number {

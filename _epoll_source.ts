@@ -426,11 +426,29 @@ export class EpollSource<T extends Accepted = Accepted>
       if (data.length > 0) this.activity++;
       return data;
     } catch (error) {
-      if (!(error instanceof Deno.errors.WouldBlock)) {
-        this.#error = error as Error;
-      }
-      throw error;
+      throw this.#failed(error);
     }
+  }
+
+  recvInto(buffer: Uint8Array): number {
+    if (this.#error) throw this.#error;
+    if ((this.#flags & SHUT_READ) !== 0) return 0;
+    this.#checkConnected("recvInto");
+    try {
+      const count = this.sock.recvInto(buffer);
+      if (count > 0) this.activity++;
+      return count;
+    } catch (error) {
+      throw this.#failed(error);
+    }
+  }
+
+  /** Keeps an I/O error (but WouldBlock) for every later call; returns it. */
+  #failed(error: unknown): unknown {
+    if (!(error instanceof Deno.errors.WouldBlock)) {
+      this.#error = error as Error;
+    }
+    return error;
   }
 
   send(bytes: Uint8Array): number {
@@ -445,10 +463,7 @@ export class EpollSource<T extends Accepted = Accepted>
       this.activity++;
       return count;
     } catch (error) {
-      if (!(error instanceof Deno.errors.WouldBlock)) {
-        this.#error = error as Error;
-      }
-      throw error;
+      throw this.#failed(error);
     }
   }
 

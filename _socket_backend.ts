@@ -51,6 +51,8 @@ export interface SocketBackend<T> extends SocketSource {
   connect(options: DenoAddressOptions, tls: TlsOptions | null): void;
   /** Up to `max` received bytes; empty at end of stream; else throws. */
   recv(max: number): Uint8Array;
+  /** Fills `buffer` (not empty) from what was received; 0 at end of stream; else throws. */
+  recvInto(buffer: Uint8Array): number;
   /** Takes as much of `bytes` as fits; throws `WouldBlock` when none does. */
   send(bytes: Uint8Array): number;
   /** Ends one or both directions. */

@@ -566,6 +566,60 @@ export class Dispatcher {
     return data;
   }
 
+  /**
+   * Receives into `buffer` without allocating: the socket's
+   * {@linkcode Socket.recvInto} (Python's `recv_into()`), with `recv()`'s
+   * handling of the end: end of stream and a disconnect call
+   * `handleClose()` and return 0. A channel that moves much data can reuse
+   * one buffer for all its reads this way.
+   *
+   * @example An echo channel that reads into its own buffer
+   * ```ts
+   * import { Dispatcher } from "@asyncore/asyncore/asyncore";
+   *
+   * class Echo extends Dispatcher {
+   *   #buffer = new Uint8Array(65536);
+   *   #pending: Uint8Array | null = null;
+   *   override readable(): boolean {
+   *     return this.#pending === null;
+   *   }
+   *   override writable(): boolean {
+   *     return this.#pending !== null;
+   *   }
+   *   override handleRead(): void {
+   *     const count = this.recvInto(this.#buffer);
+   *     if (count > 0) this.#pending = this.#buffer.subarray(0, count);
+   *   }
+   *   override handleWrite(): void {
+   *     const data = this.#pending!;
+   *     const sent = this.send(data);
+   *     this.#pending = sent === data.length ? null : data.subarray(sent);
+   *   }
+   * }
+   * new Echo(undefined, new Map());
+   * ```
+   *
+   * @param buffer Where the bytes go.
+   * @param nbytes The most bytes to receive (at most `buffer.length`, which
+   *   is the default).
+   * @returns How many bytes were received, at the start of `buffer`; 0 at
+   *   end of stream or after a disconnect.
+   */
+  recvInto(buffer: Uint8Array, nbytes?: number): number {
+    let count: number;
+    try {
+      count = this.#requireSocket("recvInto").recvInto(buffer, nbytes);
+    } catch (error) {
+      if (isDisconnect(error)) {
+        this.handleClose();
+        return 0;
+      }
+      throw error;
+    }
+    if (count === 0) this.handleClose();
+    return count;
+  }
+
   /** Leaves the map and closes the socket; safe to call twice. */
   close(): void {
     this.connected = false;

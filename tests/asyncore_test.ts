@@ -555,6 +555,38 @@ Deno.test("Dispatcher: send returns 0 once the peer stops reading; recv at end o
   assertEquals(map.size, 0);
 });
 
+Deno.test("Dispatcher: recvInto fills the caller's buffer; end of stream and a reset call handleClose and return 0", async () => {
+  const map: ChannelMap = new Map();
+  using listener = new Socket();
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen();
+  const buffer = new Uint8Array(16);
+  for (const ending of ["end of stream", "reset"]) {
+    const peer = await dial(listener.getsockname());
+    await select([listener], [], [], 5000);
+    const channel = new Quiet(listener.accept()[0], map);
+    let closes = 0;
+    channel.handleClose = () => {
+      closes++;
+      channel.close();
+    };
+    await peer.write(new TextEncoder().encode("hello"));
+    await select([channel], [], [], 5000);
+    assertEquals(channel.recvInto(buffer), 5);
+    assertEquals(new TextDecoder().decode(buffer.subarray(0, 5)), "hello");
+    if (ending === "reset") {
+      // Unread data at the peer's close makes its kernel reset.
+      assertEquals(channel.send("unread"), 6);
+      await select([], [channel], [], 5000);
+    }
+    peer.close();
+    await select([channel], [], [], 5000);
+    assertEquals(channel.recvInto(buffer), 0, ending);
+    assertEquals(closes, 1, ending);
+    assertEquals(map.size, 0, ending);
+  }
+});
+
 Deno.test("loop: ExitNow from a handler rejects the loop", async () => {
   // From handleConnect (on the connect event) and from handleError, with
   // poll and poll2.

@@ -210,6 +210,116 @@ for (const family of FAMILIES) {
   });
 }
 
+for (const family of FAMILIES) {
+  Deno.test({
+    name:
+      `Socket: recvInto fills the caller's buffer, up to nbytes, then reads 0 at end of stream, over ${family.name}`,
+    ignore: family.ignore,
+    async fn() {
+      using endpoint = family.endpoint();
+      using pair = await connectedPair(endpoint);
+      const { client, server } = pair;
+      const buffer = new Uint8Array(8).fill(0x2e); // "."
+      assertThrows(() => server.recvInto(buffer), Deno.errors.WouldBlock);
+
+      client.send("abcdefghij");
+      assertEquals(await select([server], [], [], 5000), [[server], [], []]);
+      assertEquals(server.recvInto(buffer, 3), 3);
+      assertEquals(decoder.decode(buffer), "abc.....");
+      assertEquals(server.recvInto(buffer), 7);
+      assertEquals(decoder.decode(buffer), "defghij.");
+      // nbytes 0 means the whole buffer, as in Python.
+      client.send("k");
+      assertEquals(await select([server], [], [], 5000), [[server], [], []]);
+      assertEquals(server.recvInto(buffer.subarray(7), 0), 1);
+      assertEquals(decoder.decode(buffer), "defghijk");
+
+      client.shutdown("write");
+      assertEquals(await select([server], [], [], 5000), [[server], [], []]);
+      assertEquals(server.recvInto(buffer), 0);
+      assertEquals(
+        decoder.decode(buffer),
+        "defghijk",
+        "end of stream writes nothing",
+      );
+    },
+  });
+}
+
+Deno.test("Socket: 8 MiB through recvInto with one reused buffer arrive whole and in order", async () => {
+  using endpoint = FAMILIES[0].endpoint();
+  using pair = await connectedPair(endpoint);
+  const { client, server } = pair;
+  const data = pattern(8 * 1024 * 1024);
+  const buffer = new Uint8Array(5000); // not a divisor of anything sent
+  const received = new Uint8Array(data.length);
+  let sent = 0;
+  let got = 0;
+  const deadline = performance.now() + 20_000;
+  while (got < data.length) {
+    assert(performance.now() < deadline, `only ${got} bytes in time`);
+    const [readable, writable] = await select(
+      [server],
+      sent < data.length ? [client] : [],
+      [],
+      5000,
+    );
+    if (writable.length > 0) {
+      try {
+        sent += client.send(data.subarray(sent, sent + 65536));
+      } catch (error) {
+        if (!(error instanceof Deno.errors.WouldBlock)) throw error;
+      }
+    }
+    if (readable.length > 0) {
+      const count = server.recvInto(buffer);
+      assert(count > 0, "no end of stream before everything came");
+      received.set(buffer.subarray(0, count), got);
+      got += count;
+    }
+  }
+  assert(isPattern(received));
+});
+
+Deno.test("Socket: recvInto refuses what it cannot fill, naming the argument", async () => {
+  using endpoint = FAMILIES[0].endpoint();
+  using pair = await connectedPair(endpoint);
+  const { server } = pair;
+  const buffer = new Uint8Array(4);
+  for (
+    const [args, type, text] of [
+      [["bytes"], TypeError, `buffer must be a Uint8Array, got "bytes"`],
+      [[new ArrayBuffer(4)], TypeError, "buffer must be a Uint8Array"],
+      [
+        [buffer, 5],
+        RangeError,
+        "nbytes must be at most the buffer's length (4), got 5",
+      ],
+      [[buffer, -1], RangeError, "nbytes must be a positive integer, got -1"],
+      [[buffer, 1.5], RangeError, "nbytes must be a positive integer"],
+      [[buffer, "2"], TypeError, "nbytes must be a number"],
+      [
+        [new Uint8Array(0)],
+        RangeError,
+        "buffer must have room for at least one byte",
+      ],
+    ] as const
+  ) {
+    assertThrows(
+      // deno-lint-ignore no-explicit-any
+      () => (server.recvInto as any)(...args),
+      type,
+      text,
+    );
+  }
+  server.close();
+  assertThrows(
+    () => server.recvInto(buffer),
+    Deno.errors.BadResource,
+    "recvInto",
+  );
+});
+
 Deno.test("Socket: what recv returned stays intact while other sockets keep reading", async () => {
   // Reads from every socket share arenas; a view once handed out must never
   // be written again, whatever the sizes and the order of the reads.
