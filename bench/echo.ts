@@ -169,6 +169,17 @@ export const SERVERS: ServerSpec[] = [
     backend: "epoll",
   },
   {
+    id: "asyncore-into-epoll",
+    label:
+      "Dispatcher echo reading with recvInto() into one reused buffer, epoll backend",
+    group: "ours",
+    runtime: "deno",
+    script: "asyncore_echo.ts",
+    extraArgs: ["--recv-into"],
+    backend: "epoll",
+    scenarios: ["50x64", "10x16k"],
+  },
+  {
     id: "with-send-epoll",
     label: "DispatcherWithSend echo, epoll backend",
     group: "ours",

@@ -1,10 +1,12 @@
 /**
  * Ours: the asyncore echo server, a `Dispatcher` with its own buffer, as in
  * Python: `handleRead` appends what `recv` returns, `writable()` is true only
- * while the buffer holds bytes, and `handleWrite` sends from it.
+ * while the buffer holds bytes, and `handleWrite` sends from it. With
+ * `--recv-into`, each channel reads with `recvInto()` into one buffer of its
+ * own, reused.
  *
  * ```sh
- * deno run --allow-net bench/servers/asyncore_echo.ts PORT
+ * deno run --allow-net bench/servers/asyncore_echo.ts PORT [--recv-into]
  * ```
  *
  * @module
@@ -49,7 +51,42 @@ export class EchoHandler extends Dispatcher {
   }
 }
 
+/**
+ * The echo with `recvInto()`: bytes land in the free end of one 64 KiB
+ * buffer per channel and go back from its front; it empties at each full
+ * send, so the channel stays readable (its interest unchanged) but when full.
+ */
+export class RecvIntoEchoHandler extends Dispatcher {
+  #buffer = new Uint8Array(65536);
+  #start = 0;
+  #end = 0;
+
+  override readable(): boolean {
+    return this.#end < this.#buffer.length;
+  }
+
+  override handleRead(): void {
+    this.#end += this.recvInto(this.#buffer.subarray(this.#end));
+  }
+
+  override writable(): boolean {
+    return this.#end > this.#start;
+  }
+
+  override handleWrite(): void {
+    this.#start += this.send(this.#buffer.subarray(this.#start, this.#end));
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+  }
+
+  override handleClose(): void {
+    this.close();
+  }
+}
+
 if (import.meta.main) {
-  announce(new EchoListener(portArgument(), (sock) => new EchoHandler(sock)));
+  const Handler = Deno.args.includes("--recv-into")
+    ? RecvIntoEchoHandler
+    : EchoHandler;
+  announce(new EchoListener(portArgument(), (sock) => new Handler(sock)));
   await loop();
 }
