@@ -669,6 +669,16 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
     );
     return row?.kind === "idle" && row.errors === 0 ? row : null;
   };
+  // What the backend's floor server reached, for a check's detail ("" when
+  // there is no floor or it was not measured).
+  const atFloor = <R>(
+    floor: string | undefined,
+    rows: (server: string) => R | null,
+    show: (row: R) => string,
+  ): string => {
+    const row = floor === undefined ? null : rows(floor);
+    return row === null ? "" : ` (floor ${show(row)})`;
+  };
   // One target: `value(ours) / value(raw Deno's)` at most `bound`.
   const ratioTarget = <R>(
     text: string,
@@ -687,7 +697,6 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
       return;
     }
     const ratio = value(ours) / value(raw);
-    const floorRow = floor === undefined ? null : rows(floor);
     checks.push({
       text: label,
       pass: ratio <= bound,
@@ -695,9 +704,11 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
         `${value(ours).toFixed(1)} vs ${value(raw).toFixed(1)} ${unit}: ${
           ratio.toFixed(2)
         }×` +
-        (floorRow === null
-          ? ""
-          : ` (floor ${(value(floorRow) / value(raw)).toFixed(2)}×)`),
+        atFloor(
+          floor,
+          rows,
+          (row) => `${(value(row) / value(raw)).toFixed(2)}×`,
+        ),
     });
   };
   const cpuTarget = (
@@ -717,11 +728,6 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
     );
   for (const set of TARGETS) {
     const { asyncore, floor } = set;
-    // What the floor reached, for a check's detail ("" without one).
-    const atFloor = <R>(
-      row: R | null,
-      show: (row: R) => string,
-    ): string => row === null ? "" : ` (floor ${show(row)})`;
     for (const [scenario, server, bound] of set.cpu) {
       cpuTarget(scenario, server, bound, floor);
     }
@@ -760,7 +766,8 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
                 Math.round(py.result.rtPerSec)
               }` +
               atFloor(
-                floor === undefined ? null : load(scenario, floor),
+                floor,
+                (name) => load(scenario, name),
                 (row) => `${Math.round(row.result.rtPerSec)}`,
               ),
           },
@@ -783,7 +790,8 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
               (best / 1000).toFixed(2)
             } ms` +
             atFloor(
-              floor === undefined ? null : load("1000x64", floor),
+              floor,
+              (name) => load("1000x64", name),
               (row) => `${(row.result.p99Us / 1000).toFixed(2)} ms`,
             ),
         });
@@ -799,7 +807,8 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
           pass: row.kibPerConn <= set.kibPerConn,
           detail: `${row.kibPerConn.toFixed(2)} KiB at ${row.echoed}` +
             atFloor(
-              floor === undefined ? null : idle(floor),
+              floor,
+              idle,
               (floorRow) => `${floorRow.kibPerConn.toFixed(2)} KiB`,
             ),
         },
