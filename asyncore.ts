@@ -865,9 +865,11 @@ export class DispatcherWithSend extends Dispatcher {
 }
 
 /** Runs `handle` for `obj`, sending what it throws to `obj.handleError()`. */
-function guard(obj: Dispatcher, handle: () => void): void {
+function guard(obj: Dispatcher, handle: (this: Dispatcher) => void): void {
   try {
-    handle();
+    // Called on `obj`: a handler method is passed as it is (obj.handleClose),
+    // no closure made per call.
+    handle.call(obj);
   } catch (error) {
     fault(obj, error);
   }
@@ -928,11 +930,7 @@ function fault(obj: Dispatcher, error: unknown): void {
  * @param obj The channel that is readable.
  */
 export function read(obj: Dispatcher): void {
-  try {
-    obj.handleReadEvent();
-  } catch (error) {
-    fault(obj, error);
-  }
+  guard(obj, obj.handleReadEvent);
 }
 
 /**
@@ -963,19 +961,11 @@ export function read(obj: Dispatcher): void {
  * @param obj The channel that is writable.
  */
 export function write(obj: Dispatcher): void {
-  try {
-    obj.handleWriteEvent();
-  } catch (error) {
-    fault(obj, error);
-  }
+  guard(obj, obj.handleWriteEvent);
 }
 
 function exception(obj: Dispatcher): void {
-  try {
-    obj.handleExptEvent();
-  } catch (error) {
-    fault(obj, error);
-  }
+  guard(obj, obj.handleExptEvent);
 }
 
 /**
@@ -1052,7 +1042,7 @@ function checkIdle(obj: Dispatcher, now: number): number {
   const due = clock.since + obj.idleTimeout;
   if (due > now) return due;
   idleClocks.delete(obj);
-  guard(obj, () => obj.handleTimeout());
+  guard(obj, obj.handleTimeout);
   return Infinity;
 }
 
@@ -1120,7 +1110,7 @@ async function pass(
     if (sock === null) return;
     if ((isR || isW) && sock.closed) {
       // Python's select() would fail on the stale descriptor; close instead.
-      closeStale(obj);
+      guard(obj, obj.handleClose);
     } else {
       // A channel that wants nothing while its socket still holds output
       // (a readable() waiting for sendBuffered to fall) is asked again each
@@ -1169,19 +1159,6 @@ async function pass(
   // Debug mode's one hook: it runs the timers itself, timing each.
   if (buffers.debug === null) runTimers(map);
   else buffers.debug.endPass(map, events);
-}
-
-/**
- * Closes a channel whose socket was closed under it. Its own function: a
- * closure over `obj` in the gather callback would make V8 allocate a context
- * for every channel on every pass.
- */
-function closeStale(obj: Dispatcher): void {
-  try {
-    obj.handleClose();
-  } catch (error) {
-    fault(obj, error);
-  }
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
