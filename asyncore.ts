@@ -577,23 +577,24 @@ export class Dispatcher {
    * ```ts
    * import { Dispatcher } from "@asyncore/asyncore/asyncore";
    *
+   * // Bytes land in the buffer's free end and go back from its front; it
+   * // stays readable (its interest unchanged from pass to pass) until full.
    * class Echo extends Dispatcher {
    *   #buffer = new Uint8Array(65536);
-   *   #pending: Uint8Array | null = null;
+   *   #start = 0;
+   *   #end = 0;
    *   override readable(): boolean {
-   *     return this.#pending === null;
+   *     return this.#end < this.#buffer.length;
    *   }
    *   override writable(): boolean {
-   *     return this.#pending !== null;
+   *     return this.#end > this.#start;
    *   }
    *   override handleRead(): void {
-   *     const count = this.recvInto(this.#buffer);
-   *     if (count > 0) this.#pending = this.#buffer.subarray(0, count);
+   *     this.#end += this.recvInto(this.#buffer.subarray(this.#end));
    *   }
    *   override handleWrite(): void {
-   *     const data = this.#pending!;
-   *     const sent = this.send(data);
-   *     this.#pending = sent === data.length ? null : data.subarray(sent);
+   *     this.#start += this.send(this.#buffer.subarray(this.#start, this.#end));
+   *     if (this.#start === this.#end) this.#start = this.#end = 0;
    *   }
    * }
    * new Echo(undefined, new Map());
