@@ -29,7 +29,6 @@ import {
 } from "./_selector.ts";
 import { turned } from "./_turns.ts";
 import { libc, POLLNVAL, POLLOUT } from "./_libc.ts";
-import { pushCorked } from "./_corked.ts";
 
 // What epoll has for a descriptor (an entry of Descriptors' table, indexed
 // by descriptor), for the write probe (see Descriptors.modify).
@@ -161,8 +160,6 @@ export class Descriptors implements DescriptorSide {
 
   /** drain(), waiting up to `wait` ms for epoll when nothing else is ready. */
   #collect(events: Events, again: boolean, wait: number): number {
-    // What was sent goes before any wait: a reply may be what ends it.
-    pushCorked();
     const closed = this.#closed;
     for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
     closed.length = 0;
@@ -310,7 +307,6 @@ export class Descriptors implements DescriptorSide {
    * or {@linkcode Descriptors.wake}; `null` when nothing is registered.
    */
   idle(timeout: number | undefined): Promise<void> | null {
-    pushCorked();
     const epoll = this.#epoll;
     if (epoll === null || this.#count === 0) return null;
     if (this.#idling === null) {

@@ -34,7 +34,6 @@ import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
 import { type Accepted, ConnSource } from "./_conn_source.ts";
 import { FdConn } from "./_fd_conn.ts";
 import { isServerSide } from "./_tls.ts";
-import { corked } from "./_corked.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 
@@ -56,8 +55,6 @@ const NO_DELAY_SET = 64;
 const NO_DELAY = 128;
 const KEEP_ALIVE_SET = 256;
 const KEEP_ALIVE = 512;
-/** Sent with MSG_MORE since the last uncork: listed in _corked.ts. */
-const CORKED = 1024;
 
 interface Watch {
   registry: Registry;
@@ -461,26 +458,13 @@ export class EpollSource<T extends Accepted = Accepted>
       throw new Deno.errors.BrokenPipe("send: the socket is shut for writing");
     }
     if (bytes.length === 0) return 0;
-    // A TCP send is corked until the handler returns (_corked.ts).
-    const more = this.sock.family !== "unix";
     try {
-      const count = this.sock.send(bytes, more);
+      const count = this.sock.send(bytes);
       this.activity++;
-      if (more && (this.#flags & CORKED) === 0) {
-        this.#flags |= CORKED;
-        corked(this);
-      }
       return count;
     } catch (error) {
       throw this.#failed(error);
     }
-  }
-
-  /** Transmits what the sends since the last uncork left held back. */
-  uncork(): void {
-    const flags = this.#flags;
-    this.#flags = flags & ~CORKED;
-    if ((flags & (CORKED | CLOSED)) === CORKED) this.sock.uncork();
   }
 
   shutdown(read: boolean, write: boolean): void {
@@ -533,8 +517,6 @@ export class EpollSource<T extends Accepted = Accepted>
         key: tls.key!,
       })
       : Deno.listen({ hostname: "127.0.0.1", port: 0 })).close();
-    // The plaintext sent before (a "220 ready") leaves ahead of the handshake.
-    this.uncork();
     const watches = this.#detach();
     const io = new ConnSource<T>(this.#recvLimit, this.#sendLimit);
     io.lingerTimeout = this.lingerTimeout;

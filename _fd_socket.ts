@@ -23,7 +23,6 @@ import {
   IPPROTO_TCP,
   lastError,
   libc,
-  MSG_MORE,
   MSG_NOSIGNAL,
   O_CLOEXEC,
   own,
@@ -43,7 +42,6 @@ import {
   SOCK_NONBLOCK,
   SOCK_STREAM,
   SOL_SOCKET,
-  TCP_CORK,
   TCP_NODELAY,
 } from "./_libc.ts";
 import {
@@ -377,13 +375,12 @@ export class FdSocket {
 
   /**
    * Sends from `data` (`MSG_NOSIGNAL`: a closed peer is `BrokenPipe`, never
-   * SIGPIPE). `more` (TCP only) lets the kernel keep a partial segment back
-   * until more comes or {@linkcode FdSocket.uncork} (`MSG_MORE`).
+   * SIGPIPE).
    *
    * @returns How many bytes the kernel took.
    * @throws {Deno.errors.WouldBlock} when the send buffer is full.
    */
-  send(data: Uint8Array, more = false): number {
+  send(data: Uint8Array): number {
     if (!(data instanceof Uint8Array)) {
       throw new TypeError(`data must be a Uint8Array, got ${describe(data)}`);
     }
@@ -391,12 +388,7 @@ export class FdSocket {
     if (data.length === 0) return 0;
     const c = libc();
     for (;;) {
-      const count = c.send(
-        fd,
-        data,
-        BigInt(data.length),
-        more ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL,
-      );
+      const count = c.send(fd, data, BigInt(data.length), MSG_NOSIGNAL);
       if (count >= 0) return count;
       const code = errno();
       if (code === EINTR) continue;
@@ -455,16 +447,6 @@ export class FdSocket {
   /** Turns Nagle's algorithm off (`true`) or on (TCP only). */
   setNoDelay(noDelay = true): void {
     this.#setFlag("setNoDelay", IPPROTO_TCP, TCP_NODELAY, noDelay);
-  }
-
-  /**
-   * Transmits what sends with `more` left held back (`TCP_CORK` off). Quiet:
-   * a socket that has failed meanwhile says so at its next call.
-   */
-  uncork(): void {
-    if (this.fd < 0) return;
-    optionCell[0] = 0;
-    libc().setsockopt(this.fd, IPPROTO_TCP, TCP_CORK, optionBytes, 4);
   }
 
   /** Turns TCP keep-alive on or off. */

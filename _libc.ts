@@ -90,8 +90,6 @@ export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 // Without it a send to a peer that closed raises SIGPIPE and kills Deno.
 export const MSG_NOSIGNAL = 0x4000;
-// More is coming: TCP keeps a partial segment back until uncorked (_corked.ts).
-export const MSG_MORE = 0x8000;
 export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
 export const SO_ERROR = 4;
@@ -112,7 +110,6 @@ export const POLLHUP = 0x010;
 export const POLLNVAL = 0x020;
 export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
-export const TCP_CORK = 3;
 export const SHUT_RD = 0;
 export const SHUT_WR = 1;
 export const SHUT_RDWR = 2;

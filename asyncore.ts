@@ -91,7 +91,6 @@ import {
 } from "./_selector.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
 import { sourceOf } from "./_sockets.ts";
-import { pushCorked } from "./_corked.ts";
 import { type DebugSession, debugSession } from "./_debug.ts";
 import {
   defaultMap,
@@ -875,8 +874,6 @@ function guard(obj: Dispatcher, handle: (this: Dispatcher) => void): void {
   } catch (error) {
     fault(obj, error);
   }
-  // What it sent, in as many pieces as it liked, leaves now (_corked.ts).
-  pushCorked();
 }
 
 /**
@@ -1016,7 +1013,6 @@ export function readwrite(obj: Dispatcher, flags: number): void {
   } catch (error) {
     fault(obj, error);
   }
-  pushCorked();
 }
 
 function isOpen(obj: Dispatcher): boolean {

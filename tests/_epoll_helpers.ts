@@ -4,7 +4,7 @@
 import { AssertionError } from "@std/assert";
 import { type Epoll, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
 import { type Family as SocketFamily, FdSocket } from "../_fd_socket.ts";
-import { IPPROTO_TCP, libc, unsupportedReason } from "../_libc.ts";
+import { unsupportedReason } from "../_libc.ts";
 import { hasIPv6, unixEndpoint } from "./_helpers.ts";
 
 /** Why the epoll tests cannot run here, or `null`. */
@@ -142,36 +142,4 @@ export async function connectedPair(
     dispose();
     throw error;
   }
-}
-
-const TCP_INFO = 11;
-const TCP_INFO_SIZE = 160;
-// Words of struct tcp_info (linux/tcp.h), by byte offset.
-const NOTSENT_BYTES = 144;
-const DATA_SEGS_IN = 152;
-
-function tcpInfoWord(fd: number, offset: number): number {
-  const info = new Uint8Array(TCP_INFO_SIZE);
-  const length = new Uint32Array([TCP_INFO_SIZE]);
-  const result = libc().getsockopt(
-    fd,
-    IPPROTO_TCP,
-    TCP_INFO,
-    info,
-    new Uint8Array(length.buffer),
-  );
-  if (result < 0 || length[0] < offset + 4) {
-    throw new Error(`getsockopt(TCP_INFO) failed on descriptor ${fd}`);
-  }
-  return new DataView(info.buffer).getUint32(offset, true);
-}
-
-/** How many segments with data a TCP socket on descriptor `fd` has received. */
-export function dataSegmentsIn(fd: number): number {
-  return tcpInfoWord(fd, DATA_SEGS_IN);
-}
-
-/** How many bytes a TCP socket on descriptor `fd` holds that it has not sent. */
-export function notSentBytes(fd: number): number {
-  return tcpInfoWord(fd, NOTSENT_BYTES);
 }

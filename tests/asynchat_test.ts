@@ -28,11 +28,6 @@ import {
   text,
   within,
 } from "./_asynchat_helpers.ts";
-import {
-  dataSegmentsIn,
-  epollUnsupported,
-  skipNote,
-} from "./_epoll_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // CPython's test_asynchat, over real sockets.
@@ -937,62 +932,3 @@ Deno.test("asynchat: an oversized record ends the channel through handleClose(),
     peer.close();
   }
 });
-
-// What a handler pushes in pieces during one event leaves as one TCP segment
-// on either backend (the promise backend writes once per turn, the epoll one
-// corks until the handler returns), which the client counts with TCP_INFO on
-// its own descriptor, an epoll socket's.
-for (const family of FAMILIES.slice(0, 2)) {
-  Deno.test({
-    name:
-      `asynchat: a reply pushed in pieces by one handler leaves in one TCP segment over ${family.name}${skipNote}`,
-    ignore: family.ignore || epollUnsupported !== null,
-    async fn() {
-      using endpoint = family.endpoint();
-      const map: ChannelMap = new Map();
-      class PiecesHandler extends AsyncChat {
-        constructor(sock: Socket) {
-          super(sock, map);
-          this.setTerminator("\n");
-        }
-        override foundTerminator(): void {
-          for (const piece of this.getData()) this.push(Uint8Array.of(piece));
-          this.push("\n");
-        }
-      }
-      const server = new OneShotServer(
-        map,
-        "tcp",
-        endpoint.bindAddress,
-        (sock) => new PiecesHandler(sock),
-      );
-      const lines = ["first", "second line", "third"];
-      const segments: number[] = [];
-      class CountingClient extends LineClient {
-        #before = 0;
-        override handleConnect(): void {
-          this.#before = dataSegmentsIn(this.fileno());
-          this.push(lines[0] + "\n");
-        }
-        override foundTerminator(): void {
-          super.foundTerminator();
-          const now = dataSegmentsIn(this.fileno());
-          segments.push(now - this.#before);
-          this.#before = now;
-          if (this.lines.length < lines.length) {
-            this.push(lines[this.lines.length] + "\n");
-          } else {
-            this.close();
-          }
-        }
-      }
-      const client = new CountingClient(undefined, map);
-      client.createSocket({ backend: "epoll" });
-      client.setTerminator("\n");
-      client.connect(connectAddress(server.getsockname()));
-      await runLoop(map);
-      assertEquals(client.lines, lines);
-      assertEquals(segments, [1, 1, 1]);
-    },
-  });
-}

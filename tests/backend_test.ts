@@ -21,8 +21,7 @@ import {
   Socket,
 } from "../select.ts";
 import { unsupportedReason } from "../_libc.ts";
-import { connectAddress, fixture, hasIPv6, Peer, within } from "./_helpers.ts";
-import { notSentBytes } from "./_epoll_helpers.ts";
+import { fixture, Peer, within } from "./_helpers.ts";
 
 const unsupported = unsupportedReason();
 const skip = unsupported === null
@@ -232,30 +231,3 @@ Deno.test({
     }
   },
 });
-
-for (const hostname of ["127.0.0.1", "::1"]) {
-  Deno.test({
-    name:
-      `backend: an epoll TCP send outside any handler is held back only until the task ends, over ${hostname}${skip}`,
-    ignore: ignore || (hostname === "::1" && !hasIPv6),
-    async fn() {
-      using listener = new Socket({ backend: "epoll" });
-      listener.bind({ hostname, port: 0 });
-      listener.listen(1);
-      using client = new Socket({ backend: "epoll" });
-      client.connect(connectAddress(listener.getsockname()));
-      await within(5000, "accept", select([listener], [], [], 5000));
-      const [accepted] = listener.accept();
-      using _accepted = accepted;
-      await within(5000, "connect", select([], [client], [], 5000));
-      const message = new TextEncoder().encode("held, then sent");
-      assertEquals(client.send(message), message.length);
-      // Corked: the kernel keeps it, in case the handler sends more.
-      assertEquals(notSentBytes(client.fileno()), message.length);
-      await Promise.resolve();
-      assertEquals(notSentBytes(client.fileno()), 0);
-      await within(5000, "read", select([accepted], [], [], 5000));
-      assertEquals(accepted.recv(100), message);
-    },
-  });
-}
