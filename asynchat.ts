@@ -64,7 +64,7 @@
  */
 
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
-import type { Socket } from "./select.ts";
+import type { Socket, TlsOptions } from "./select.ts";
 import { checkSize, describe, toBytes } from "./_validate.ts";
 import { wakeChannelLoop } from "./_channel_wake.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
@@ -267,6 +267,8 @@ export class AsyncChat extends Dispatcher {
   #waitingOn: PromiseLike<unknown> | null = null;
   /** What that promise rejected with, thrown by the next `initiateSend()`. */
   #producerFailure: { error: unknown } | null = null;
+  /** Inside handleRead(): pushes queue, and it sends when it returns. */
+  #holding = false;
 
   // The three sizes above are class attributes, as in Python: defaults on
   // the prototype, a channel's own once assigned (see Dispatcher).
@@ -416,7 +418,52 @@ export class AsyncChat extends Dispatcher {
       if (error instanceof Deno.errors.WouldBlock) return;
       throw error;
     }
-    if (data.length > 0) this.#input.feed(data);
+    if (data.length === 0) return;
+    // What the records of this read push, in as many pieces as they like,
+    // goes out together when they are handled: one send, not one per push
+    // (each would be a TCP segment of its own on the epoll backend). Also
+    // when a handler throws: what it pushed before still goes.
+    this.#holding = true;
+    try {
+      this.#input.feed(data);
+    } finally {
+      this.#holding = false;
+      this.initiateSend();
+    }
+  }
+
+  /** Sends what pushes held back (see handleRead()) ahead of anything else. */
+  #sendHeld(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    try {
+      this.initiateSend();
+    } finally {
+      this.#holding = true;
+    }
+  }
+
+  /**
+   * Sends `data` at once, as {@linkcode Dispatcher.send} does, after what
+   * the channel's handlers pushed during the current read.
+   *
+   * @param data Bytes, or a string sent as UTF-8.
+   * @returns How many bytes the socket took.
+   */
+  override send(data: Uint8Array | string): number {
+    this.#sendHeld();
+    return super.send(data);
+  }
+
+  /**
+   * Upgrades to TLS, as {@linkcode Dispatcher.startTls} does, after sending
+   * in plaintext what was pushed before (a "220 ready" reply).
+   *
+   * @param options As for {@linkcode Dispatcher.startTls}.
+   */
+  override startTls(options?: TlsOptions): void {
+    this.#sendHeld();
+    super.startTls(options);
   }
 
   /** Sends what the socket takes now: calls `initiateSend()`. */
@@ -435,6 +482,9 @@ export class AsyncChat extends Dispatcher {
    * `FileProducer`) are disposed, since nothing will pull them any more.
    */
   override close(): void {
+    // What the current read's handlers pushed goes first, as it would have
+    // gone at its push (Python's push() sends at once).
+    this.#sendHeld();
     super.close();
     this.#dropOutput();
   }
@@ -466,17 +516,39 @@ export class AsyncChat extends Dispatcher {
    * Queues `data` and starts sending. The array is sent as it is, without a
    * copy, so it must not be changed until sent.
    *
+   * Pushed while {@linkcode AsyncChat.handleRead} handles a read (from
+   * `foundTerminator()` or `collectIncomingData()`), it is sent when that
+   * read has been handled, with everything else pushed meanwhile: a reply
+   * pushed in pieces leaves in one send. `send()`, `close()` and
+   * `startTls()` send what waits so first, so nothing overtakes it.
+   *
+   * @example A reply pushed in pieces waits for the end of the read
+   * ```ts
+   * import { AsyncChat } from "@asyncore/asyncore/asynchat";
+   *
+   * class Greeter extends AsyncChat {
+   *   override foundTerminator(): void {
+   *     const name = new TextDecoder().decode(this.getData());
+   *     this.push("hello, ");
+   *     this.push(name);
+   *     this.push("\r\n"); // the three go out in one send
+   *   }
+   * }
+   * new Greeter(undefined, new Map()).setTerminator("\r\n");
+   * ```
+   *
    * @param data Bytes, or a string sent as UTF-8.
    */
   push(data: Uint8Array | string): void {
     const bytes = toBytes("data", data);
     if (bytes.length === 0) return;
     this.#enqueue(bytes);
-    this.initiateSend();
+    if (!this.#holding) this.initiateSend();
   }
 
   /**
-   * Queues a producer (or bytes, like `push()`) and starts sending. Its
+   * Queues a producer (or bytes, like `push()`) and starts sending (from
+   * inside a read's handling, once it is done, as `push()` does). Its
    * `more()` is called only when the socket can take more; an
    * {@linkcode AsyncProducer}'s may say there is nothing yet.
    *
@@ -493,7 +565,7 @@ export class AsyncChat extends Dispatcher {
       );
     }
     this.#enqueue(producer);
-    this.initiateSend();
+    if (!this.#holding) this.initiateSend();
   }
 
   /**

@@ -4,7 +4,7 @@
 import { AssertionError } from "@std/assert";
 import { type Epoll, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
 import { type Family as SocketFamily, FdSocket } from "../_fd_socket.ts";
-import { unsupportedReason } from "../_libc.ts";
+import { IPPROTO_TCP, libc, unsupportedReason } from "../_libc.ts";
 import { hasIPv6, unixEndpoint } from "./_helpers.ts";
 
 /** Why the epoll tests cannot run here, or `null`. */
@@ -142,4 +142,26 @@ export async function connectedPair(
     dispose();
     throw error;
   }
+}
+
+const TCP_INFO = 11;
+const TCP_INFO_SIZE = 160;
+// struct tcp_info (linux/tcp.h): tcpi_data_segs_in is the u32 at byte 152.
+const DATA_SEGS_IN = 152;
+
+/** How many segments with data a TCP socket on descriptor `fd` has received. */
+export function dataSegmentsIn(fd: number): number {
+  const info = new Uint8Array(TCP_INFO_SIZE);
+  const length = new Uint32Array([TCP_INFO_SIZE]);
+  const result = libc().getsockopt(
+    fd,
+    IPPROTO_TCP,
+    TCP_INFO,
+    info,
+    new Uint8Array(length.buffer),
+  );
+  if (result < 0 || length[0] < DATA_SEGS_IN + 4) {
+    throw new Error(`getsockopt(TCP_INFO) failed on descriptor ${fd}`);
+  }
+  return new DataView(info.buffer).getUint32(DATA_SEGS_IN, true);
 }

@@ -28,6 +28,11 @@ import {
   text,
   within,
 } from "./_asynchat_helpers.ts";
+import {
+  dataSegmentsIn,
+  epollUnsupported,
+  skipNote,
+} from "./_epoll_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // CPython's test_asynchat, over real sockets.
@@ -932,3 +937,127 @@ Deno.test("asynchat: an oversized record ends the channel through handleClose(),
     peer.close();
   }
 });
+
+// What a handler pushes in pieces while a read is handled leaves in one send,
+// so one TCP segment on either backend, which the client counts with TCP_INFO
+// on its own descriptor, an epoll socket's.
+for (const family of FAMILIES.slice(0, 2)) {
+  Deno.test({
+    name:
+      `asynchat: a reply pushed in pieces by one handler leaves in one TCP segment over ${family.name}${skipNote}`,
+    ignore: family.ignore || epollUnsupported !== null,
+    async fn() {
+      using endpoint = family.endpoint();
+      const map: ChannelMap = new Map();
+      class PiecesHandler extends AsyncChat {
+        constructor(sock: Socket) {
+          super(sock, map);
+          this.setTerminator("\n");
+        }
+        override foundTerminator(): void {
+          for (const piece of this.getData()) this.push(Uint8Array.of(piece));
+          this.push("\n");
+        }
+      }
+      const server = new OneShotServer(
+        map,
+        "tcp",
+        endpoint.bindAddress,
+        (sock) => new PiecesHandler(sock),
+      );
+      const lines = ["first", "second line", "third"];
+      const segments: number[] = [];
+      class CountingClient extends LineClient {
+        #before = 0;
+        override handleConnect(): void {
+          this.#before = dataSegmentsIn(this.fileno());
+          this.push(lines[0] + "\n");
+        }
+        override foundTerminator(): void {
+          super.foundTerminator();
+          const now = dataSegmentsIn(this.fileno());
+          segments.push(now - this.#before);
+          this.#before = now;
+          if (this.lines.length < lines.length) {
+            this.push(lines[this.lines.length] + "\n");
+          } else {
+            this.close();
+          }
+        }
+      }
+      const client = new CountingClient(undefined, map);
+      client.createSocket({ backend: "epoll" });
+      client.setTerminator("\n");
+      client.connect(connectAddress(server.getsockname()));
+      await runLoop(map);
+      assertEquals(client.lines, lines);
+      assertEquals(segments, [1, 1, 1]);
+    },
+  });
+}
+
+class Collector extends AsyncChat {
+  override handleConnect(): void {}
+  override handleClose(): void {
+    this.close();
+  }
+}
+
+const HELD_CASES: [string, (chat: AsyncChat) => void, string][] = [
+  ["a send() in foundTerminator goes after what it pushed before", (chat) => {
+    chat.push("pushed, ");
+    chat.send("then sent\n");
+    chat.closeWhenDone();
+  }, "pushed, then sent\n"],
+  ["a close() in foundTerminator sends what it pushed first", (chat) => {
+    chat.push("pushed, ");
+    chat.push("then closed\n");
+    chat.close();
+  }, "pushed, then closed\n"],
+  ["a foundTerminator that throws still sends what it pushed", (chat) => {
+    chat.push("pushed before the fault\n");
+    throw new RangeError("fault");
+  }, "pushed before the fault\n"],
+];
+
+for (const family of FAMILIES) {
+  for (const [title, reply, expected] of HELD_CASES) {
+    Deno.test({
+      name: `asynchat: ${title}, over ${family.name}`,
+      ignore: family.ignore,
+      async fn() {
+        using endpoint = family.endpoint();
+        const map: ChannelMap = new Map();
+        const faults: unknown[] = [];
+        class Replier extends AsyncChat {
+          constructor(sock: Socket) {
+            super(sock, map);
+            this.setTerminator("\n");
+          }
+          override foundTerminator(): void {
+            this.getData();
+            reply(this);
+          }
+          override handleError(error: unknown): void {
+            faults.push(error);
+            this.close();
+          }
+        }
+        const server = new OneShotServer(
+          map,
+          endpoint.transport,
+          endpoint.bindAddress,
+          (sock) => new Replier(sock),
+        );
+        const client = new Collector(undefined, map);
+        client.createSocket({ transport: endpoint.transport });
+        client.connect(connectAddress(server.getsockname()));
+        client.setTerminator(null);
+        client.push("request\n");
+        await runLoop(map);
+        assertEquals(text(client.getData()), expected);
+        assertEquals(faults.length, title.includes("throws") ? 1 : 0);
+      },
+    });
+  }
+}
