@@ -652,6 +652,19 @@ Deno.test("asynchat: many small pushes go out in one pass once the socket takes 
   assert(chat.sends.length <= 100, `${chat.sends.length} sends`);
 });
 
+Deno.test("asynchat: arrays over 1 KiB are sent as they are, the small ones after them together", () => {
+  const chat = new Out();
+  chat.room = 0;
+  const large = pattern(2048);
+  chat.push(large);
+  for (const piece of ["a", "b", "c\n"]) chat.push(piece);
+  chat.room = Infinity;
+  chat.handleWrite();
+  assertEquals(chat.sends.length, 2);
+  assert(chat.sends[0].buffer === large.buffer, "the large array, not a copy");
+  assertEquals(text(chat.sends[1]), "abc\n");
+});
+
 Deno.test("asynchat: a gathered send the socket takes part of goes on where it stopped", () => {
   const chat = new Out();
   chat.room = 0;
