@@ -8,9 +8,13 @@
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "@std/assert";
 import { concat } from "@std/bytes";
-import { BACKEND, within } from "./_helpers.ts";
+import { BACKEND, probe, within } from "./_helpers.ts";
 
 export { hasPython3, within } from "./_helpers.ts";
+
+/** A Python with Twisted (Debian's python3-twisted), if one is installed. */
+export const twistedPython: string | undefined = ["python3", "/usr/bin/python3"]
+  .find((python) => probe(python, ["-c", "import twisted.protocols.basic"]));
 
 /** The repository root: examples run from here so `deno.json` applies. */
 export const ROOT: string = new URL("../", import.meta.url).pathname;

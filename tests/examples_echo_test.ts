@@ -15,8 +15,8 @@ import {
   startServer,
   stopCleanly,
   text,
+  twistedPython,
 } from "./_examples_helpers.ts";
-import { probe } from "./_helpers.ts";
 
 interface EchoServer {
   name: string;
@@ -270,11 +270,6 @@ Deno.test("select_echo_server.ts logs only connections without --verbose", async
     closeQuietly(conn);
   }
 });
-
-/** A Python with Twisted (Debian's python3-twisted), if one is installed. */
-const twistedPython = ["python3", "/usr/bin/python3"].find((python) =>
-  probe(python, ["-c", "import twisted.protocols.basic"])
-);
 
 // Twisted's LineReceiver, its line limit raised to 1 MiB: sends one long
 // line and prints the length of the echo and whether it matches.

@@ -21,11 +21,14 @@ import {
   ROOT,
   runExample,
   runPython,
+  START_TIMEOUT,
   startServer,
   stopCleanly,
   text,
+  twistedPython,
   writeAll,
 } from "./_examples_helpers.ts";
+import { Peer } from "./_helpers.ts";
 
 const DONNE = Deno.readFileSync(
   `${ROOT}examples/poetry/death_be_not_proud.txt`,
@@ -490,4 +493,206 @@ Deno.test("the poetry programs explain their command lines", async () => {
     ["extra"],
     /unexpected argument "extra"/,
   );
+});
+
+// Twisted peers: the tutorial's own kind of client and server, on Twisted's
+// reactor, against ours.
+
+// A NetstringReceiver client, as the tutorial's transform client: sends one
+// request and prints the answer.
+const TWISTED_TRANSFORM_CLIENT = `
+import sys
+from twisted.internet import protocol, reactor
+from twisted.protocols.basic import NetstringReceiver
+
+class TransformClient(NetstringReceiver):
+    MAX_LENGTH = 1 << 22
+    def connectionMade(self):
+        poem = open(sys.argv[2], "rb").read()
+        self.sendString(b"cummingsify." + poem)
+    def stringReceived(self, answer):
+        sys.stdout.buffer.write(answer)
+        sys.stdout.flush()
+        self.transport.loseConnection()
+    def connectionLost(self, reason):
+        if reactor.running:
+            reactor.stop()
+
+class Factory(protocol.ClientFactory):
+    protocol = TransformClient
+    def clientConnectionFailed(self, connector, reason):
+        print("failed:", reason.getErrorMessage(), file=sys.stderr)
+        reactor.stop()
+
+reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
+reactor.callLater(10, reactor.stop)
+reactor.run()
+`;
+
+// The tutorial's fast poetry server: writes the poem to each client and
+// closes; prints its port first.
+const TWISTED_POETRY_SERVER = `
+import sys
+from twisted.internet import protocol, reactor
+
+class PoetryProtocol(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(self.factory.poem)
+        self.transport.loseConnection()
+
+class PoetryFactory(protocol.Factory):
+    protocol = PoetryProtocol
+    def __init__(self, poem):
+        self.poem = poem
+
+port = reactor.listenTCP(0, PoetryFactory(open(sys.argv[1], "rb").read()),
+                         interface="127.0.0.1")
+print(port.getHost().port, flush=True)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+`;
+
+// The tutorial's poetry client: collects what arrives until the server
+// closes, then prints it.
+const TWISTED_POETRY_CLIENT = `
+import sys
+from twisted.internet import protocol, reactor
+
+class PoetryProtocol(protocol.Protocol):
+    poem = b""
+    def dataReceived(self, data):
+        self.poem += data
+    def connectionLost(self, reason):
+        sys.stdout.buffer.write(self.poem)
+        sys.stdout.flush()
+        if reactor.running:
+            reactor.stop()
+
+class Factory(protocol.ClientFactory):
+    protocol = PoetryProtocol
+    def clientConnectionFailed(self, connector, reason):
+        print("failed:", reason.getErrorMessage(), file=sys.stderr)
+        reactor.stop()
+
+reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
+reactor.callLater(10, reactor.stop)
+reactor.run()
+`;
+
+// The tutorial's transform server, on NetstringReceiver: answers
+// "cummingsify.<poem>" with the poem in lower case; prints its port first.
+const TWISTED_TRANSFORM_SERVER = `
+from twisted.internet import protocol, reactor
+from twisted.protocols.basic import NetstringReceiver
+
+class TransformProtocol(NetstringReceiver):
+    MAX_LENGTH = 1 << 22
+    def stringReceived(self, request):
+        xform, _, poem = request.partition(b".")
+        if xform == b"cummingsify":
+            self.sendString(poem.lower())
+        self.transport.loseConnection()
+
+class Factory(protocol.ServerFactory):
+    protocol = TransformProtocol
+
+port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+print(port.getHost().port, flush=True)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+`;
+
+Deno.test({
+  name: "transform_client.ts uses Twisted's transform server",
+  ignore: twistedPython === undefined,
+  async fn() {
+    await using twisted = new Peer(twistedPython!, [
+      "-c",
+      TWISTED_TRANSFORM_SERVER,
+    ]);
+    const port = await twisted.line(START_TIMEOUT);
+    await using donne = await startServer("poetry_server.ts", [], {
+      allowRead: true,
+    });
+    const { code, stdout, stderr } = await runExample("transform_client.ts", [
+      port,
+      String(donne.port),
+    ]);
+    assertEquals(code, 0, stderr);
+    assertEquals(text(stdout), text(DONNE).toLowerCase());
+    assertLines(stderr, [`Task 1: cummingsify: ${DONNE.length} bytes`]);
+    await stopCleanly(donne);
+  },
+});
+
+Deno.test({
+  name: "transform_server.ts answers Twisted's NetstringReceiver",
+  ignore: twistedPython === undefined,
+  async fn() {
+    const long = longPoem();
+    const path = await tempPoem(long);
+    try {
+      await using server = await startServer("transform_server.ts");
+      for (const poem of [DONNE, long]) {
+        await Deno.writeFile(path, poem);
+        const { code, stdout, stderr } = await runPython(
+          TWISTED_TRANSFORM_CLIENT,
+          [String(server.port), path],
+          20_000,
+          twistedPython,
+        );
+        assertEquals([code, stderr], [0, ""]);
+        assertEquals(stdout, text(poem).toLowerCase());
+      }
+      await stopCleanly(server);
+    } finally {
+      await Deno.remove(path);
+    }
+  },
+});
+
+Deno.test({
+  name: "poetry_client.ts reads a poem from Twisted's poetry server",
+  ignore: twistedPython === undefined,
+  async fn() {
+    const long = longPoem();
+    const path = await tempPoem(long);
+    try {
+      await using twisted = new Peer(twistedPython!, [
+        "-c",
+        TWISTED_POETRY_SERVER,
+        path,
+      ]);
+      const port = await twisted.line(START_TIMEOUT);
+      const { code, stdout, stderr } = await runExample("poetry_client.ts", [
+        port,
+      ]);
+      assertEquals(code, 0, stderr);
+      assertEquals(stdout, long);
+      assertLines(stderr, [`Task 1: ${long.length} bytes of poetry`]);
+    } finally {
+      await Deno.remove(path);
+    }
+  },
+});
+
+Deno.test({
+  name: "poetry_server.ts serves Twisted's poetry client",
+  ignore: twistedPython === undefined,
+  async fn() {
+    await using server = await startServer(
+      "poetry_server.ts",
+      ["examples/poetry/sonnet_18.txt"],
+      { allowRead: true },
+    );
+    const { code, stdout, stderr } = await runPython(
+      TWISTED_POETRY_CLIENT,
+      [String(server.port)],
+      20_000,
+      twistedPython,
+    );
+    assertEquals([code, stderr], [0, ""]);
+    assertEquals(stdout, text(SHAKESPEARE));
+    await stopCleanly(server);
+  },
 });
