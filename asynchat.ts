@@ -524,7 +524,7 @@ export class AsyncChat extends Dispatcher {
    * `foundTerminator()` or `collectIncomingData()`), it is sent when that
    * read has been handled, with everything else pushed meanwhile: a reply
    * pushed in pieces leaves in one send. `send()`, `close()` and
-   * `startTls()` send what waits so first, so nothing overtakes it.
+   * `startTls()` send what waits first, so nothing overtakes it.
    *
    * @example A reply pushed in pieces waits for the end of the read
    * ```ts
