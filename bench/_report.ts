@@ -73,6 +73,13 @@ export interface LoadRow {
    * excluded), % of one core: interference from outside the benchmark.
    */
   otherCpuPct: number;
+  /**
+   * CPU per round trip over raw Deno's in the reference runs on either side
+   * of this one (the median over rounds). The host's speed drifts by tens of
+   * percent within minutes, so a ratio of medians measured minutes apart
+   * would carry that drift. Absent for raw Deno itself.
+   */
+  cpuRatio?: number;
   /** Runs whose median this row is. */
   runs: number;
   /** Each run's main figures, when there were several. */
@@ -80,6 +87,7 @@ export interface LoadRow {
     rtPerSec: number;
     p99Us: number;
     cpuUsPerRt: number;
+    cpuRatio?: number;
     otherCpuPct: number;
   }[];
   /** Server peak RSS (`VmHWM`), MiB. */
@@ -151,6 +159,13 @@ export interface Report {
 }
 
 const REFERENCE = "raw-deno";
+
+/**
+ * Raw Deno runs again after every this many servers in a round (and last),
+ * so each server's CPU per round trip is compared with raw Deno's measured
+ * within seconds of it.
+ */
+export const PAIR_EVERY = 3;
 
 /** The median of `values` (the mean of the middle two for an even count). */
 export function median(values: number[]): number {
@@ -250,7 +265,9 @@ export function renderLoadTable(result: ScenarioResult): string[] {
       withRatio(r.p99Us, refOf((x) => x.result.p99Us), 0),
       withRatio(row.userUsPerRt, refOf((x) => x.userUsPerRt), 1),
       withRatio(row.sysUsPerRt, refOf((x) => x.sysUsPerRt), 1),
-      withRatio(cpu(row), refOf(cpu), 1),
+      row.cpuRatio === undefined
+        ? withRatio(cpu(row), refOf(cpu), 1)
+        : `${fixed(cpu(row), 1)} (${row.cpuRatio.toFixed(2)}×)`,
       withRatio(row.peakRssMiB, refOf((x) => x.peakRssMiB), 1),
       fixed(row.serverCpuPct, 0),
       fixed(row.genCpuPct, 0),
@@ -327,7 +344,10 @@ export function renderReport(report: Report): string {
     `(peak RSS: the largest). Latency is per round trip as the generator sees it. CPU per ` +
     `round trip is the server's own (utime and stime from /proc/PID/stat, ` +
     `CLK_TCK ${report.clockTicks}) over the measured window; peak RSS is its ` +
-    `VmHWM. Ratios (×) are to raw-deno in the same run. Server and generator ` +
+    `VmHWM. Ratios (×) are to raw-deno in the same run; CPU per round trip's ` +
+    `is to raw-deno's runs just before and after the server's in each round ` +
+    `(raw-deno runs again after every ${PAIR_EVERY} servers), the median ` +
+    `over rounds, since the host's speed drifts within minutes. Server and generator ` +
     `share the machine's ${m.cores} cores, so round trips/s depend on both; ` +
     `"gen CPU %" shows how busy the generator was; "softirq %" is the ` +
     `machine's softirq time, on loopback mostly this benchmark's own packet ` +

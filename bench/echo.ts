@@ -11,6 +11,9 @@
  * core at 50 × 64 B and bounded every server at about the same round trips/s,
  * which the C one, at a fraction of the CPU per round trip, does not.
  * (`--loadgen=auto`, the default, falls back to Node when `cc` is missing.)
+ * Ratios are to the raw Deno server; for CPU per round trip, to its runs on
+ * either side of each server's in a round (it runs again after every few
+ * servers), since the host's speed drifts by tens of percent within minutes.
  *
  * ```sh
  * deno task bench                     # everything, moderate defaults
@@ -65,6 +68,7 @@ import {
   type IdleRow,
   type LoadRow,
   median,
+  PAIR_EVERY,
   renderIdleTable,
   renderLoadTable,
   renderReport,
@@ -679,7 +683,8 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
     const row = floor === undefined ? null : rows(floor);
     return row === null ? "" : ` (floor ${show(row)})`;
   };
-  // One target: `value(ours) / value(raw Deno's)` at most `bound`.
+  // One target: `value(ours) / value(raw Deno's)` at most `bound`, or the
+  // ratio `paired` gives (measured beside raw Deno's runs) when it has one.
   const ratioTarget = <R>(
     text: string,
     rows: (server: string) => R | null,
@@ -688,6 +693,7 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
     unit: string,
     bound: number,
     floor?: string,
+    paired: (row: R) => number | undefined = () => undefined,
   ): void => {
     const label = `${text} ≤ ${bound.toFixed(2)}× raw Deno`;
     const ours = rows(server);
@@ -696,7 +702,8 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
       checks.push({ text: label, pass: null, detail: "not measured" });
       return;
     }
-    const ratio = value(ours) / value(raw);
+    const ratioOf = (row: R): number => paired(row) ?? value(row) / value(raw);
+    const ratio = ratioOf(ours);
     checks.push({
       text: label,
       pass: ratio <= bound,
@@ -704,11 +711,7 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
         `${value(ours).toFixed(1)} vs ${value(raw).toFixed(1)} ${unit}: ${
           ratio.toFixed(2)
         }×` +
-        atFloor(
-          floor,
-          rows,
-          (row) => `${(value(row) / value(raw)).toFixed(2)}×`,
-        ),
+        atFloor(floor, rows, (row) => `${ratioOf(row).toFixed(2)}×`),
     });
   };
   const cpuTarget = (
@@ -725,6 +728,7 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
       "µs",
       bound,
       floor,
+      (row) => row.cpuRatio,
     );
   for (const set of TARGETS) {
     const { asyncore, floor } = set;
@@ -915,7 +919,9 @@ async function main(): Promise<void> {
     // Rounds over all servers, so interference from outside hits them alike.
     const rounds = scenario.idle ? 1 : opts.repeat;
     for (let round = 1; round <= rounds; round++) {
-      for (const server of plan) {
+      const order = scenario.idle ? plan : withReferenceRuns(plan);
+      const done: Row[] = [];
+      for (const server of order) {
         const runs = outcome.get(server.id);
         if (!Array.isArray(runs)) continue;
         const command = serverCommand(server, runtimes) as {
@@ -929,6 +935,7 @@ async function main(): Promise<void> {
             ? await runIdle(ctx, server, command, scenario.conns)
             : await runLoad(ctx, server, command, scenario);
           runs.push(row);
+          done.push(row);
           log(`${label} ${summarize(row)}`);
         } catch (error) {
           const why = error instanceof RunFailed
@@ -941,6 +948,7 @@ async function main(): Promise<void> {
           log(`${label} FAILED: ${why}`);
         }
       }
+      pairWithReference(done);
     }
     const rows: Row[] = plan.map((server) => {
       const runs = outcome.get(server.id)!;
@@ -992,6 +1000,58 @@ async function main(): Promise<void> {
   log(`\nwrote ${out}`);
 }
 
+/** `plan` with the reference server run again between every few servers. */
+function withReferenceRuns(plan: ServerSpec[]): ServerSpec[] {
+  const reference = plan.find((s) => s.id === REFERENCE);
+  if (reference === undefined) return plan;
+  const order: ServerSpec[] = [reference];
+  let since = 0;
+  for (const server of plan) {
+    if (server === reference) continue;
+    if (since === PAIR_EVERY) {
+      order.push(reference);
+      since = 0;
+    }
+    order.push(server);
+    since++;
+  }
+  if (since > 0) order.push(reference);
+  return order;
+}
+
+/**
+ * Sets each load run's `cpuRatio` from `round` (its runs in order): its CPU
+ * per round trip over the mean of the nearest reference runs before and
+ * after it.
+ */
+function pairWithReference(round: Row[]): void {
+  const cpu = (row: LoadRow): number => row.userUsPerRt + row.sysUsPerRt;
+  const isReference = (row: Row): row is LoadRow =>
+    row.kind === "load" && row.server === REFERENCE;
+  for (let i = 0; i < round.length; i++) {
+    const row = round[i];
+    if (row.kind !== "load" || row.server === REFERENCE) continue;
+    const near: number[] = [];
+    for (let j = i - 1; j >= 0; j--) {
+      const before = round[j];
+      if (isReference(before)) {
+        near.push(cpu(before));
+        break;
+      }
+    }
+    for (let j = i + 1; j < round.length; j++) {
+      const after = round[j];
+      if (isReference(after)) {
+        near.push(cpu(after));
+        break;
+      }
+    }
+    if (near.length === 0) continue;
+    const reference = near.reduce((a, b) => a + b, 0) / near.length;
+    if (reference > 0) row.cpuRatio = cpu(row) / reference;
+  }
+}
+
 /** One row from repeated runs: the median of each figure, errors summed. */
 function medianRow(runs: LoadRow[]): LoadRow {
   if (runs.length === 1) return runs[0];
@@ -1019,11 +1079,15 @@ function medianRow(runs: LoadRow[]): LoadRow {
     softirqPct: of((r) => r.softirqPct),
     otherCpuPct: of((r) => r.otherCpuPct),
     peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+    cpuRatio: runs.every((r) => r.cpuRatio !== undefined)
+      ? of((r) => r.cpuRatio!)
+      : undefined,
     runs: runs.length,
     perRun: runs.map((r) => ({
       rtPerSec: r.result.rtPerSec,
       p99Us: r.result.p99Us,
       cpuUsPerRt: r.userUsPerRt + r.sysUsPerRt,
+      cpuRatio: r.cpuRatio,
       otherCpuPct: r.otherCpuPct,
     })),
   };
