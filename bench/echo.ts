@@ -704,13 +704,14 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
     }
     const ratioOf = (row: R): number => paired(row) ?? value(row) / value(raw);
     const ratio = ratioOf(ours);
+    const how = paired(ours) === undefined
+      ? ""
+      : " to the raw Deno runs beside each run";
     checks.push({
       text: label,
       pass: ratio <= bound,
-      detail:
-        `${value(ours).toFixed(1)} vs ${value(raw).toFixed(1)} ${unit}: ${
-          ratio.toFixed(2)
-        }×` +
+      detail: `${value(ours).toFixed(1)} vs ${value(raw).toFixed(1)} ${unit} ` +
+        `(medians): ${ratio.toFixed(2)}×${how}` +
         atFloor(floor, rows, (row) => `${ratioOf(row).toFixed(2)}×`),
     });
   };
