@@ -185,6 +185,11 @@ export function fixed(n: number, digits: number): string {
   });
 }
 
+/** A load run's server CPU (user and system) per round trip, µs. */
+export function cpuPerRt(row: LoadRow): number {
+  return row.userUsPerRt + row.sysUsPerRt;
+}
+
 /** `value` with its ratio to `reference` when there is one to show. */
 function withRatio(
   value: number,
@@ -257,7 +262,6 @@ export function renderLoadTable(result: ScenarioResult): string[] {
     const isRef = row === ref;
     const refOf = (pick: (x: LoadRow) => number): number | null =>
       ref && !isRef ? pick(ref) : null;
-    const cpu = (x: LoadRow): number => x.userUsPerRt + x.sysUsPerRt;
     return [
       row.server,
       withRatio(r.rtPerSec, refOf((x) => x.result.rtPerSec), 0),
@@ -266,8 +270,8 @@ export function renderLoadTable(result: ScenarioResult): string[] {
       withRatio(row.userUsPerRt, refOf((x) => x.userUsPerRt), 1),
       withRatio(row.sysUsPerRt, refOf((x) => x.sysUsPerRt), 1),
       row.cpuRatio === undefined
-        ? withRatio(cpu(row), refOf(cpu), 1)
-        : `${fixed(cpu(row), 1)} (${row.cpuRatio.toFixed(2)}×)`,
+        ? withRatio(cpuPerRt(row), refOf(cpuPerRt), 1)
+        : `${fixed(cpuPerRt(row), 1)} (${row.cpuRatio.toFixed(2)}×)`,
       withRatio(row.peakRssMiB, refOf((x) => x.peakRssMiB), 1),
       fixed(row.serverCpuPct, 0),
       fixed(row.genCpuPct, 0),

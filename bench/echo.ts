@@ -64,6 +64,7 @@ import {
 } from "./_loadgen.ts";
 import { unsupportedReason } from "../_libc.ts";
 import {
+  cpuPerRt,
   type IdleResult,
   type IdleRow,
   type LoadRow,
@@ -665,7 +666,6 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
     const row = find(scenario, server);
     return row?.kind === "load" && row.result.errors === 0 ? row : null;
   };
-  const cpu = (row: LoadRow): number => row.userUsPerRt + row.sysUsPerRt;
   const checks: TargetCheck[] = [];
   const idle = (server: string): IdleRow | null => {
     const row = scenarios.find((s) => s.scenario.idle)?.rows.find((r) =>
@@ -725,7 +725,7 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
       `${server} CPU per round trip at ${scenario}`,
       (name) => load(scenario, name),
       server,
-      cpu,
+      cpuPerRt,
       "µs",
       bound,
       floor,
@@ -1023,34 +1023,30 @@ function withReferenceRuns(plan: ServerSpec[]): ServerSpec[] {
 /**
  * Sets each load run's `cpuRatio` from `round` (its runs in order): its CPU
  * per round trip over the mean of the nearest reference runs before and
- * after it.
+ * after it (one of them, when the other is missing).
  */
 function pairWithReference(round: Row[]): void {
-  const cpu = (row: LoadRow): number => row.userUsPerRt + row.sysUsPerRt;
-  const isReference = (row: Row): row is LoadRow =>
-    row.kind === "load" && row.server === REFERENCE;
-  for (let i = 0; i < round.length; i++) {
-    const row = round[i];
-    if (row.kind !== "load" || row.server === REFERENCE) continue;
-    const near: number[] = [];
-    for (let j = i - 1; j >= 0; j--) {
-      const before = round[j];
-      if (isReference(before)) {
-        near.push(cpu(before));
-        break;
-      }
+  let before: number | null = null;
+  let waiting: LoadRow[] = [];
+  const settle = (after: number | null): void => {
+    const near = before !== null && after !== null
+      ? (before + after) / 2
+      : before ?? after;
+    for (const row of waiting) {
+      if (near !== null && near > 0) row.cpuRatio = cpuPerRt(row) / near;
     }
-    for (let j = i + 1; j < round.length; j++) {
-      const after = round[j];
-      if (isReference(after)) {
-        near.push(cpu(after));
-        break;
-      }
+    waiting = [];
+  };
+  for (const row of round) {
+    if (row.kind !== "load") continue;
+    if (row.server !== REFERENCE) {
+      waiting.push(row);
+      continue;
     }
-    if (near.length === 0) continue;
-    const reference = near.reduce((a, b) => a + b, 0) / near.length;
-    if (reference > 0) row.cpuRatio = cpu(row) / reference;
+    settle(cpuPerRt(row));
+    before = cpuPerRt(row);
   }
+  settle(null);
 }
 
 /** One row from repeated runs: the median of each figure, errors summed. */
@@ -1087,7 +1083,7 @@ function medianRow(runs: LoadRow[]): LoadRow {
     perRun: runs.map((r) => ({
       rtPerSec: r.result.rtPerSec,
       p99Us: r.result.p99Us,
-      cpuUsPerRt: r.userUsPerRt + r.sysUsPerRt,
+      cpuUsPerRt: cpuPerRt(r),
       cpuRatio: r.cpuRatio,
       otherCpuPct: r.otherCpuPct,
     })),
@@ -1099,7 +1095,7 @@ function summarize(row: Row): string {
     const r = row.result;
     return `${Math.round(r.rtPerSec)} rt/s, p99 ${
       (r.p99Us / 1000).toFixed(2)
-    } ms, cpu ${(row.userUsPerRt + row.sysUsPerRt).toFixed(1)} µs/rt, ` +
+    } ms, cpu ${cpuPerRt(row).toFixed(1)} µs/rt, ` +
       `gen ${row.genUsPerRt.toFixed(1)} µs/rt, softirq ${
         row.softirqPct.toFixed(0)
       }%, other ${row.otherCpuPct.toFixed(0)}%` +
