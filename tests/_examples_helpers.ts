@@ -16,6 +16,46 @@ export { hasPython3, within } from "./_helpers.ts";
 export const twistedPython: string | undefined = ["python3", "/usr/bin/python3"]
   .find((python) => probe(python, ["-c", "import twisted.protocols.basic"]));
 
+const TWISTED_IMPORTS = `
+import sys
+from twisted.internet import protocol, reactor
+`;
+
+/**
+ * A Twisted client program for `python -c`: `client` is Python defining a
+ * protocol class `Client` (`sys`, `protocol` and `reactor` are imported),
+ * which connects to 127.0.0.1 on the port in `sys.argv[1]`. A failed connect
+ * is reported on stderr, and the reactor stops after 10 s at most.
+ */
+export function twistedClient(client: string): string {
+  return TWISTED_IMPORTS + client + `
+class Factory(protocol.ClientFactory):
+    protocol = Client
+    def clientConnectionFailed(self, connector, reason):
+        print("failed:", reason.getErrorMessage(), file=sys.stderr)
+        reactor.stop()
+
+reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
+reactor.callLater(10, reactor.stop)
+reactor.run()
+`;
+}
+
+/**
+ * A Twisted server program for `python -c`: `server` is Python defining
+ * what `factory` (a Python expression) makes (`sys`, `protocol` and
+ * `reactor` are imported). It listens on a free port of 127.0.0.1, prints
+ * the port, and stops after 20 s at most.
+ */
+export function twistedServer(server: string, factory: string): string {
+  return TWISTED_IMPORTS + server + `
+port = reactor.listenTCP(0, ${factory}, interface="127.0.0.1")
+print(port.getHost().port, flush=True)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+`;
+}
+
 /** The repository root: examples run from here so `deno.json` applies. */
 export const ROOT: string = new URL("../", import.meta.url).pathname;
 

@@ -15,6 +15,7 @@ import {
   startServer,
   stopCleanly,
   text,
+  twistedClient,
   twistedPython,
 } from "./_examples_helpers.ts";
 
@@ -273,12 +274,10 @@ Deno.test("select_echo_server.ts logs only connections without --verbose", async
 
 // Twisted's LineReceiver, its line limit raised to 1 MiB: sends one long
 // line and prints the length of the echo and whether it matches.
-const TWISTED_LINE_CLIENT = `
-import sys
-from twisted.internet import protocol, reactor
+const TWISTED_LINE_CLIENT = twistedClient(`
 from twisted.protocols.basic import LineReceiver
 
-class Echo(LineReceiver):
+class Client(LineReceiver):
     delimiter = b"\\n"
     MAX_LENGTH = 1 << 20
     def connectionMade(self):
@@ -290,17 +289,7 @@ class Echo(LineReceiver):
     def connectionLost(self, reason):
         if reactor.running:
             reactor.stop()
-
-class Factory(protocol.ClientFactory):
-    protocol = Echo
-    def clientConnectionFailed(self, connector, reason):
-        print("failed:", reason.getErrorMessage(), flush=True)
-        reactor.stop()
-
-reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
-reactor.callLater(10, reactor.stop)
-reactor.run()
-`;
+`);
 
 Deno.test({
   name:

@@ -25,7 +25,9 @@ import {
   startServer,
   stopCleanly,
   text,
+  twistedClient,
   twistedPython,
+  twistedServer,
   writeAll,
 } from "./_examples_helpers.ts";
 import { Peer } from "./_helpers.ts";
@@ -500,12 +502,10 @@ Deno.test("the poetry programs explain their command lines", async () => {
 
 // A NetstringReceiver client, as the tutorial's transform client: sends one
 // request and prints the answer.
-const TWISTED_TRANSFORM_CLIENT = `
-import sys
-from twisted.internet import protocol, reactor
+const TWISTED_TRANSFORM_CLIENT = twistedClient(`
 from twisted.protocols.basic import NetstringReceiver
 
-class TransformClient(NetstringReceiver):
+class Client(NetstringReceiver):
     MAX_LENGTH = 1 << 22
     def connectionMade(self):
         poem = open(sys.argv[2], "rb").read()
@@ -517,24 +517,12 @@ class TransformClient(NetstringReceiver):
     def connectionLost(self, reason):
         if reactor.running:
             reactor.stop()
-
-class Factory(protocol.ClientFactory):
-    protocol = TransformClient
-    def clientConnectionFailed(self, connector, reason):
-        print("failed:", reason.getErrorMessage(), file=sys.stderr)
-        reactor.stop()
-
-reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
-reactor.callLater(10, reactor.stop)
-reactor.run()
-`;
+`);
 
 // The tutorial's fast poetry server: writes the poem to each client and
 // closes; prints its port first.
-const TWISTED_POETRY_SERVER = `
-import sys
-from twisted.internet import protocol, reactor
-
+const TWISTED_POETRY_SERVER = twistedServer(
+  `
 class PoetryProtocol(protocol.Protocol):
     def connectionMade(self):
         self.transport.write(self.factory.poem)
@@ -544,21 +532,14 @@ class PoetryFactory(protocol.Factory):
     protocol = PoetryProtocol
     def __init__(self, poem):
         self.poem = poem
-
-port = reactor.listenTCP(0, PoetryFactory(open(sys.argv[1], "rb").read()),
-                         interface="127.0.0.1")
-print(port.getHost().port, flush=True)
-reactor.callLater(20, reactor.stop)
-reactor.run()
-`;
+`,
+  `PoetryFactory(open(sys.argv[1], "rb").read())`,
+);
 
 // The tutorial's poetry client: collects what arrives until the server
 // closes, then prints it.
-const TWISTED_POETRY_CLIENT = `
-import sys
-from twisted.internet import protocol, reactor
-
-class PoetryProtocol(protocol.Protocol):
+const TWISTED_POETRY_CLIENT = twistedClient(`
+class Client(protocol.Protocol):
     poem = b""
     def dataReceived(self, data):
         self.poem += data
@@ -567,22 +548,12 @@ class PoetryProtocol(protocol.Protocol):
         sys.stdout.flush()
         if reactor.running:
             reactor.stop()
-
-class Factory(protocol.ClientFactory):
-    protocol = PoetryProtocol
-    def clientConnectionFailed(self, connector, reason):
-        print("failed:", reason.getErrorMessage(), file=sys.stderr)
-        reactor.stop()
-
-reactor.connectTCP("127.0.0.1", int(sys.argv[1]), Factory(), timeout=10)
-reactor.callLater(10, reactor.stop)
-reactor.run()
-`;
+`);
 
 // The tutorial's transform server, on NetstringReceiver: answers
 // "cummingsify.<poem>" with the poem in lower case; prints its port first.
-const TWISTED_TRANSFORM_SERVER = `
-from twisted.internet import protocol, reactor
+const TWISTED_TRANSFORM_SERVER = twistedServer(
+  `
 from twisted.protocols.basic import NetstringReceiver
 
 class TransformProtocol(NetstringReceiver):
@@ -595,12 +566,9 @@ class TransformProtocol(NetstringReceiver):
 
 class Factory(protocol.ServerFactory):
     protocol = TransformProtocol
-
-port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
-print(port.getHost().port, flush=True)
-reactor.callLater(20, reactor.stop)
-reactor.run()
-`;
+`,
+  "Factory()",
+);
 
 Deno.test({
   name: "transform_client.ts uses Twisted's transform server",
