@@ -129,9 +129,8 @@ function parseOptions(
     ],
   });
   const quick = flags.boolean("quick");
-  const value = (name: string): string | undefined => flags.string(name);
   const number = (name: string, fallback: number, min: number): number => {
-    const text = value(name);
+    const text = flags.string(name);
     if (text === undefined) return fallback;
     const n = Number(text);
     if (!(n >= min)) {
@@ -139,11 +138,11 @@ function parseOptions(
     }
     return n;
   };
-  const backend = value("backend");
+  const backend = flags.string("backend");
   if (backend !== undefined && !BACKENDS.includes(backend as Backend)) {
     throw new TypeError(`--backend must be deno or epoll, got ${backend}`);
   }
-  const scenarios = (value("scenarios") ?? "50x64,1000x64").split(",")
+  const scenarios = (flags.string("scenarios") ?? "50x64,1000x64").split(",")
     .filter((id) => id !== "").map((id): Scenario => {
       const match = /^(\d+)x(\d+)$/.exec(id);
       const conns = Number(match?.[1]);
@@ -167,7 +166,7 @@ function parseOptions(
     pingSize: Math.round(number("ping-size", 64, 1)),
     pingEveryMs: number("ping-every", 0, 0),
     repeat: Math.round(number("repeat", quick ? 1 : 3, 1)),
-    loadgen: parseLoadgenChoice(value("loadgen")),
+    loadgen: parseLoadgenChoice(flags.string("loadgen")),
   };
 }
 
