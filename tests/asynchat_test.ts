@@ -683,6 +683,78 @@ Deno.test("asynchat: a gathered send the socket takes part of goes on where it s
   assertEquals(chat.writable(), false);
 });
 
+Deno.test("asynchat: nothing is sent before the connection is up", () => {
+  const chat = new Out();
+  chat.connected = false;
+  chat.push("early");
+  assert(chat.writable());
+  assertEquals(chat.sends, []);
+  chat.connected = true;
+  chat.handleWrite();
+  assertEquals(chat.sent(), "early");
+  assertEquals(chat.writable(), false);
+});
+
+Deno.test("asynchat: close and discardBuffers dispose the producers still queued", () => {
+  const disposals: string[] = [];
+  const producer = (name: string): Producer & Disposable => ({
+    more: () => name, // never exhausted
+    [Symbol.dispose]: () => {
+      disposals.push(name);
+    },
+  });
+  const chat = new Out();
+  chat.room = 0;
+  chat.pushWithProducer(producer("a"));
+  chat.push("bytes");
+  chat.pushWithProducer({ more: () => "plain" }); // nothing to dispose
+  chat.pushWithProducer(producer("b"));
+  chat.discardBuffers();
+  assertEquals(disposals, ["a", "b"]);
+  assertEquals(chat.writable(), false);
+  chat.pushWithProducer(producer("c"));
+  chat.closeWhenDone();
+  chat.pushWithProducer(producer("d"));
+  chat.close();
+  assertEquals(disposals, ["a", "b", "c", "d"]);
+  // A disposal error surfaces once all have been disposed.
+  const failing = new Out();
+  failing.room = 0;
+  failing.pushWithProducer({
+    more: () => "x",
+    [Symbol.dispose]: () => {
+      throw new Error("first");
+    },
+  } as Producer);
+  failing.pushWithProducer(producer("e"));
+  assertThrows(() => failing.close(), Error, "first");
+  assertEquals(disposals.at(-1), "e");
+});
+
+Deno.test("asynchat: discardBuffers drops input and output", () => {
+  const chat = new Out();
+  chat.room = 2;
+  chat.push("abcdef");
+  class In extends AsyncChat {
+    override recv(): Uint8Array {
+      return bytes("partial\r");
+    }
+    override foundTerminator(): void {}
+  }
+  const input = new In(undefined, new Map());
+  input.setTerminator("\r\n");
+  input.handleRead();
+  assertEquals(text(input.getData()), "partial");
+  input.handleRead();
+  input.discardBuffers();
+  assertEquals(input.getData().length, 0);
+  chat.discardBuffers();
+  chat.room = Infinity;
+  chat.handleWrite();
+  assertEquals(chat.sent(), "ab");
+  assertEquals(chat.sendBuffered, 0);
+});
+
 // ---------------------------------------------------------------------------
 // Over real sockets: every address family, pipelining, big transfers.
 
