@@ -112,6 +112,11 @@ export interface IdleRow {
   kibPerConn: number;
   /** The same for the anonymous part of RSS (`RssAnon`), KiB. */
   anonKibPerConn: number;
+  /**
+   * RSS growth per connection over all but the first tenth of them, KiB:
+   * what one more connection costs, without the first ones' one-off costs.
+   */
+  laterKibPerConn: number;
   /** Server CPU use while the connections sit idle, % of one core. */
   idleCpuPct: number;
   /** Descriptors the server gained. */
@@ -295,6 +300,7 @@ export function renderIdleTable(result: ScenarioResult): string[] {
     "RSS idle MiB",
     "KiB/conn",
     "anon KiB/conn",
+    "KiB/conn after 1st 10%",
     "idle CPU %",
     "server fds",
     "open s",
@@ -315,6 +321,7 @@ export function renderIdleTable(result: ScenarioResult): string[] {
       fixed(row.rssAfterMiB, 1),
       withRatio(row.kibPerConn, ref && ref !== row ? ref.kibPerConn : null, 2),
       fixed(row.anonKibPerConn, 2),
+      fixed(row.laterKibPerConn, 2),
       fixed(row.idleCpuPct, 1),
       fixed(row.serverFiles, 0),
       fixed(row.openSeconds, 1),
@@ -370,7 +377,11 @@ export function renderReport(report: Report): string {
       out.push(
         "Each connection echoes one 64-byte message, then stays idle. " +
           "KiB/conn = (VmRSS with the connections open − VmRSS before) / " +
-          "connections; idle CPU is the server's over 2 s with all of " +
+          "connections. The connections open in two batches, a tenth then " +
+          'the rest; "after 1st 10%" is the RSS growth over the second ' +
+          "batch per connection in it: what one more connection costs, " +
+          "without the one-off costs the first ones bring (code paged in, " +
+          "heaps grown). Idle CPU is the server's over 2 s with all of " +
           "them open.",
         "",
         ...renderIdleTable(result),

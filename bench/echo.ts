@@ -533,6 +533,44 @@ async function runLoad(
   }
 }
 
+/** Part of the idle connections, opened by one generator that holds them. */
+interface IdleBatch {
+  gen: Child;
+  echoed: number;
+}
+
+async function openIdle(
+  ctx: Context,
+  port: number,
+  count: number,
+): Promise<IdleBatch> {
+  const gen = new Child(ctx.loadgen.cmd, [
+    ...ctx.loadgen.args,
+    `--port=${port}`,
+    `--idle=${count}`,
+    "--connect-timeout=60000",
+    "--hold=120000",
+  ], { stdin: true });
+  const ready = await gen.waitFor(/^ready (\d+)$/, 130_000);
+  if (ready === null) {
+    await gen.stop();
+    throw new RunFailed(`load generator never got ready${describeExit(gen)}`);
+  }
+  return { gen, echoed: Number(ready[1]) };
+}
+
+async function closeIdle(batch: IdleBatch): Promise<IdleResult | null> {
+  await batch.gen.writeLine("close");
+  const json = await batch.gen.waitFor(/^\{.*\}$/, 30_000);
+  return json === null ? null : (JSON.parse(json[0]) as IdleResult);
+}
+
+/**
+ * Opens the idle connections in two batches, a tenth then the rest, and
+ * reads the server's RSS before, between and after: the growth over the
+ * second batch alone is what each further connection costs, without the
+ * one-off costs the first connections bring (code paged in, heap grown).
+ */
 async function runIdle(
   ctx: Context,
   server: ServerSpec,
@@ -540,7 +578,7 @@ async function runIdle(
   count: number,
 ): Promise<IdleRow> {
   const { child, port } = await startServer(server, command);
-  let gen: Child | null = null;
+  const batches: IdleBatch[] = [];
   try {
     const limit = maxOpenFiles(child.pid);
     if (limit !== null && limit < count + 64) {
@@ -551,18 +589,13 @@ async function runIdle(
     await delay(500);
     const before = readMemory(child.pid);
     const filesBefore = countOpenFiles(child.pid);
-    gen = new Child(ctx.loadgen.cmd, [
-      ...ctx.loadgen.args,
-      `--port=${port}`,
-      `--idle=${count}`,
-      "--connect-timeout=60000",
-      "--hold=120000",
-    ], { stdin: true });
-    const ready = await gen.waitFor(/^ready (\d+)$/, 130_000);
-    if (ready === null) {
-      throw new RunFailed(`load generator never got ready${describeExit(gen)}`);
-    }
-    const echoed = Number(ready[1]);
+    const first = Math.ceil(count / 10);
+    batches.push(await openIdle(ctx, port, first));
+    await delay(1000);
+    const between = readMemory(child.pid);
+    if (count > first) batches.push(await openIdle(ctx, port, count - first));
+    const echoed = batches.reduce((sum, b) => sum + b.echoed, 0);
+    const laterEchoed = echoed - batches[0].echoed;
     // Let the connections settle, then see what holding them costs.
     await delay(1000);
     const cpu0 = readCpu(child.pid);
@@ -573,37 +606,41 @@ async function runIdle(
     const after = readMemory(child.pid);
     const files = countOpenFiles(child.pid);
     if (
-      before === null || after === null || cpu0 === null || cpu1 === null ||
-      child.exited || Number.isNaN(after.rssKiB)
+      before === null || between === null || after === null ||
+      cpu0 === null || cpu1 === null || child.exited ||
+      Number.isNaN(after.rssKiB)
     ) {
       throw new RunFailed(`the server died${describeExit(child)}`);
     }
-    await gen.writeLine("close");
-    const json = await gen.waitFor(/^\{.*\}$/, 30_000);
-    const result = json === null ? null : (JSON.parse(json[0]) as IdleResult);
+    const results: (IdleResult | null)[] = [];
+    for (const batch of batches) results.push(await closeIdle(batch));
     const cpu = ticksBetween(cpu0, cpu1);
+    const perConn = (grown: number, conns: number) =>
+      conns > 0 ? grown / conns : NaN;
     return {
       kind: "idle",
       server: server.id,
       requested: count,
       echoed,
-      errors: result?.errors ?? NaN,
-      errorSamples: result?.errorSamples ?? ["no result from the generator"],
-      openSeconds: (result?.openMs ?? NaN) / 1000,
+      errors: results.reduce((sum, r) => sum + (r?.errors ?? NaN), 0),
+      errorSamples: results.flatMap((r) =>
+        r?.errorSamples ?? ["no result from the generator"]
+      ),
+      openSeconds: results.reduce((sum, r) => sum + (r?.openMs ?? NaN), 0) /
+        1000,
       rssBeforeMiB: before.rssKiB / 1024,
       rssAfterMiB: after.rssKiB / 1024,
       peakRssMiB: after.hwmKiB / 1024,
-      kibPerConn: echoed > 0 ? (after.rssKiB - before.rssKiB) / echoed : NaN,
-      anonKibPerConn: echoed > 0
-        ? (after.anonKiB - before.anonKiB) / echoed
-        : NaN,
+      kibPerConn: perConn(after.rssKiB - before.rssKiB, echoed),
+      anonKibPerConn: perConn(after.anonKiB - before.anonKiB, echoed),
+      laterKibPerConn: perConn(after.rssKiB - between.rssKiB, laterEchoed),
       idleCpuPct: (cpu.user + cpu.system) * 100 / ctx.ticks / seconds,
       serverFiles: files !== null && filesBefore !== null
         ? files - filesBefore
         : NaN,
     };
   } finally {
-    await gen?.stop();
+    for (const batch of batches) await batch.gen.stop();
     await child.stop();
   }
 }
@@ -815,6 +852,14 @@ function checkTargets(scenarios: ScenarioResult[]): TargetCheck[] {
               floor,
               idle,
               (floorRow) => `${floorRow.kibPerConn.toFixed(2)} KiB`,
+            ) +
+            `; after the first tenth, ${
+              row.laterKibPerConn.toFixed(2)
+            } KiB per connection` +
+            atFloor(
+              floor,
+              idle,
+              (floorRow) => `${floorRow.laterKibPerConn.toFixed(2)} KiB`,
             ),
         },
       );
@@ -1102,7 +1147,8 @@ function summarize(row: Row): string {
       (r.errors > 0 ? `, ${r.errors} ERRORS` : "");
   }
   if (row.kind === "idle") {
-    return `${row.echoed} conns, ${row.kibPerConn.toFixed(2)} KiB/conn` +
+    return `${row.echoed} conns, ${row.kibPerConn.toFixed(2)} KiB/conn, ` +
+      `${row.laterKibPerConn.toFixed(2)} after the first tenth` +
       (row.errors > 0 ? `, ${row.errors} ERRORS` : "");
   }
   return row.reason;
