@@ -82,6 +82,10 @@ export class Descriptors implements DescriptorSide {
   #pollFds = new Int32Array(32);
   #pollBytes = new Uint8Array(this.#pollFds.buffer);
   #found = new Uint8Array(64);
+  // Descriptors epoll refuses (EPERM: a regular file, /dev/null), by number:
+  // poll(2) reports them always ready for what they are watched for, so
+  // every drain does.
+  #always: Map<number, { token: Token; bits: number }> | null = null;
 
   /** Whether any descriptor is registered. */
   get active(): boolean {
@@ -92,8 +96,13 @@ export class Descriptors implements DescriptorSide {
   add(fd: number, token: Token, interest: Interest): void {
     this.#epoll ??= new Epoll();
     const bits = epollInterest(interest);
-    this.#epoll.add(fd, token, bits);
-    this.#record(fd, token, bits);
+    try {
+      this.#epoll.add(fd, token, bits);
+      this.#record(fd, token, bits);
+    } catch (error) {
+      if ((error as { code?: string }).code !== "EPERM") throw error;
+      (this.#always ??= new Map()).set(fd, { token, bits });
+    }
     this.#count++;
     share.added();
   }
@@ -109,6 +118,12 @@ export class Descriptors implements DescriptorSide {
    */
   modify(fd: number, token: Token, interest: Interest): void {
     const bits = epollInterest(interest);
+    const always = this.#always?.get(fd);
+    if (always !== undefined) {
+      always.token = token;
+      always.bits = bits;
+      return;
+    }
     const state = fd < this.#table.length ? this.#table[fd] : 0;
     if (token === fd && (state & TOKEN_IS_FD) !== 0) {
       const kernelIn = (state & KERNEL_IN) !== 0 ? EPOLLIN : 0;
@@ -130,6 +145,7 @@ export class Descriptors implements DescriptorSide {
 
   /** Stops watching `fd` (still open). */
   delete(fd: number): void {
+    if (this.#always?.delete(fd)) return this.#removed();
     if (fd < this.#table.length) this.#table[fd] &= LISTED;
     try {
       this.#epoll!.delete(fd);
@@ -140,6 +156,11 @@ export class Descriptors implements DescriptorSide {
 
   /** `fd` was closed by its owner (which removed it from epoll): one CLOSED event. */
   closed(token: Token): void {
+    if (this.#always !== null) {
+      for (const [fd, entry] of this.#always) {
+        if (entry.token === token) this.#always.delete(fd);
+      }
+    }
     // A token that is a descriptor's number with TOKEN_IS_FD is that one.
     if (token < this.#table.length && (this.#table[token] & TOKEN_IS_FD)) {
       this.#table[token] &= LISTED;
@@ -177,6 +198,12 @@ export class Descriptors implements DescriptorSide {
       }
       // What a probe finds is ready now: no waiting then.
       if (this.#probeAll() > 0) wait = 0;
+    }
+    if (this.#always !== null) {
+      for (const { token, bits } of this.#always.values()) {
+        const readiness = readinessOf(bits & (EPOLLIN | EPOLLOUT));
+        if (readiness !== 0) events.push(token, readiness);
+      }
     }
     const count = epoll.poll(events.length > 0 ? 0 : wait);
     for (let i = 0; i < count; i++) {

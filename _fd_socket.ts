@@ -20,11 +20,14 @@ import {
   errno,
   errnoError,
   F_DUPFD_CLOEXEC,
+  F_GETFL,
+  F_SETFL,
   IPPROTO_TCP,
   lastError,
   libc,
   MSG_NOSIGNAL,
   O_CLOEXEC,
+  O_NONBLOCK,
   own,
   POLLIN,
   POLLOUT,
@@ -113,20 +116,47 @@ function familyName(af: number): Family {
 
 /**
  * A non-blocking stream socket on a descriptor this code opened and owns:
- * it is closed exactly once, by {@linkcode FdSocket.close}.
+ * it is closed exactly once, by {@linkcode FdSocket.close}. Also any other
+ * descriptor's duplicate ({@linkcode FdSocket.duplicate}), read and written
+ * through the same methods.
  */
 export class FdSocket {
   #fd: number;
-  #family: Family;
+  // null: not a socket (a pipe, a terminal, a file), read with read(2) and
+  // written with write(2).
+  #family: Family | null;
 
-  private constructor(fd: number, family: Family) {
+  private constructor(fd: number, family: Family | null) {
     this.#fd = fd;
     this.#family = family;
   }
 
-  /** The address family. */
-  get family(): Family {
+  /** The address family; `null` for a descriptor that is not a socket. */
+  get family(): Family | null {
     return this.#family;
+  }
+
+  /**
+   * Takes a duplicate of `fd`, any open descriptor (`F_DUPFD_CLOEXEC`), made
+   * non-blocking: Python's `asyncore.file_wrapper`. The flag is on the open
+   * file description, which the duplicate shares with `fd`, so `fd` turns
+   * non-blocking too, as in Python. It is read and written with read(2) and
+   * write(2), so a pipe or a terminal serves as a connected socket would.
+   *
+   * @throws {Deno.errors.BadResource} when `fd` is not open.
+   */
+  static duplicate(fd: number): FdSocket {
+    const c = libc();
+    const copy = c.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) throw lastError("duplicate");
+    const sock = new FdSocket(own(copy), null);
+    const flags = c.fcntl(copy, F_GETFL, 0);
+    if (flags < 0 || c.fcntl(copy, F_SETFL, flags | O_NONBLOCK) < 0) {
+      const error = lastError("duplicate");
+      sock.close();
+      throw error;
+    }
+    return sock;
   }
 
   /**
@@ -388,7 +418,11 @@ export class FdSocket {
     if (data.length === 0) return 0;
     const c = libc();
     for (;;) {
-      const count = c.send(fd, data, BigInt(data.length), MSG_NOSIGNAL);
+      // write(2) on a pipe whose reader is gone raises SIGPIPE, which Deno
+      // ignores (as Rust programs do): it fails with EPIPE, as send does here.
+      const count = this.#family === null
+        ? c.write(fd, data, BigInt(data.length))
+        : c.send(fd, data, BigInt(data.length), MSG_NOSIGNAL);
       if (count >= 0) return count;
       const code = errno();
       if (code === EINTR) continue;
@@ -493,7 +527,9 @@ export class FdSocket {
   #recv(fd: number, buffer: Uint8Array, size = buffer.length): number {
     const c = libc();
     for (;;) {
-      const count = c.recv(fd, buffer, BigInt(size), 0);
+      const count = this.#family === null
+        ? c.read(fd, buffer, BigInt(size))
+        : c.recv(fd, buffer, BigInt(size), 0);
       if (count >= 0) return count;
       const code = errno();
       if (code === EINTR) continue;
@@ -512,11 +548,15 @@ export class FdSocket {
 
   #encode(address: Address, defaultHostname: string): Uint8Array {
     const sockaddr = encodeAddress("address", address, defaultHostname);
-    if (sockaddr.family !== FAMILIES[this.#family]) {
+    const family = this.#family;
+    if (family === null) {
+      throw new Deno.errors.BadResource("the descriptor is not a socket");
+    }
+    if (sockaddr.family !== FAMILIES[family]) {
       throw new TypeError(
         `address is ${
           familyName(sockaddr.family)
-        }, but the socket is ${this.#family}`,
+        }, but the socket is ${family}`,
       );
     }
     return sockaddr.bytes;

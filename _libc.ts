@@ -47,7 +47,8 @@ const SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // (oldfd, newfd, flags): moves a socket onto the number it replaces.
   dup3: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  // fcntl(fd, F_DUPFD_CLOEXEC, minfd) and ioctl(fd, request, int*) are
+  // fcntl(fd, F_DUPFD_CLOEXEC, minfd), fcntl(fd, F_GETFL, 0), fcntl(fd,
+  // F_SETFL, flags) and ioctl(fd, request, int*) are
   // variadic; Linux on x86_64 and aarch64 passes these arguments as it
   // passes fixed ones.
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -100,6 +101,9 @@ export const SO_RCVBUF = 8;
 export const SO_LINGER = 13;
 export const O_CLOEXEC = 0o2000000;
 export const F_DUPFD_CLOEXEC = 1030;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const O_NONBLOCK = 0o4000;
 // Bytes waiting to be read / not yet acknowledged by the peer.
 export const FIONREAD = 0x541b;
 export const SIOCOUTQ = 0x5411;

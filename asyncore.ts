@@ -72,6 +72,7 @@ import {
 } from "./select.ts";
 import {
   type Address,
+  FileWrapper,
   Socket,
   type SocketOptions,
   type TlsOptions,
@@ -104,6 +105,8 @@ import {
 export { callLater, type CallLaterOptions, DelayedCall } from "./timers.ts";
 
 export { type CompactTraceback, compactTraceback } from "./_traceback.ts";
+
+export { FileWrapper } from "./socket.ts";
 
 /** The channels one loop serves, keyed by {@linkcode Dispatcher.fileno}. */
 export type ChannelMap = Map<number, Dispatcher>;
@@ -862,6 +865,68 @@ export class DispatcherWithSend extends Dispatcher {
       if (idle) wakeChannelLoop(this);
     }
     return bytes.length;
+  }
+}
+
+/**
+ * A channel on a descriptor that is not a socket (a pipe, a terminal,
+ * standard input, a file): Python's `asyncore.file_dispatcher`. It serves a
+ * {@linkcode FileWrapper} (a non-blocking duplicate of the descriptor) in
+ * the loop as a connected socket: `handleRead()` when there is input to
+ * `recv()` (an empty read is end of input), `handleWrite()` when `send()`
+ * can write. As in Python, `readable()` and `writable()` are both true
+ * until overridden: a channel that only reads says `writable()` is false.
+ *
+ * It needs the `"epoll"` backend's system calls, whatever the default
+ * backend (`--allow-ffi`, Linux; elsewhere the constructor throws, naming
+ * the reason and the fix), and works in any loop. Epoll cannot watch a
+ * regular file: one is always readable and writable, as poll(2) reports it.
+ *
+ * @example Read standard input in the loop
+ * ```ts
+ * import { FileDispatcher } from "@asyncore/asyncore/asyncore";
+ *
+ * class Input extends FileDispatcher {
+ *   override writable(): boolean {
+ *     return false;
+ *   }
+ *   override handleRead(): void {
+ *     const line = new TextDecoder().decode(this.recv(4096));
+ *     if (line === "") this.close(); // end of input
+ *     else console.log(`> ${line.trimEnd()}`);
+ *   }
+ * }
+ *
+ * // In a program run with --allow-ffi: `new Input(0); await loop();`
+ * function readInput(): Input {
+ *   return new Input(0);
+ * }
+ * ```
+ */
+export class FileDispatcher extends Dispatcher {
+  /**
+   * Wraps a duplicate of `fd` and registers the channel, connected.
+   *
+   * @param fd A descriptor, or an object with a `fileno()` method.
+   * @param map The map to register in; {@linkcode socketMap} by default.
+   */
+  constructor(fd: number | { fileno(): number }, map?: ChannelMap) {
+    super(undefined, map);
+    this.connected = true;
+    const number = typeof fd === "object" && fd !== null &&
+        typeof fd.fileno === "function"
+      ? fd.fileno()
+      : fd;
+    this.setFile(number as number);
+  }
+
+  /**
+   * Serves a duplicate of `fd` and registers the channel.
+   *
+   * @param fd An open descriptor.
+   */
+  setFile(fd: number): void {
+    this.setSocket(new FileWrapper(fd));
   }
 }
 

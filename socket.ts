@@ -226,7 +226,8 @@ function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
 }
 
-// An accepted descriptor for the Socket being made (epoll backend).
+// An accepted descriptor, or a FileWrapper's duplicate, for the Socket being
+// made (epoll backend).
 let adopting: FdSocket | null = null;
 
 /**
@@ -343,8 +344,13 @@ export class Socket {
       adopting = null;
       const sock = accepted ??
         FdSocket.open(transport === "unix" ? "unix" : "ipv4");
-      // A number the promise backend handed out is not this descriptor's.
-      while (sockets.has(sock.fd)) sock.renumber(sock.fd + 1);
+      try {
+        // A number the promise backend handed out is not this descriptor's.
+        while (sockets.has(sock.fd)) sock.renumber(sock.fd + 1);
+      } catch (error) {
+        sock.close();
+        throw error;
+      }
       this.#io = new EpollSource<Socket>(
         sock,
         recvBufferSize,
@@ -852,6 +858,82 @@ export class Socket {
 
 // What a listener's accept() hands out on each backend: a Socket with the
 // listener's buffer sizes. One function for every socket, not a closure each.
+
+/**
+ * A descriptor that is not a socket (a pipe, a terminal, standard input, a
+ * file), made to serve as a connected one: Python's `asyncore.file_wrapper`.
+ * It holds a duplicate of the descriptor (`dup`), so the original can be
+ * closed on its own, and sets it non-blocking (the flag lives on the open
+ * file description, which the two share). `recv()` and `recvInto()` read
+ * with read(2), `send()` writes with write(2); an empty read is end of
+ * input, and a write to a pipe whose reader is gone throws
+ * `Deno.errors.BrokenPipe`.
+ *
+ * It lives on the `"epoll"` backend whatever the default (`--allow-ffi`,
+ * Linux; elsewhere the constructor throws, naming the reason and the fix),
+ * and works in any loop, beside sockets of either backend. Its `fileno()`
+ * is the duplicate's number. What only a socket can do (`bind()`,
+ * `connect()`, `getpeername()`, `setNoDelay()`...) throws, and `transport`
+ * reads `"unix"`: a local byte stream.
+ *
+ * @example Read what a pipe holds
+ * ```ts
+ * import { FileWrapper } from "@asyncore/asyncore/socket";
+ *
+ * // `fd`: the read end of a pipe this program was given.
+ * function readPipe(fd: number): Uint8Array {
+ *   using pipe = new FileWrapper(fd);
+ *   return pipe.recv(4096); // WouldBlock while the pipe is empty
+ * }
+ * ```
+ */
+export class FileWrapper extends Socket {
+  /**
+   * Wraps a duplicate of `fd`.
+   *
+   * @param fd An open descriptor.
+   * @throws {TypeError} when `fd` is not a non-negative integer.
+   * @throws {Deno.errors.BadResource} when it is not open.
+   * @throws {Deno.errors.NotSupported} off Linux; {Deno.errors.NotCapable}
+   *   without `--allow-ffi`.
+   */
+  constructor(fd: number) {
+    super(adoptFile(fd));
+  }
+
+  /** As {@linkcode FileWrapper.recv}: Python's `file_wrapper.read`. */
+  read(bufsize: number): Uint8Array {
+    return this.recv(bufsize);
+  }
+
+  /** As {@linkcode FileWrapper.send}: Python's `file_wrapper.write`. */
+  write(data: Uint8Array | string): number {
+    return this.send(data);
+  }
+
+  /**
+   * Not for a descriptor that is not a socket.
+   *
+   * @throws {Deno.errors.NotSupported} always.
+   */
+  override startTls(_options?: TlsOptions): void {
+    throw new Deno.errors.NotSupported(
+      "startTls: a FileWrapper holds a descriptor that is not a socket",
+    );
+  }
+}
+
+/** Duplicates `fd` for the FileWrapper being made: its Socket options. */
+function adoptFile(fd: number): SocketOptions {
+  if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
+    throw new TypeError(
+      `fd must be a descriptor number (an integer from 0), got ${describe(fd)}`,
+    );
+  }
+  checkEpollSupported();
+  adopting = FdSocket.duplicate(fd);
+  return { transport: "unix", backend: "epoll" };
+}
 
 function adoptConn(conn: Deno.Conn, listener: BufferLimits): Socket {
   return Socket.fromConn(conn, {

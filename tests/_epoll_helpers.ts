@@ -165,3 +165,76 @@ export function dataSegmentsIn(fd: number): number {
   }
   return new DataView(info.buffer).getUint32(DATA_SEGS_IN, true);
 }
+
+// pipe2() and open() for the descriptor tests; the library has no use for
+// them, so they are not in its symbol table.
+let files: {
+  pipe2(fds: Uint8Array, flags: number): number;
+  open(path: Uint8Array, flags: number, mode: number): number;
+} | null = null;
+
+function fileCalls(): NonNullable<typeof files> {
+  files ??= Deno.dlopen("libc.so.6", {
+    pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+    // open(path, flags, mode) is variadic; Linux passes mode as a fixed int.
+    open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  }).symbols;
+  return files;
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/** A descriptor this test owns; closing it twice is harmless. */
+export interface OwnedFd extends Disposable {
+  readonly fd: number;
+  close(): void;
+}
+
+function owned(fd: number): OwnedFd {
+  let open = true;
+  return {
+    fd,
+    close() {
+      if (!open) return;
+      open = false;
+      libc().close(fd);
+    },
+    [Symbol.dispose]() {
+      this.close();
+    },
+  };
+}
+
+/** A pipe: its read end and its write end (both blocking, close-on-exec). */
+export function pipe(): { read: OwnedFd; write: OwnedFd } & Disposable {
+  const fds = new Int32Array(2);
+  if (fileCalls().pipe2(new Uint8Array(fds.buffer), O_CLOEXEC) < 0) {
+    throw new Error("pipe2 failed");
+  }
+  const read = owned(fds[0]);
+  const write = owned(fds[1]);
+  return {
+    read,
+    write,
+    [Symbol.dispose]() {
+      read.close();
+      write.close();
+    },
+  };
+}
+
+/** `open(2)` flags the tests use. */
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_APPEND = 0o2000;
+
+/** Opens `path` with `open(2)`: a regular file's descriptor. */
+export function openFd(path: string, flags: number): OwnedFd {
+  const fd = fileCalls().open(
+    new TextEncoder().encode(path + "\0"),
+    flags | O_CLOEXEC,
+    0o600,
+  );
+  if (fd < 0) throw new Error(`open(${path}) failed`);
+  return owned(fd);
+}
