@@ -148,11 +148,11 @@ export class FdSocket {
   static duplicate(fd: number): FdSocket {
     const c = libc();
     const copy = c.fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) throw lastError("duplicate");
+    if (copy < 0) throw lastError(`duplicate of descriptor ${fd}`);
     const sock = new FdSocket(own(copy), null);
     const flags = c.fcntl(copy, F_GETFL, 0);
     if (flags < 0 || c.fcntl(copy, F_SETFL, flags | O_NONBLOCK) < 0) {
-      const error = lastError("duplicate");
+      const error = lastError(`non-blocking mode for descriptor ${fd}`);
       sock.close();
       throw error;
     }

@@ -165,7 +165,11 @@ Deno.test({
     const p = pipe();
     const closed = p.read.fd;
     p[Symbol.dispose]();
-    assertThrows(() => new FileWrapper(closed), Deno.errors.BadResource);
+    assertThrows(
+      () => new FileWrapper(closed),
+      Deno.errors.BadResource,
+      `descriptor ${closed}`,
+    );
     using q = pipe();
     using w = new FileWrapper(q.read.fd);
     assertThrows(() => w.startTls(), Deno.errors.NotSupported, "not a socket");
