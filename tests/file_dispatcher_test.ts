@@ -350,3 +350,35 @@ Deno.test({
     assertInstanceOf(channel, Dispatcher);
   },
 });
+
+Deno.test({
+  name:
+    `FileDispatcher: a pipe whose reader is gone is a close, not an error${skipNote}`,
+  ignore,
+  async fn() {
+    using p = pipe();
+    const map: ChannelMap = new Map();
+    const calls: string[] = [];
+    class Writer extends FileDispatcher {
+      override readable(): boolean {
+        return false;
+      }
+      override handleWrite(): void {
+        calls.push(`sent ${this.send(text.encode("anyone there?"))}`);
+      }
+      override handleClose(): void {
+        calls.push("close");
+        this.close();
+      }
+      override handleError(error: unknown): void {
+        calls.push(`error ${error}`);
+        this.close();
+      }
+    }
+    new Writer(p.write.fd, map);
+    p[Symbol.dispose]();
+    await runLoop(map, { timeout: 100 });
+    // As Python's dispatcher.send(): EPIPE calls handle_close(), returns 0.
+    assertEquals(calls, ["close", "sent 0"]);
+  },
+});
