@@ -47,10 +47,9 @@ const SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // (oldfd, newfd, flags): moves a socket onto the number it replaces.
   dup3: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  // fcntl(fd, F_DUPFD_CLOEXEC, minfd), fcntl(fd, F_GETFL, 0), fcntl(fd,
-  // F_SETFL, flags) and ioctl(fd, request, int*) are
-  // variadic; Linux on x86_64 and aarch64 passes these arguments as it
-  // passes fixed ones.
+  // fcntl(fd, cmd, int) (F_DUPFD_CLOEXEC, F_GETFL, F_SETFL) and ioctl(fd,
+  // request, int*) are variadic; Linux on x86_64 and aarch64 passes these
+  // arguments as it passes fixed ones.
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // (NUL-terminated path)

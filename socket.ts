@@ -856,9 +856,6 @@ export class Socket {
   }
 }
 
-// What a listener's accept() hands out on each backend: a Socket with the
-// listener's buffer sizes. One function for every socket, not a closure each.
-
 /**
  * A descriptor that is not a socket (a pipe, a terminal, standard input, a
  * file), made to serve as a connected one: Python's `asyncore.file_wrapper`.
@@ -934,6 +931,9 @@ function adoptFile(fd: number): SocketOptions {
   adopting = FdSocket.duplicate(fd);
   return { transport: "unix", backend: "epoll" };
 }
+
+// What a listener's accept() hands out on each backend: a Socket with the
+// listener's buffer sizes. One function for every socket, not a closure each.
 
 function adoptConn(conn: Deno.Conn, listener: BufferLimits): Socket {
   return Socket.fromConn(conn, {
