@@ -38,26 +38,14 @@ export class ByteQueue {
     // copied again on the next peek.
     const size = Math.min(max, this.#length);
     const merged = new Uint8Array(size);
-    let filled = 0;
-    let index = this.#head;
-    let offset = this.#offset;
-    while (filled < size) {
-      const chunk = this.#chunks[index];
-      const take = Math.min(chunk.length - offset, size - filled);
-      merged.set(chunk.subarray(offset, offset + take), filled);
-      filled += take;
-      if (offset + take === chunk.length) {
-        index++;
-        offset = 0;
-      } else {
-        offset += take;
-      }
-    }
-    const rest = offset > 0 ? [this.#chunks[index].subarray(offset)] : [];
-    index += offset > 0 ? 1 : 0;
-    this.#chunks = [merged, ...rest, ...this.#chunks.slice(index)];
+    this.#copyFront(merged, size);
+    this.discard(size);
+    const rest = this.#chunks.slice(this.#head);
+    if (this.#offset > 0) rest[0] = rest[0].subarray(this.#offset);
+    this.#chunks = [merged, ...rest];
     this.#head = 0;
     this.#offset = 0;
+    this.#length += size;
     return merged;
   }
 
@@ -71,13 +59,20 @@ export class ByteQueue {
   /** Moves up to `buffer.length` bytes from the front into `buffer`; returns the count. */
   takeInto(buffer: Uint8Array): number {
     const count = Math.min(buffer.length, this.#length);
+    this.#copyFront(buffer, count);
+    this.discard(count);
+    return count;
+  }
+
+  /** Copies the first `size` queued bytes (no more than are queued) into `target`. */
+  #copyFront(target: Uint8Array, size: number): void {
     let filled = 0;
     let index = this.#head;
     let offset = this.#offset;
-    while (filled < count) {
+    while (filled < size) {
       const chunk = this.#chunks[index];
-      const take = Math.min(chunk.length - offset, count - filled);
-      buffer.set(
+      const take = Math.min(chunk.length - offset, size - filled);
+      target.set(
         take === chunk.length ? chunk : chunk.subarray(offset, offset + take),
         filled,
       );
@@ -85,8 +80,6 @@ export class ByteQueue {
       index++;
       offset = 0;
     }
-    this.discard(count);
-    return count;
   }
 
   /** Drops `count` bytes from the front. */
