@@ -539,11 +539,8 @@ export class Dispatcher {
       return this.#requireSocket("send").send(bytes);
     } catch (error) {
       if (error instanceof Deno.errors.WouldBlock) return 0;
-      if (isDisconnect(error)) {
-        this.handleClose();
-        return 0;
-      }
-      throw error;
+      this.#closeOnDisconnect(error);
+      return 0;
     }
   }
 
@@ -559,11 +556,8 @@ export class Dispatcher {
     try {
       data = this.#requireSocket("recv").recv(bufsize);
     } catch (error) {
-      if (isDisconnect(error)) {
-        this.handleClose();
-        return EMPTY;
-      }
-      throw error;
+      this.#closeOnDisconnect(error);
+      return EMPTY;
     }
     if (data.length === 0) this.handleClose();
     return data;
@@ -614,11 +608,8 @@ export class Dispatcher {
     try {
       count = this.#requireSocket("recvInto").recvInto(buffer, nbytes);
     } catch (error) {
-      if (isDisconnect(error)) {
-        this.handleClose();
-        return 0;
-      }
-      throw error;
+      this.#closeOnDisconnect(error);
+      return 0;
     }
     if (count === 0) this.handleClose();
     return count;
@@ -793,6 +784,12 @@ export class Dispatcher {
     if (sock !== null) this.#registry!.deregister(sourceOf(sock));
     this.#registry = this.#registeredSocket = null;
     this.#interest = 0;
+  }
+
+  /** A disconnect calls `handleClose()`, as Python's send and recv do; any other error is thrown. */
+  #closeOnDisconnect(error: unknown): void {
+    if (!isDisconnect(error)) throw error;
+    this.handleClose();
   }
 
   #requireSocket(operation: string): Socket {
