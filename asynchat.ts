@@ -655,13 +655,13 @@ export class AsyncChat extends Dispatcher {
    *   of them went (false: the socket is full, or the channel was closed).
    */
   #sendGathered(first: Uint8Array): boolean | null {
+    if (first.length > GATHER_PIECE) return null;
     const queue = this.#queue;
     const head = this.#head;
     const limit = Math.min(
       GATHER_SIZE,
       checkSize("acOutBufferSize", this.acOutBufferSize),
     );
-    if (first.length > GATHER_PIECE) return null;
     let total = first.length;
     let end = head + 1;
     while (end < queue.length) {
