@@ -90,10 +90,26 @@ function needsLookup(hostname: string): boolean {
   }
 }
 
+// getaddrinfo's texts (gai_strerror) for node:dns's codes, so that a failed
+// lookup reads as on the promise backend, whose Deno.connect reports them.
+const LOOKUP_FAILURES: Readonly<Record<string, string>> = {
+  ENOTFOUND: "Name or service not known",
+  EAI_AGAIN: "Temporary failure in name resolution",
+  ENODATA: "No address associated with hostname",
+  EAI_FAIL: "Non-recoverable failure in name resolution",
+};
+
 async function lookup(hostname: string): Promise<string> {
   const dns = await import("node:dns/promises");
-  const { address } = await dns.lookup(hostname);
-  return address;
+  try {
+    const { address } = await dns.lookup(hostname);
+    return address;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const reason = typeof code === "string" ? LOOKUP_FAILURES[code] : undefined;
+    if (reason === undefined) throw error;
+    throw new Error(`failed to lookup address information: ${reason}`);
+  }
 }
 
 /**
@@ -682,6 +698,8 @@ export class EpollSource<T extends Accepted = Accepted>
   /** A connect in progress: has it finished? (writable, or an error) */
   #settle(): void {
     if (this.state !== "connecting" || this.#error) return;
+    // Not connecting yet: poll(2) calls an unconnected socket writable.
+    if ((this.#flags & RESOLVING) !== 0) return;
     const bits = pollDescriptor(this.fd, POLLOUT);
     if ((bits & (POLLOUT | POLLERR | POLLHUP)) === 0) return;
     if (bits & POLLNVAL) return;

@@ -68,6 +68,26 @@ export const hasIPv6: boolean = (() => {
   }
 })();
 
+/**
+ * A host name other than `localhost` that /etc/hosts maps to an IPv4
+ * loopback address (names resolve without DNS), or `undefined`.
+ */
+export const loopbackHostName: string | undefined = (() => {
+  let hosts: string;
+  try {
+    hosts = Deno.readTextFileSync("/etc/hosts");
+  } catch {
+    return undefined;
+  }
+  for (const line of hosts.split("\n")) {
+    const [address, ...names] = line.replace(/#.*/, "").trim().split(/\s+/);
+    if (!address?.startsWith("127.")) continue;
+    const name = names.find((name) => name !== "" && name !== "localhost");
+    if (name !== undefined) return name;
+  }
+  return undefined;
+})();
+
 /** A place to bind a server: a TCP loopback address or a Unix socket path. */
 export interface Endpoint extends Disposable {
   /** The transport a `Socket` needs for it. */

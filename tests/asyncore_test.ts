@@ -325,6 +325,23 @@ for (const mode of MODES) {
     assertEquals(good.errors, []);
   });
 
+  Deno.test(`Dispatcher: a failed lookup goes to handleError as a refused connect does (${mode.name})`, async () => {
+    const map: ChannelMap = new Map();
+    const unknown = new EchoClient(
+      map,
+      { hostname: "no-such-host.invalid", port: 80 },
+      pattern(10),
+    );
+    await runLoop(map, { usePoll: mode.usePoll });
+    assertEquals(unknown.errors.length, 1);
+    assertMatch(
+      (unknown.errors[0] as Error).message,
+      /^failed to lookup address information: /,
+    );
+    assertFalse(unknown.events.includes("connect"));
+    assert(unknown.socket!.closed);
+  });
+
   Deno.test(`Dispatcher: handleConnect comes before any read or write event (${mode.name})`, async () => {
     // The server speaks first and the client's first pass finds it readable
     // and writable at once; as in Python, the connect is reported first.

@@ -8,6 +8,7 @@ import {
   assertInstanceOf,
   assertLess,
   assertLessOrEqual,
+  assertMatch,
   assertNotEquals,
   assertRejects,
   assertStrictEquals,
@@ -38,6 +39,7 @@ import {
   hasIPv6,
   hostOf,
   isPattern,
+  loopbackHostName,
   pattern,
   portOf,
   settlesWithin,
@@ -505,6 +507,46 @@ Deno.test("select: a refused connect is readable, writable and exceptional", asy
   assertInstanceOf(client.error, Deno.errors.ConnectionRefused);
   assertThrows(() => client.recv(10), Deno.errors.ConnectionRefused);
   assertThrows(() => client.send("x"), Deno.errors.ConnectionRefused);
+});
+
+Deno.test({
+  name: `select: a connect to a host name is writable only once connected${
+    loopbackHostName ? "" : " [no loopback name in /etc/hosts]"
+  }`,
+  ignore: loopbackHostName === undefined,
+  async fn() {
+    // The classic client: connect, wait for writable, send. The name is
+    // resolved first, and the socket must not look writable before then.
+    using listener = new Socket();
+    listener.bind({ hostname: "127.0.0.1", port: 0 });
+    listener.listen(16);
+    const port = portOf(listener.getsockname());
+    for (let i = 0; i < 10; i++) {
+      using client = new Socket();
+      client.connect({ hostname: loopbackHostName!, port });
+      assertEquals(await select([], [client], [], 5000), [[], [client], []]);
+      assertEquals(client.error, null);
+      assertEquals(client.send(`hello ${i}`), `hello ${i}`.length);
+      client.shutdown("write");
+      const [readable] = await select([listener], [], [], 5000);
+      assertEquals(readable, [listener]);
+      const [server] = listener.accept();
+      using _ = server;
+      assertEquals(decoder.decode(await recvAll(server)), `hello ${i}`);
+    }
+  },
+});
+
+Deno.test("select: a failed lookup is the connect's error, as a refused connect's is", async () => {
+  using client = new Socket();
+  client.connect({ hostname: "no-such-host.invalid", port: 80 });
+  const result = await select([client], [client], [client], 10_000);
+  assertEquals(result, [[client], [client], [client]]);
+  const error = client.error;
+  assertInstanceOf(error, Error);
+  assertMatch(error.message, /^failed to lookup address information: /);
+  assertThrows(() => client.send("x"), Error, error.message);
+  assertThrows(() => client.recv(10), Error, error.message);
 });
 
 Deno.test("select: bad arguments are rejected with errors naming them", async () => {
