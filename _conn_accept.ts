@@ -8,6 +8,11 @@
 // instead of asking every channel what it wants once per connection.
 
 import type { ConnSource } from "./_conn_source.ts";
+import {
+  isOutOfDescriptors,
+  stopWaiting,
+  waitForDescriptor,
+} from "./_descriptor_limit.ts";
 import { afterTurn } from "./_turns.ts";
 
 /** Connections taken in ahead of `accept()`, wrapped as `T`. */
@@ -23,6 +28,13 @@ export class AcceptPump<T extends { close(): void }> {
   #listener: Deno.Listener;
   #wrap: (conn: Deno.Conn) => T;
   #accepting = false;
+  // Out of descriptors: no accept until one may be free. Another try now
+  // would fail at once, and the connection waits in the kernel's queue.
+  #starved = false;
+  #resume = (): void => {
+    this.#starved = false;
+    this.start();
+  };
   #reportQueued = false;
   #report = (): void => {
     this.#reportQueued = false;
@@ -47,7 +59,7 @@ export class AcceptPump<T extends { close(): void }> {
   /** Starts an accept if none is in flight and the backlog has room. */
   start(): void {
     if (
-      this.#accepting || this.error || this.#core.closed ||
+      this.#accepting || this.error || this.#core.closed || this.#starved ||
       this.pending.length >= this.backlog
     ) return;
     this.#accepting = true;
@@ -59,6 +71,7 @@ export class AcceptPump<T extends { close(): void }> {
 
   /** Closes what waits: the socket is closed. */
   close(): void {
+    stopWaiting(this.#resume);
     for (const sock of this.pending) sock.close();
     this.pending = [];
   }
@@ -96,6 +109,10 @@ export class AcceptPump<T extends { close(): void }> {
       // it, as a kernel's accept() does.
       this.start();
       return;
+    }
+    if (isOutOfDescriptors(error)) {
+      this.#starved = true;
+      waitForDescriptor(this.#resume);
     }
     this.error = error;
     this.#core.changed();

@@ -20,6 +20,7 @@ import {
 import { ReadPump } from "./_conn_read.ts";
 import { WritePump } from "./_conn_write.ts";
 import { AcceptPump } from "./_conn_accept.ts";
+import { descriptorFreed } from "./_descriptor_limit.ts";
 import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
@@ -512,6 +513,7 @@ export class ConnSource<T extends Accepted = Accepted>
     // A STARTTLS splice closes the raw connection once the TLS side is done.
     this.splice?.release();
     this.splice = null;
+    if (conn !== null) descriptorFreed();
     this.checkReleased();
   }
 

@@ -9,6 +9,12 @@
 // ever watched: never read, written or closed.
 
 import { Descriptors, readinessOf } from "./_descriptors.ts";
+import {
+  descriptorFreed,
+  isOutOfDescriptors,
+  stopWaiting,
+  waitForDescriptor,
+} from "./_descriptor_limit.ts";
 import { FdSocket, pollDescriptor } from "./_fd_socket.ts";
 import {
   FIONREAD,
@@ -64,20 +70,9 @@ interface Watch {
   added: boolean;
 }
 
-// Listeners that ran out of descriptors in accept(): they stop asking until
-// one of this backend's descriptors is closed (level-triggered epoll would
-// report them readable on every poll meanwhile).
-const starved = new Set<EpollSource<Accepted>>();
 // A socket's watches beyond its first are replaced, never changed in place
 // (an array literal is sized to fit, where a push would hold room for 17).
 const NO_WATCHES: readonly Watch[] = [];
-
-function resumeStarved(): void {
-  if (starved.size === 0) return;
-  const listeners = [...starved];
-  starved.clear();
-  for (const source of listeners) source.resume();
-}
 
 /** Whether `hostname` needs resolving (not an IP literal nor "localhost"). */
 function needsLookup(hostname: string): boolean {
@@ -375,13 +370,12 @@ export class EpollSource<T extends Accepted = Accepted>
     if (this.state !== "listening") {
       throw new Deno.errors.NotConnected("accept: the socket is not listening");
     }
-    if ((this.#flags & PAUSED) !== 0) this.resume();
+    if ((this.#flags & PAUSED) !== 0) this.#resume();
     let accepted: [FdSocket, Deno.Addr];
     try {
       accepted = this.sock.accept();
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === "EMFILE" || code === "ENFILE") this.#pause();
+      if (isOutOfDescriptors(error)) this.#pause();
       throw error;
     }
     this.activity++;
@@ -552,7 +546,7 @@ export class EpollSource<T extends Accepted = Accepted>
   close(): void {
     if ((this.#flags & CLOSED) !== 0) return;
     this.#flags |= CLOSED;
-    starved.delete(this);
+    stopWaiting(this.#resumeAccepting);
     const watches = this.#takeWatches();
     if (this.lingerTimeout === 0 && this.state === "connected") {
       try {
@@ -567,7 +561,7 @@ export class EpollSource<T extends Accepted = Accepted>
       else registry.wakeWaiters();
     }
     if (this.#boundPath !== null) unlinkQuietly(this.#boundPath);
-    resumeStarved();
+    descriptorFreed();
     this.#released?.resolve();
   }
 
@@ -606,16 +600,19 @@ export class EpollSource<T extends Accepted = Accepted>
     if (this.sock.family !== "unix") this.sock.setKeepAlive(keepAlive);
   }
 
+  #resumeAccepting = (): void => this.#resume();
+
   /** Asks for readability again after accept() ran out of descriptors. */
-  resume(): void {
+  #resume(): void {
     if ((this.#flags & PAUSED) === 0) return;
     this.#flags &= ~PAUSED;
+    stopWaiting(this.#resumeAccepting);
     this.#rewatch();
   }
 
   #pause(): void {
     this.#flags |= PAUSED;
-    starved.add(this);
+    waitForDescriptor(this.#resumeAccepting);
     this.#rewatch();
   }
 

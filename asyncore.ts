@@ -92,6 +92,7 @@ import {
 } from "./_selector.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
 import { sourceOf } from "./_sockets.ts";
+import { isOutOfDescriptors } from "./_descriptor_limit.ts";
 import { type DebugSession, debugSession } from "./_debug.ts";
 import {
   defaultMap,
@@ -268,6 +269,7 @@ export class Dispatcher {
   #loopMap: ChannelMap | null = null;
   #fileno: number | null = null;
   #startingTls = false;
+  #outOfDescriptors = false;
   // What the loop last registered this channel's socket for: a pass
   // re-registers only when that changes (see `register`).
   #registry: Registry | null = null;
@@ -511,19 +513,41 @@ export class Dispatcher {
   /**
    * Accepts a pending connection.
    *
+   * Out of descriptors (`EMFILE`, `ENFILE`), it logs one error line for the
+   * episode (`logInfo`) and returns `null`, where Python's raises and its default
+   * `handle_error()` closes the listener: the socket stops reporting
+   * readability until a descriptor may be free (a socket closes, or a
+   * second passes), open connections go on being served, and the waiting
+   * connections are accepted then.
+   *
    * @returns The new socket and its peer's address, or `null` when none is
-   *   pending.
+   *   pending (or none can be taken now).
    */
   accept(): [Socket, Deno.Addr] | null {
+    let pair: [Socket, Deno.Addr];
     try {
-      return this.#requireSocket("accept").accept();
+      pair = this.#requireSocket("accept").accept();
     } catch (error) {
       if (
         error instanceof Deno.errors.WouldBlock ||
         error instanceof Deno.errors.ConnectionAborted
       ) return null;
-      throw error;
+      if (!isOutOfDescriptors(error)) throw error;
+      // No stack is formatted here: Deno 2.9 panics formatting one while no
+      // descriptor is free.
+      if (!this.#outOfDescriptors) {
+        this.#outOfDescriptors = true;
+        this.logInfo(
+          `out of descriptors (${
+            (error as { code?: string }).code
+          }): not accepting until one is free`,
+          "error",
+        );
+      }
+      return null;
     }
+    this.#outOfDescriptors = false;
+    return pair;
   }
 
   /**

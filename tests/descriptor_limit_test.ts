@@ -1,0 +1,92 @@
+// A server at the descriptor limit: the README's echo server runs under
+// `ulimit -n 64` (this process holds the clients, with its own limit), is
+// sent more clients than it can hold, and must keep serving the ones it has,
+// say once that it is out of descriptors, take the waiting ones as the first
+// leave, and never die (Deno 2.9 panics if a stack is formatted then).
+
+import { assertEquals, assertNotMatch } from "@std/assert";
+import {
+  bytes,
+  connect,
+  echo,
+  permissionArgs,
+  ROOT,
+  text,
+} from "./_examples_helpers.ts";
+import { Peer, within } from "./_helpers.ts";
+
+const CLIENTS = 100;
+const OUT_OF_DESCRIPTORS =
+  "error: out of descriptors (EMFILE): not accepting until one is free";
+
+/** Reads the server's lines until one equals `wanted`; returns the others. */
+async function skipTo(server: Peer, wanted: string): Promise<string[]> {
+  const skipped: string[] = [];
+  for (;;) {
+    const line = await server.line(20_000);
+    if (line === wanted) return skipped;
+    skipped.push(line);
+  }
+}
+
+Deno.test("descriptor limit: the echo server under ulimit -n 64 serves 100 clients in turn and lives", async () => {
+  await using server = new Peer("sh", [
+    "-c",
+    'ulimit -n 64 && cd "$1" && shift && exec "$0" "$@"',
+    Deno.execPath(),
+    ROOT,
+    "run",
+    ...permissionArgs(),
+    "examples/asyncore_echo_server.ts",
+    "--port",
+    "0",
+  ]);
+  const port = Number(
+    (await server.line(20_000)).match(/^listening on [^\s]+:(\d+)$/)![1],
+  );
+  const clients = await within(
+    20_000,
+    `${CLIENTS} connects`,
+    Promise.all(Array.from({ length: CLIENTS }, () => connect(port))),
+  );
+  try {
+    // Every client has sent before the server can have answered them all.
+    await Promise.all(clients.map((conn, i) => conn.write(bytes(`${i}\n`))));
+    const before = await skipTo(server, OUT_OF_DESCRIPTORS);
+    for (const line of before) assertNotMatch(line, /error/);
+    // Each client reads its echo and leaves, freeing a descriptor for one
+    // that waits in the listener's queue.
+    await Promise.all(clients.map(async (conn, i) => {
+      const reply = new Uint8Array(`${i}\n`.length);
+      let got = 0;
+      while (got < reply.length) {
+        const count = await within(
+          30_000,
+          `client ${i}'s echo`,
+          conn.read(reply.subarray(got)),
+        );
+        if (count === null) throw new Error(`client ${i}: end of stream`);
+        got += count;
+      }
+      assertEquals(text(reply), `${i}\n`);
+      conn.close();
+    }));
+  } finally {
+    for (const conn of clients) {
+      try {
+        conn.close();
+      } catch {
+        // Closed above.
+      }
+    }
+  }
+  // And once they have gone, a new client is served.
+  const last = await connect(port);
+  try {
+    assertEquals(text(await echo(last, bytes("again\n"))), "again\n");
+  } finally {
+    last.close();
+  }
+  const exited = await Promise.race([server.status, Promise.resolve(null)]);
+  assertEquals(exited, null, "the server is still running");
+});
