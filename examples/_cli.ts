@@ -234,9 +234,14 @@ export interface Interrupt extends Disposable {
 /** How long closed sockets may go on sending after Ctrl-C, in ms. */
 export const LINGER_AFTER_INTERRUPT = 2000;
 
+/** The exit code after Ctrl-C: 128 + SIGINT (2), as shells expect. */
+export const INTERRUPTED_EXIT_CODE = 130;
+
 /**
  * Turns Ctrl-C (SIGINT) into an aborted signal instead of killing the
- * process, so the program can close its channels and exit with code 0.
+ * process, so the program can close its channels and then exit with code
+ * 130 (`INTERRUPTED_EXIT_CODE`), as a program killed by Ctrl-C does: a
+ * shell script or `make` running it sees that it was interrupted.
  * Disposing the handle removes the signal listener.
  *
  * After Ctrl-C, disposing it also bounds how long the process lingers: a
@@ -255,6 +260,7 @@ export function catchInterrupt(): Interrupt {
     [Symbol.dispose]() {
       Deno.removeSignalListener("SIGINT", onInterrupt);
       if (controller.signal.aborted) {
+        Deno.exitCode = INTERRUPTED_EXIT_CODE;
         // An unref'd timer: the process exits at once if nothing lingers.
         setTimeout(() => Deno.exit(), LINGER_AFTER_INTERRUPT).unref();
       }

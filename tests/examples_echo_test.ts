@@ -10,6 +10,7 @@ import {
   connect,
   echo,
   hasPython3,
+  INTERRUPTED,
   runExample,
   runPython,
   startServer,
@@ -250,7 +251,7 @@ for (const server of SERVERS.filter((s) => s.eol !== undefined)) {
       closeQuietly(under);
     }
     const finished = await example.stop();
-    assertEquals(finished.code, 0);
+    assertEquals(finished.code, INTERRUPTED);
   });
 }
 
