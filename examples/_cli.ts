@@ -2,7 +2,8 @@
  * What every example shares, so that each example file holds only the
  * program of its source text: a command line on `@std/cli`'s `parseArgs`
  * that prints usage on bad or missing options (exit code 2), address
- * formatting, and Ctrl-C handling.
+ * formatting, a server's `--quiet` switch and its {@linkcode log}, and Ctrl-C
+ * handling.
  *
  * @module
  */
@@ -136,6 +137,7 @@ export class Cli<K extends string, F extends string = never> {
     }
     const flags = {} as Record<F, boolean>;
     for (const key of switches) flags[key] = parsed[key] === true;
+    if ((switches as string[]).includes("quiet")) quiet = parsed.quiet === true;
     const positionals = [...parsed._, ...(parsed["--"] ?? [])].map(String);
     if (positionals.length < minPositionals) {
       this.fail(`missing ${this.spec.positionals ?? "arguments"}`);
@@ -279,6 +281,27 @@ export function writeStdout(bytes: Uint8Array): void {
 /** The error's message, for one-line reports. */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The `--quiet` switch every server takes (put it in the `flags` of its
+ * {@linkcode CommandSpec}): `Cli.parse()` then turns {@linkcode log} off when
+ * it is given, so the server prints its `listening on` line and errors only.
+ * Logging costs more than it seems: `console.log()` waits while stdout is a
+ * full pipe that nobody reads, and with it the whole event loop.
+ */
+export const QUIET_FLAG: Record<"quiet", string> = {
+  quiet: "print only the listening line and errors, no log of connections",
+};
+
+let quiet = false;
+
+/**
+ * Prints a server's log line (connections, requests) on stdout, as
+ * `console.log()` does, unless the server was given `--quiet`.
+ */
+export function log(...data: unknown[]): void {
+  if (!quiet) console.log(...data);
 }
 
 /** The `--host` and `--port` options of a server; the port as in its source. */
