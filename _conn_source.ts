@@ -493,7 +493,9 @@ export class ConnSource<T extends Accepted = Accepted>
   fail(error: Error): void {
     // Later ones (a TLS read after the raw connection under it failed)
     // follow from it.
-    this.error ??= error;
+    this.error ??= error instanceof Deno.errors.BadResource
+      ? closedOutside(error)
+      : error;
     this.writer.clear();
     this.changed();
   }
@@ -563,4 +565,16 @@ export class ConnSource<T extends Accepted = Accepted>
     }
     this.fail(error);
   }
+}
+
+/**
+ * The error for a `Deno.Conn` closed by its own `close()` rather than by
+ * the socket (Deno says only "Bad resource ID"): given to
+ * `Socket.fromConn()` closed, say, where Deno offers no way to tell at once.
+ */
+function closedOutside(error: Error): Deno.errors.BadResource {
+  return new Deno.errors.BadResource(
+    `the Deno.Conn under this socket was closed outside it (${error.message})`,
+    { cause: error },
+  );
 }

@@ -172,6 +172,23 @@ function formatAddr(addr: Deno.Addr): string {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The name of the class `obj` was made by; for an anonymous class (`new
+ * (class extends EchoHandler {})()`), the nearest named class above it.
+ */
+function className(obj: object): string {
+  for (
+    let proto = Object.getPrototypeOf(obj);
+    proto !== null;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    const ctor = Object.getOwnPropertyDescriptor(proto, "constructor")?.value;
+    const name = typeof ctor === "function" ? ctor.name : undefined;
+    if (typeof name === "string" && name !== "") return name;
+  }
+  return "Dispatcher";
+}
+
 /** Bytes as Python's `repr()` shows them, cut short after 64. */
 function formatBytes(bytes: Uint8Array): string {
   let text = "";
@@ -337,7 +354,7 @@ export class Dispatcher {
 
   /** Describes the channel, like Python's `repr()`. */
   toString(): string {
-    const status = [this.constructor.name];
+    const status = [className(this)];
     if (this.accepting && this.addr) status.push("listening");
     else if (this.connected) status.push("connected");
     if (this.addr) status.push(formatAddr(this.addr));

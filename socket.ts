@@ -393,14 +393,24 @@ export class Socket {
    *
    * @param conn The connection to take over; the socket closes it. A
    *   `Deno.TlsConn` is neither readable nor writable until its handshake
-   *   completes.
+   *   completes. Deno gives no way to tell at once that a `Deno.Conn` was
+   *   already closed: such a socket turns readable and writable with a
+   *   pending {@linkcode Socket.error}, a `Deno.errors.BadResource` that says
+   *   so, which `send()` and `recv()` then throw (as after any failure).
    * @param options Buffer sizes.
    * @returns A connected socket.
+   * @throws {TypeError} when `conn` is not a `Deno.Conn`.
    */
   static fromConn(
     conn: Deno.Conn,
     options: Omit<SocketOptions, "transport" | "tls"> = {},
   ): Socket {
+    if (
+      conn === null || typeof conn !== "object" ||
+      typeof conn.read !== "function" || typeof conn.close !== "function"
+    ) {
+      throw new TypeError(`conn must be a Deno.Conn, got ${describe(conn)}`);
+    }
     const transport = conn.localAddr.transport === "unix" ? "unix" : "tcp";
     const sock = new Socket({
       recvBufferSize: options.recvBufferSize,

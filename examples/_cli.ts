@@ -2,7 +2,8 @@
  * What every example shares, so that each example file holds only the
  * program of its source text: a command line on `@std/cli`'s `parseArgs`
  * that prints usage on bad or missing options (exit code 2), address
- * formatting, and Ctrl-C handling.
+ * formatting, a server's `--quiet` switch and its {@linkcode log}, and Ctrl-C
+ * handling.
  *
  * @module
  */
@@ -136,6 +137,7 @@ export class Cli<K extends string, F extends string = never> {
     }
     const flags = {} as Record<F, boolean>;
     for (const key of switches) flags[key] = parsed[key] === true;
+    if ((switches as string[]).includes("quiet")) quiet = parsed.quiet === true;
     const positionals = [...parsed._, ...(parsed["--"] ?? [])].map(String);
     if (positionals.length < minPositionals) {
       this.fail(`missing ${this.spec.positionals ?? "arguments"}`);
@@ -234,9 +236,14 @@ export interface Interrupt extends Disposable {
 /** How long closed sockets may go on sending after Ctrl-C, in ms. */
 export const LINGER_AFTER_INTERRUPT = 2000;
 
+/** The exit code after Ctrl-C: 128 + SIGINT (2), as shells expect. */
+export const INTERRUPTED_EXIT_CODE = 130;
+
 /**
  * Turns Ctrl-C (SIGINT) into an aborted signal instead of killing the
- * process, so the program can close its channels and exit with code 0.
+ * process, so the program can close its channels and then exit with code
+ * 130 (`INTERRUPTED_EXIT_CODE`), as a program killed by Ctrl-C does: a
+ * shell script or `make` running it sees that it was interrupted.
  * Disposing the handle removes the signal listener.
  *
  * After Ctrl-C, disposing it also bounds how long the process lingers: a
@@ -255,6 +262,7 @@ export function catchInterrupt(): Interrupt {
     [Symbol.dispose]() {
       Deno.removeSignalListener("SIGINT", onInterrupt);
       if (controller.signal.aborted) {
+        Deno.exitCode = INTERRUPTED_EXIT_CODE;
         // An unref'd timer: the process exits at once if nothing lingers.
         setTimeout(() => Deno.exit(), LINGER_AFTER_INTERRUPT).unref();
       }
@@ -273,6 +281,27 @@ export function writeStdout(bytes: Uint8Array): void {
 /** The error's message, for one-line reports. */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The `--quiet` switch every server takes (put it in the `flags` of its
+ * {@linkcode CommandSpec}): `Cli.parse()` then turns {@linkcode log} off when
+ * it is given, so the server prints its `listening on` line and errors only.
+ * Logging costs more than it seems: `console.log()` waits while stdout is a
+ * full pipe that nobody reads, and with it the whole event loop.
+ */
+export const QUIET_FLAG: Record<"quiet", string> = {
+  quiet: "print only the listening line and errors, no log of connections",
+};
+
+let quiet = false;
+
+/**
+ * Prints a server's log line (connections, requests) on stdout, as
+ * `console.log()` does, unless the server was given `--quiet`.
+ */
+export function log(...data: unknown[]): void {
+  if (!quiet) console.log(...data);
 }
 
 /** The `--host` and `--port` options of a server; the port as in its source. */

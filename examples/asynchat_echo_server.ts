@@ -5,7 +5,7 @@
  * each line back with its terminator.
  *
  * ```sh
- * deno run --allow-net examples/asynchat_echo_server.ts [--host 127.0.0.1] [--port 8881] [--max-length 1048576]
+ * deno run --allow-net examples/asynchat_echo_server.ts [--host 127.0.0.1] [--port 8881] [--max-length 1048576] [--quiet]
  * ```
  *
  * Differences from the post: the handler stops reading while 128 KiB wait
@@ -27,7 +27,9 @@ import {
   concat,
   formatAddress,
   listenOrExit,
+  log,
   maxLengthOption,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -68,7 +70,7 @@ export class EchoHandler extends AsyncChat {
   }
 
   override handleClose(): void {
-    console.log("Disconnected from", formatAddress(this.clientAddress));
+    log("Disconnected from", formatAddress(this.clientAddress));
     this.close();
   }
 }
@@ -76,6 +78,7 @@ export class EchoHandler extends AsyncChat {
 if (import.meta.main) {
   const cli = new Cli({
     name: "asynchat_echo_server.ts",
+    flags: QUIET_FLAG,
     summary: "Echoes each \\r\\n-terminated line (asynchat).",
     options: {
       ...serverOptions("8881"),

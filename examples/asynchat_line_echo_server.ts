@@ -5,7 +5,7 @@
  * and pushes back each line.
  *
  * ```sh
- * deno run --allow-net examples/asynchat_line_echo_server.ts [--host 127.0.0.1] [--port 8881] [--max-length 1048576]
+ * deno run --allow-net examples/asynchat_line_echo_server.ts [--host 127.0.0.1] [--port 8881] [--max-length 1048576] [--quiet]
  * ```
  *
  * Differences from the book: each line is pushed back with its `\n` (the
@@ -27,7 +27,9 @@ import {
   concat,
   formatAddress,
   listenOrExit,
+  log,
   maxLengthOption,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -58,7 +60,7 @@ export class MainServerSocket extends Dispatcher {
     const pair = this.accept();
     if (pair === null) return;
     const [newSocket, address] = pair;
-    console.log("Connected from", formatAddress(address));
+    log("Connected from", formatAddress(address));
     new SecondaryServerSocket(newSocket, address).maxRecordSize =
       this.maxLength;
   }
@@ -90,7 +92,7 @@ export class SecondaryServerSocket extends AsyncChat {
   }
 
   override handleClose(): void {
-    console.log("Disconnected from", this.peer);
+    log("Disconnected from", this.peer);
     this.close();
   }
 }
@@ -98,6 +100,7 @@ export class SecondaryServerSocket extends AsyncChat {
 if (import.meta.main) {
   const cli = new Cli({
     name: "asynchat_line_echo_server.ts",
+    flags: QUIET_FLAG,
     summary: "Echoes each \\n-terminated line (asynchat).",
     options: {
       ...serverOptions("8881"),

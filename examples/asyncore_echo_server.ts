@@ -5,7 +5,7 @@
  * while it has something to send. `deno task start` runs it.
  *
  * ```sh
- * deno run --allow-net examples/asyncore_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * deno run --allow-net examples/asyncore_echo_server.ts [--host 127.0.0.1] [--port 8881] [--quiet]
  * ```
  *
  * Differences from the post: the handler stops reading while 64 KiB wait to
@@ -22,6 +22,8 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  log,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -69,7 +71,7 @@ export class EchoHandler extends Dispatcher {
   }
 
   override handleClose(): void {
-    console.log("Disconnected from", formatAddress(this.clientAddress));
+    log("Disconnected from", formatAddress(this.clientAddress));
     this.close();
   }
 }
@@ -136,7 +138,7 @@ export class EchoServer extends Dispatcher {
   }
 
   processRequest(connSock: Socket, clientAddress: Deno.Addr): void {
-    console.log("Connected from", formatAddress(clientAddress));
+    log("Connected from", formatAddress(clientAddress));
     new this.handlerClass(connSock, clientAddress, this);
   }
 
@@ -148,6 +150,7 @@ export class EchoServer extends Dispatcher {
 if (import.meta.main) {
   const cli = new Cli({
     name: "asyncore_echo_server.ts",
+    flags: QUIET_FLAG,
     summary: "Echoes whatever each client sends (asyncore dispatchers).",
     options: serverOptions("8881"),
   });

@@ -5,7 +5,7 @@
  * the buffering of unsent data to `DispatcherWithSend`.
  *
  * ```sh
- * deno run --allow-net examples/dispatcher_with_send_echo_server.ts [--host 127.0.0.1] [--port 8881]
+ * deno run --allow-net examples/dispatcher_with_send_echo_server.ts [--host 127.0.0.1] [--port 8881] [--quiet]
  * ```
  *
  * Differences from the book: `handleClose()` closes the channel as well as
@@ -29,6 +29,8 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  log,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -50,7 +52,7 @@ export class MainServerSocket extends Dispatcher {
     const pair = this.accept();
     if (pair === null) return;
     const [newSocket, address] = pair;
-    console.log("Connected from", formatAddress(address));
+    log("Connected from", formatAddress(address));
     new SecondaryServerSocket(newSocket, address);
   }
 }
@@ -76,7 +78,7 @@ export class SecondaryServerSocket extends DispatcherWithSend {
   }
 
   override handleClose(): void {
-    console.log("Disconnected from", this.peer);
+    log("Disconnected from", this.peer);
     this.close();
   }
 }
@@ -84,6 +86,7 @@ export class SecondaryServerSocket extends DispatcherWithSend {
 if (import.meta.main) {
   const cli = new Cli({
     name: "dispatcher_with_send_echo_server.ts",
+    flags: QUIET_FLAG,
     summary: "Echoes whatever each client sends (DispatcherWithSend).",
     options: serverOptions("8881"),
   });

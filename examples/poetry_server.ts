@@ -6,7 +6,7 @@
  * `push()`es it and calls `closeWhenDone()`, which is the same thing.
  *
  * ```sh
- * deno run --allow-net --allow-read examples/poetry_server.ts [--host 127.0.0.1] [--port 10000] [POEM_FILE]
+ * deno run --allow-net --allow-read examples/poetry_server.ts [--host 127.0.0.1] [--port 10000] [--quiet] [POEM_FILE]
  * ```
  *
  * `POEM_FILE` defaults to `examples/poetry/death_be_not_proud.txt`. The
@@ -24,7 +24,9 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  log,
   messageOf,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -32,7 +34,7 @@ import {
 export class PoetryProtocol extends AsyncChat {
   constructor(sock: Socket, addr: Deno.Addr, factory: PoetryFactory) {
     super(sock);
-    console.log(
+    log(
       `Sending ${factory.poem.length} bytes of poetry to ${
         formatAddress(addr)
       }`,
@@ -74,6 +76,7 @@ export class PoetryFactory extends Dispatcher {
 if (import.meta.main) {
   const cli = new Cli({
     name: "poetry_server.ts",
+    flags: QUIET_FLAG,
     summary: "Sends a poem to every client, then closes the connection.",
     permissions: "--allow-net --allow-read",
     positionals: "[POEM_FILE]",
@@ -103,7 +106,7 @@ if (import.meta.main) {
     "poetry_server.ts",
     () => new PoetryFactory(poem, { hostname, port }),
   );
-  console.log(`Serving ${poemName} (${poem.length} bytes)`);
+  log(`Serving ${poemName} (${poem.length} bytes)`);
   await loop({ signal: interrupt.signal });
   closeAll();
 }

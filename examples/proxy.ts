@@ -7,7 +7,7 @@
  * the other is closed once what it still has to send is sent.
  *
  * ```sh
- * deno run --allow-net examples/proxy.ts [--host 127.0.0.1] [--port PORT] SERVER_HOST SERVER_PORT
+ * deno run --allow-net examples/proxy.ts [--host 127.0.0.1] [--port PORT] [--quiet] SERVER_HOST SERVER_PORT
  * ```
  *
  * The log arrows are Medusa's: `<== (id)` is a line from the client to the
@@ -37,7 +37,9 @@ import {
   concat,
   formatAddress,
   listenOrExit,
+  log,
   messageOf,
+  QUIET_FLAG,
 } from "./_cli.ts";
 
 /** How much one side may have queued before the other stops reading. */
@@ -125,7 +127,7 @@ abstract class ProxyHalf extends AsyncChat {
     const cut = this.lineLength > data.length
       ? ` (first ${data.length} of ${this.lineLength} bytes)`
       : "";
-    console.log(`${this.arrow} (${this.id}) ${repr(data)}${cut}${suffix}`);
+    log(`${this.arrow} (${this.id}) ${repr(data)}${cut}${suffix}`);
     // An empty line ("\r\n" counts) ends an HTTP head.
     this.inBody = this.lineLength === 0 ||
       (this.lineLength === 1 && data[0] === 0x0d);
@@ -139,7 +141,7 @@ abstract class ProxyHalf extends AsyncChat {
     this.#closed = true;
     if (this.lineLength > 0) this.#logLine(" (no newline)");
     if (this.bodyLength > 0) {
-      console.log(`${this.arrow} (${this.id}) ${this.bodyLength} more bytes`);
+      log(`${this.arrow} (${this.id}) ${this.bodyLength} more bytes`);
     }
     this.close();
     this.other.closeWhenDone();
@@ -157,7 +159,7 @@ export class ProxyReceiver extends ProxyHalf {
     super(conn);
     this.server = server;
     this.id = ProxyReceiver.channelCounter++;
-    console.log(`Accepted (${this.id}) from ${formatAddress(addr)}`);
+    log(`Accepted (${this.id}) from ${formatAddress(addr)}`);
     this.sender = new ProxySender(this, server.there);
     this.sender.id = this.id;
   }
@@ -167,7 +169,7 @@ export class ProxyReceiver extends ProxyHalf {
   }
 
   override handleClose(): void {
-    console.log(`Closing (${this.id})`);
+    log(`Closing (${this.id})`);
     super.handleClose();
   }
 }
@@ -194,14 +196,14 @@ export class ProxySender extends ProxyHalf {
   }
 
   override handleConnect(): void {
-    console.log(
+    log(
       `Connected (${this.id}) to ${formatAddress(this.getpeername())}`,
     );
   }
 
   /** A failed connect (or any other failure) closes both halves. */
   override handleError(error: unknown): void {
-    console.log(`Failed (${this.id}): ${messageOf(error)}`);
+    log(`Failed (${this.id}): ${messageOf(error)}`);
     this.handleClose();
   }
 }
@@ -209,6 +211,7 @@ export class ProxySender extends ProxyHalf {
 if (import.meta.main) {
   const cli = new Cli({
     name: "proxy.ts",
+    flags: QUIET_FLAG,
     summary:
       "Forwards each client to SERVER_HOST SERVER_PORT, logging every line each way.",
     positionals: "SERVER_HOST SERVER_PORT",
@@ -247,7 +250,7 @@ if (import.meta.main) {
       : cli.port(portFlag, portText),
   };
   listenOrExit("proxy.ts", () => new ProxyServer(there, here));
-  console.log(`forwarding to ${formatAddress({ transport: "tcp", ...there })}`);
+  log(`forwarding to ${formatAddress({ transport: "tcp", ...there })}`);
   await loop({ signal: interrupt.signal });
   closeAll();
 }

@@ -4,7 +4,7 @@
  * data pending for each socket, and a log line for everything that happens.
  *
  * ```sh
- * deno run --allow-net examples/select_echo_server.ts [--host 127.0.0.1] [--port 8881] [--verbose]
+ * deno run --allow-net examples/select_echo_server.ts [--host 127.0.0.1] [--port 8881] [--verbose] [--quiet]
  * ```
  *
  * Differences from the book: a socket that disconnects also leaves the input
@@ -21,7 +21,9 @@ import {
   catchInterrupt,
   Cli,
   formatAddress,
+  log,
   messageOf,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -29,7 +31,10 @@ const cli = new Cli({
   name: "select_echo_server.ts",
   summary: "Echoes whatever each client sends, using select() directly.",
   options: serverOptions("8881"),
-  flags: { verbose: "log every read and write, as the book does" },
+  flags: {
+    verbose: "log every read and write, as the book does",
+    ...QUIET_FLAG,
+  },
 });
 const { options, flags } = cli.parse();
 // Ctrl-C from here on closes every channel and exits cleanly.
@@ -37,7 +42,7 @@ using interrupt = catchInterrupt();
 const host = cli.host("--host", options.host);
 const port = cli.port("--port", options.port);
 /** Logs a line about one read or write, with `--verbose`. */
-const trace = flags.verbose ? console.log : () => {};
+const trace = flags.verbose ? log : () => {};
 
 function isDisconnect(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset ||
@@ -71,7 +76,7 @@ const adrs = new Map<Socket, string>();
 
 function disconnected(x: Socket): void {
   // a disconnect: give a message and clean up
-  console.log("disconnected from", adrs.get(x));
+  log("disconnected from", adrs.get(x));
   adrs.delete(x);
   data.delete(x);
   remove(ins, x);
@@ -95,7 +100,7 @@ try {
           if (error instanceof Deno.errors.WouldBlock) continue;
           throw error;
         }
-        console.log("Connected from", formatAddress(address));
+        log("Connected from", formatAddress(address));
         ins.push(newSocket);
         adrs.set(newSocket, formatAddress(address));
         continue;

@@ -7,7 +7,7 @@
  * `ReadableStream`, pulling it only as fast as the client reads.
  *
  * ```sh
- * deno run --allow-net --allow-read examples/stream_relay_server.ts [--host 127.0.0.1] [--port 8883] SOURCE
+ * deno run --allow-net --allow-read examples/stream_relay_server.ts [--host 127.0.0.1] [--port 8883] [--quiet] SOURCE
  * ```
  *
  * Try `nc 127.0.0.1 8883 | head` with a large file: the relay reads only a
@@ -25,7 +25,9 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  log,
   messageOf,
+  QUIET_FLAG,
   serverOptions,
 } from "./_cli.ts";
 
@@ -83,7 +85,7 @@ export class RelayServer extends Dispatcher {
   }
 
   override handleAccepted(sock: Socket, addr: Deno.Addr): void {
-    console.log(`relaying ${this.source} to ${formatAddress(addr)}`);
+    log(`relaying ${this.source} to ${formatAddress(addr)}`);
     new RelayChannel(sock, this.source);
   }
 }
@@ -91,6 +93,7 @@ export class RelayServer extends Dispatcher {
 if (import.meta.main) {
   const cli = new Cli({
     name: "stream_relay_server.ts",
+    flags: QUIET_FLAG,
     summary: "Sends every client the bytes of a file or a URL, then closes.",
     permissions: "--allow-net --allow-read",
     positionals: "SOURCE",

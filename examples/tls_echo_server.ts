@@ -8,7 +8,7 @@
  * connection in place (`Dispatcher.startTls`) and then echoes over TLS.
  *
  * ```sh
- * deno run --allow-net --allow-read examples/tls_echo_server.ts [--host 127.0.0.1] [--port 8443] [--mode tls|starttls] [--cert FILE --key FILE] [--max-length 65536]
+ * deno run --allow-net --allow-read examples/tls_echo_server.ts [--host 127.0.0.1] [--port 8443] [--mode tls|starttls] [--cert FILE --key FILE] [--max-length 65536] [--quiet]
  * ```
  *
  * The certificate and key default to the test fixtures in
@@ -28,8 +28,10 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  log,
   maxLengthOption,
   messageOf,
+  QUIET_FLAG,
 } from "./_cli.ts";
 
 const FIXTURES = new URL("../tests/fixtures/tls/", import.meta.url);
@@ -84,7 +86,7 @@ export class TlsEchoHandler extends AsyncChat {
   }
 
   override handleStartTls(): void {
-    console.log("TLS established with", this.peer);
+    log("TLS established with", this.peer);
   }
 
   override handleError(error: unknown): void {
@@ -92,12 +94,12 @@ export class TlsEchoHandler extends AsyncChat {
       super.handleError(error);
       return;
     }
-    console.log(`TLS handshake with ${this.peer} failed: ${messageOf(error)}`);
+    log(`TLS handshake with ${this.peer} failed: ${messageOf(error)}`);
     this.close();
   }
 
   override handleClose(): void {
-    console.log("Disconnected from", this.peer);
+    log("Disconnected from", this.peer);
     this.close();
   }
 }
@@ -130,7 +132,7 @@ export class TlsEchoServer extends Dispatcher {
   }
 
   override handleAccepted(sock: Socket, addr: Deno.Addr): void {
-    console.log("Connected from", formatAddress(addr));
+    log("Connected from", formatAddress(addr));
     new TlsEchoHandler(sock, addr, this.tls, this.starttls).maxRecordSize =
       this.maxLength;
   }
@@ -143,6 +145,7 @@ export class TlsEchoServer extends Dispatcher {
 if (import.meta.main) {
   const cli = new Cli({
     name: "tls_echo_server.ts",
+    flags: QUIET_FLAG,
     summary:
       "Echoes whatever each client sends, over TLS from the first byte or after STARTTLS.",
     permissions: "--allow-net --allow-read",

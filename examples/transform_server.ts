@@ -5,7 +5,7 @@
  * transformed poem as a netstring; then the connection closes.
  *
  * ```sh
- * deno run --allow-net examples/transform_server.ts [--host 127.0.0.1] [--port 11000] [--max-length 1048576] [--idle-timeout 30000]
+ * deno run --allow-net examples/transform_server.ts [--host 127.0.0.1] [--port 11000] [--max-length 1048576] [--idle-timeout 30000] [--quiet]
  * ```
  *
  * Transforms: `cummingsify` (lower-cases the poem, as the tutorial's does)
@@ -29,7 +29,9 @@ import {
   Cli,
   formatAddress,
   listenOrExit,
+  log,
   maxLengthOption,
+  QUIET_FLAG,
 } from "./_cli.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -86,7 +88,7 @@ export class TransformProtocol extends NetstringReceiver {
           : `no such transform: ${JSON.stringify(xformName)}`,
       );
     }
-    console.log(
+    log(
       `${xformName}: ${poem.length} bytes for ${this.peer}`,
     );
     this.sendString(newPoem);
@@ -95,7 +97,7 @@ export class TransformProtocol extends NetstringReceiver {
 
   /** Closes without an answer, and says why. */
   reject(reason: string): void {
-    console.log(`Rejected ${this.peer}: ${reason}`);
+    log(`Rejected ${this.peer}: ${reason}`);
     this.close();
   }
 
@@ -162,6 +164,7 @@ export class TransformFactory extends Dispatcher {
 if (import.meta.main) {
   const cli = new Cli({
     name: "transform_server.ts",
+    flags: QUIET_FLAG,
     summary:
       "Answers a NAME.POEM netstring with the transformed poem (cummingsify, reverse).",
     options: {

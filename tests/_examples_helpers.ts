@@ -270,15 +270,18 @@ export async function startServer(
   }
 }
 
+/** The exit code after Ctrl-C that shells expect: 128 + SIGINT (2). */
+export const INTERRUPTED = 130;
+
 /**
- * Asserts a clean SIGINT shutdown: exit code 0 and no output that says
- * error; returns what the example printed.
+ * Asserts a clean SIGINT shutdown: exit code {@linkcode INTERRUPTED} and no
+ * output that says error; returns what the example printed.
  */
 export async function stopCleanly(example: RunningExample): Promise<Finished> {
   const finished = await example.stop();
   assertEquals(
     [finished.code, finished.signal],
-    [0, null],
+    [INTERRUPTED, null],
     `${example.name} did not exit cleanly\nstdout:\n${finished.stdout}\nstderr:\n${finished.stderr}`,
   );
   assertNotMatch(finished.stdout, /error|uncaptured|exception/i);

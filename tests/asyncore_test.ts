@@ -1350,6 +1350,25 @@ Deno.test("Dispatcher: toString says what the channel is, like Python's repr", (
   }
 });
 
+Deno.test("Dispatcher: toString names an anonymous subclass by its nearest named class", () => {
+  const map: ChannelMap = new Map();
+  try {
+    const anonymous = new (class extends Quiet {})(undefined, map);
+    assertEquals(String(anonymous), "<Quiet at #-1>");
+    const made = (base: typeof Quiet) => class extends base {};
+    assertEquals(
+      String(new (made(made(Quiet)))(undefined, map)),
+      "<Quiet at #-1>",
+    );
+    // A shadowed `constructor` property does not stop it.
+    const odd = new Quiet(undefined, map);
+    Object.defineProperty(odd, "constructor", { value: 42 });
+    assertEquals(String(odd), "<Quiet at #-1>");
+  } finally {
+    closeAll(map);
+  }
+});
+
 for (const mode of MODES) {
   Deno.test(`Dispatcher: handleClose after the connection broke under a writer (${mode.name})`, async () => {
     // CPython's test_handle_close_after_conn_broken: the server reads 128

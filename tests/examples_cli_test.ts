@@ -10,8 +10,13 @@ import {
   closeQuietly,
   connect,
   echo,
+  INTERRUPTED,
+  permissionArgs,
+  readToEnd,
+  ROOT,
   runExample,
   RunningExample,
+  START_TIMEOUT,
   startServer,
   stopCleanly,
   text,
@@ -202,7 +207,7 @@ for (const [name, args, ready] of WAITING_CLIENTS) {
       const finished = await client.stop();
       assertEquals(
         [finished.code, finished.signal],
-        [0, null],
+        [INTERRUPTED, null],
         `stdout:\n${finished.stdout}\nstderr:\n${finished.stderr}`,
       );
       assert(!/error|uncaught/i.test(finished.stderr), finished.stderr);
@@ -247,9 +252,8 @@ for (const name of ["select_echo_server.ts", "asyncore_echo_server.ts"]) {
       // Its closed sockets still hold unsent echoes: the process gives
       // them LINGER_AFTER_INTERRUPT ms and then exits anyway.
       const started = performance.now();
-      const finished = await stopCleanly(server);
+      await stopCleanly(server);
       assert(performance.now() - started < 8000, "exited within the bound");
-      assertEquals(finished.code, 0);
     } finally {
       conn.close();
       await flooding;
@@ -283,3 +287,211 @@ for (const [name, limit, allowRead] of RECORD_LIMITS) {
     );
   });
 }
+
+/** A server example, what it needs, and one exchange that it logs. */
+interface LoggingServer {
+  name: string;
+  args: string[];
+  read?: boolean;
+  /** What it logs for the exchange (without --quiet). */
+  logs: RegExp;
+  /** One client served to the end; the server logs before it answers. */
+  serve(port: number): Promise<void>;
+}
+
+/** Sends a line and reads its echo. */
+async function echoLine(port: number): Promise<void> {
+  const conn = await connect(port);
+  try {
+    assertEquals(text(await echo(conn, bytes("quiet?\r\n"))), "quiet?\r\n");
+  } finally {
+    conn.close();
+  }
+}
+
+/** Connects, sends `send`, and reads whatever comes until the server closes. */
+async function readAll(port: number, send = ""): Promise<void> {
+  const conn = await connect(port);
+  try {
+    if (send !== "") await conn.write(bytes(send));
+    await readToEnd(conn);
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+/** An upstream for proxy.ts: echoes one connection. */
+function echoUpstream(): { port: number; done: Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const done = (async () => {
+    try {
+      const conn = await within(
+        10_000,
+        "the proxy to connect",
+        listener.accept(),
+      );
+      try {
+        const buffer = new Uint8Array(4096);
+        for (;;) {
+          const count = await conn.read(buffer);
+          if (count === null) return;
+          await conn.write(buffer.subarray(0, count));
+        }
+      } catch {
+        // The proxy reset the connection.
+      } finally {
+        closeQuietly(conn);
+      }
+    } finally {
+      listener.close();
+    }
+  })();
+  return { port: listener.addr.port, done };
+}
+
+const LOGGING_SERVERS: LoggingServer[] = [
+  ...[
+    "select_echo_server.ts",
+    "asyncore_echo_server.ts",
+    "dispatcher_with_send_echo_server.ts",
+    "asynchat_echo_server.ts",
+    "asynchat_line_echo_server.ts",
+  ].map((name) => ({
+    name,
+    args: [],
+    logs: /^Connected from 127\.0\.0\.1:\d+$/m,
+    serve: echoLine,
+  })),
+  {
+    name: "poetry_server.ts",
+    args: [],
+    read: true,
+    logs: /^Sending \d+ bytes of poetry to /m,
+    serve: (port) => readAll(port),
+  },
+  {
+    name: "transform_server.ts",
+    args: [],
+    logs: /^Rejected /m,
+    serve: (port) => readAll(port, "not a netstring"),
+  },
+  {
+    name: "stream_relay_server.ts",
+    args: ["examples/poetry/sonnet_18.txt"],
+    read: true,
+    logs: /^relaying /m,
+    serve: (port) => readAll(port),
+  },
+  {
+    name: "tls_echo_server.ts",
+    args: [],
+    read: true,
+    logs: /^Connected from /m,
+    serve: (port) => readAll(port, "QUIT\r\n"),
+  },
+];
+
+for (const quiet of [false, true]) {
+  for (const server of LOGGING_SERVERS) {
+    Deno.test(`${server.name} ${quiet ? "with --quiet prints only its listening line" : "logs its clients without --quiet"}; Ctrl-C exits 130`, async () => {
+      await using example = await startServer(
+        server.name,
+        [...(quiet ? ["--quiet"] : []), ...server.args],
+        { allowRead: server.read },
+      );
+      await server.serve(example.port);
+      if (!quiet) await example.waitForOutput(server.logs);
+      const { stdout } = await stopCleanly(example);
+      if (quiet) {
+        assertEquals(stdout, `listening on 127.0.0.1:${example.port}\n`);
+      } else {
+        assertMatch(stdout, server.logs);
+      }
+    });
+  }
+
+  Deno.test(`proxy.ts ${quiet ? "with --quiet prints only its listening line" : "logs its clients without --quiet"}; Ctrl-C exits 130`, async () => {
+    const upstream = echoUpstream();
+    try {
+      await using proxy = await startServer("proxy.ts", [
+        ...(quiet ? ["--quiet"] : []),
+        "127.0.0.1",
+        String(upstream.port),
+      ]);
+      await echoLine(proxy.port);
+      if (!quiet) await proxy.waitForOutput(/^Accepted \(0\) from /m);
+      const { stdout } = await stopCleanly(proxy);
+      if (quiet) {
+        assertEquals(stdout, `listening on 127.0.0.1:${proxy.port}\n`);
+      } else {
+        assertMatch(stdout, /^Accepted \(0\) from /m);
+      }
+    } finally {
+      await upstream.done;
+    }
+  });
+}
+
+Deno.test("every server's --help offers --quiet", async () => {
+  for (const name of [...LOGGING_SERVERS.map((s) => s.name), "proxy.ts"]) {
+    const help = await runExample(name, ["--help"], { allowRead: true });
+    assertMatch(
+      text(help.stdout),
+      /^ {2}--quiet +print only the listening line/m,
+    );
+  }
+});
+
+Deno.test("a server with --quiet goes on serving while its stdout is a pipe nobody reads", async () => {
+  // Without --quiet, about 1,000 connections fill a 64 KiB pipe with log
+  // lines, and console.log() then holds up the server's event loop.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...permissionArgs(),
+      "examples/asyncore_echo_server.ts",
+      "--port",
+      "0",
+      "--quiet",
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  try {
+    let printed = "";
+    const port = await within(
+      START_TIMEOUT,
+      "the listening line",
+      (async () => {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`ended without listening: ${printed}`);
+          printed += text(value);
+          const match = printed.match(/^listening on 127\.0\.0\.1:(\d+)$/m);
+          if (match) return Number(match[1]);
+        }
+      })(),
+    );
+    // From here on nobody reads the pipe.
+    await within(
+      60_000,
+      "2,000 clients served",
+      (async () => {
+        for (let i = 0; i < 2000; i++) await echoLine(port);
+      })(),
+    );
+  } finally {
+    child.kill("SIGINT");
+    const status = await within(
+      10_000,
+      "the server to exit",
+      child.status,
+      () => child.kill("SIGKILL"),
+    );
+    await reader.cancel();
+    assertEquals([status.code, status.signal], [INTERRUPTED, null]);
+  }
+});

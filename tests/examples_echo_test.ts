@@ -1,7 +1,9 @@
 // End-to-end tests of the echo servers in examples/ and of echo_client.ts:
 // each server runs as a subprocess, real clients talk to it over loopback.
 
-import { assertEquals, assertMatch } from "@std/assert";
+import { assert, assertEquals, assertMatch } from "@std/assert";
+import { delay } from "@std/async";
+import { getAvailablePort } from "@std/net";
 import {
   assertClosedByPeer,
   assertLines,
@@ -10,13 +12,19 @@ import {
   connect,
   echo,
   hasPython3,
+  INTERRUPTED,
+  IO_TIMEOUT,
+  permissionArgs,
+  ROOT,
   runExample,
   runPython,
+  START_TIMEOUT,
   startServer,
   stopCleanly,
   text,
   twistedClient,
   twistedPython,
+  within,
 } from "./_examples_helpers.ts";
 
 interface EchoServer {
@@ -240,14 +248,17 @@ for (const server of SERVERS.filter((s) => s.eol !== undefined)) {
       assertEquals(await echo(under, fits), fits);
       await over.write(bytes("z".repeat(1001)));
       await assertClosedByPeer(over);
-      await example.waitForOutput(/record longer than 1000 bytes/);
+      // The channel is named by its class, as Python's repr() does.
+      await example.waitForOutput(
+        /record longer than 1000 bytes, closing channel <\w+ connected /,
+      );
       assertEquals(await echo(under, fits), fits);
     } finally {
       closeQuietly(over);
       closeQuietly(under);
     }
     const finished = await example.stop();
-    assertEquals(finished.code, 0);
+    assertEquals(finished.code, INTERRUPTED);
   });
 }
 
@@ -307,4 +318,64 @@ Deno.test({
     assertEquals(stdout, "307200 True\n");
     await stopCleanly(example);
   },
+});
+
+Deno.test('README.md\'s "Use it" server echoes and logs each client as host:port', async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const section = readme.slice(readme.indexOf("\n## Use it\n"));
+  const code = section.match(/```ts ignore\n([\s\S]*?)```/)?.[1] ?? "";
+  assert(code.includes("new EchoServer(8881)"), "the snippet serves 8881");
+  const port = getAvailablePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissionArgs(), "-"],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(bytes(code.replace("8881", String(port))));
+  await writer.close();
+  const output = child.output();
+  try {
+    // The snippet prints nothing before its first client: try until it listens.
+    const conn = await within(
+      START_TIMEOUT,
+      "the snippet to listen",
+      (async () => {
+        for (;;) {
+          try {
+            return await connect(port);
+          } catch (error) {
+            if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+            await delay(50); // a retry, not a wait for order
+          }
+        }
+      })(),
+    );
+    try {
+      assertEquals(text(await echo(conn, bytes("readme\n"))), "readme\n");
+      const local = conn.localAddr as Deno.NetAddr;
+      child.kill("SIGINT");
+      const { stdout, stderr } = await within(
+        IO_TIMEOUT,
+        "the snippet to exit",
+        output,
+      );
+      assertEquals(
+        text(stdout),
+        `incoming connection from 127.0.0.1:${local.port}\n`,
+        text(stderr),
+      );
+    } finally {
+      conn.close();
+    }
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await output.catch(() => {});
+  }
 });

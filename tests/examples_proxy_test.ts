@@ -13,6 +13,7 @@ import {
   connect,
   echo,
   hasPython3,
+  INTERRUPTED,
   readToEnd,
   runPython,
   startServer,
@@ -198,7 +199,7 @@ Deno.test("proxy.ts closes the client when the server cannot be reached", async 
     await proxy.waitForOutput(/^Failed \(0\): .+$/m);
     // The proxy goes on serving after the failure.
     const finished = await proxy.stop();
-    assertEquals(finished.code, 0);
+    assertEquals(finished.code, INTERRUPTED);
   } finally {
     closeQuietly(conn);
   }

@@ -379,6 +379,36 @@ Deno.test("Socket: fromConn wraps a Deno.Conn as a connected socket", async () =
   assertEquals(decoder.decode(await recvSoon(sock)), "yo");
 });
 
+Deno.test("Socket: fromConn of a closed Deno.Conn fails with an error that says so", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = listener.accept();
+  const conn = await dial(listener.addr);
+  await using _peer = await within(1000, "accept", accepting);
+  conn.close();
+  using sock = Socket.fromConn(conn);
+  // Deno cannot tell at once: the failure shows as a pending error.
+  const [readable, writable] = await within(
+    5000,
+    "the socket to show its error",
+    select([sock], [sock], [], 5),
+  );
+  assertEquals([readable, writable], [[sock], [sock]]);
+  assertInstanceOf(sock.error, Deno.errors.BadResource);
+  assertMatch(sock.error.message, /Deno\.Conn .*closed outside/);
+  assertThrows(() => sock.send("x"), Deno.errors.BadResource, "closed outside");
+  assertThrows(() => sock.recv(8), Deno.errors.BadResource, "closed outside");
+});
+
+Deno.test("Socket: fromConn refuses what is not a Deno.Conn", () => {
+  for (const value of [undefined, null, 3, "conn", {}, { read() {} }]) {
+    assertThrows(
+      () => Socket.fromConn(value as unknown as Deno.Conn),
+      TypeError,
+      "conn must be a Deno.Conn",
+    );
+  }
+});
+
 Deno.test("select: timeout 0 returns at once", async () => {
   using listener = new Socket();
   listener.bind({ hostname: "127.0.0.1", port: 0 });
