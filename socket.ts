@@ -41,6 +41,7 @@ import { EpollSource } from "./_epoll_source.ts";
 import { FdSocket } from "./_fd_socket.ts";
 import {
   checkAddress,
+  checkBytes,
   checkCount,
   checkSize,
   checkTimeout,
@@ -202,15 +203,14 @@ const DEFAULT_BUFFER_SIZE = 65536;
 
 /** The part of `buffer` a `recvInto(buffer, nbytes)` may fill, checked. */
 function intoTarget(buffer: unknown, nbytes: unknown): Uint8Array {
-  if (!(buffer instanceof Uint8Array)) {
-    throw new TypeError(`buffer must be a Uint8Array, got ${describe(buffer)}`);
-  }
-  let size = buffer.length;
+  // Our own view of the caller's memory: its length is the engine's.
+  const view = checkBytes("buffer", buffer);
+  let size = view.length;
   if (nbytes !== undefined && nbytes !== 0) {
     size = checkSize("nbytes", nbytes);
-    if (size > buffer.length) {
+    if (size > view.length) {
       throw new RangeError(
-        `nbytes must be at most the buffer's length (${buffer.length}), got ${size}`,
+        `nbytes must be at most the buffer's length (${view.length}), got ${size}`,
       );
     }
   }
@@ -219,7 +219,7 @@ function intoTarget(buffer: unknown, nbytes: unknown): Uint8Array {
       "buffer must have room for at least one byte: 0 received means end of stream",
     );
   }
-  return size === buffer.length ? buffer : buffer.subarray(0, size);
+  return size === view.length ? view : view.subarray(0, size);
 }
 
 function closedError(operation: string): Deno.errors.BadResource {
