@@ -717,7 +717,10 @@ export class Socket {
    *   `buffer.length` when absent or 0, as in Python.
    * @returns How many bytes were received, at the start of `buffer`; 0 at
    *   end of stream.
-   * @throws {TypeError} when `buffer` is not a `Uint8Array`.
+   * @throws {TypeError} when `buffer` is not a real `Uint8Array` (a Proxy,
+   *   an imitation, another typed array) or views no memory (its buffer is
+   *   detached, or shrank below it). Its size is the engine's, whatever its
+   *   properties say: only the memory it views is written.
    * @throws {RangeError} when `nbytes` is not a size up to `buffer.length`,
    *   or there is no room to receive into (0 would read as end of stream).
    * @throws {Deno.errors.WouldBlock} when nothing is buffered.
@@ -734,8 +737,13 @@ export class Socket {
    * Copies as much of `data` as fits into the send buffer. The bytes are
    * delivered in order, even if {@linkcode Socket.close} follows at once.
    *
-   * @param data The bytes to send (strings are UTF-8 encoded).
+   * @param data The bytes to send (strings are UTF-8 encoded). Its size is
+   *   the engine's, whatever its properties say: only the memory it views is
+   *   read.
    * @returns How many bytes were accepted.
+   * @throws {TypeError} when `data` is neither a string nor a real
+   *   `Uint8Array` (a Proxy, an imitation), or views no memory (its buffer is
+   *   detached, or shrank below it).
    * @throws {Deno.errors.WouldBlock} when the send buffer is full.
    */
   send(data: Uint8Array | string): number {
