@@ -267,7 +267,7 @@ export class FdSocket {
       address,
       this.#family === "ipv6" ? "::" : "0.0.0.0",
     );
-    if (libc().bind(fd, sockaddr, sockaddr.length) < 0) {
+    if (libc().bind(fd, sockaddr, byteLengthOf(sockaddr)) < 0) {
       throw lastError("bind");
     }
   }
@@ -332,7 +332,7 @@ export class FdSocket {
       this.#family === "ipv6" ? "::1" : "127.0.0.1",
     );
     const c = libc();
-    if (c.connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    if (c.connect(fd, sockaddr, byteLengthOf(sockaddr)) === 0) return true;
     let code = errno();
     if (code === EINPROGRESS) return false;
     if (code === EISCONN || code === EALREADY) {
@@ -341,7 +341,7 @@ export class FdSocket {
     // Asked again, a connect in progress says EALREADY and a failed one
     // its error again: under load, errno was once seen to hold another
     // call's value (ENOENT for a TCP connect), so a failure is confirmed.
-    if (c.connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    if (c.connect(fd, sockaddr, byteLengthOf(sockaddr)) === 0) return true;
     const again = errno();
     if (again === EALREADY || again === EINPROGRESS) return false;
     code = again;
