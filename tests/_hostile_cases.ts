@@ -298,22 +298,25 @@ for (const kind of LIARS) {
       ),
     expect: outcome(kind, "data", "a Uint8Array or a string", SEND_RIGHT),
   };
-  cases[`Dispatcher.recvInto(${kind})`] = {
-    run: () =>
-      received(
-        make(),
-        (sock, array) =>
-          new Dispatcher(sock, new Map()).recvInto(array as Uint8Array),
-      ),
-    expect: outcome(kind, "buffer", "a Uint8Array", RECEIVE_RIGHT),
-  };
-  cases[`DispatcherWithSend.send(${kind})`] = {
-    run: () =>
-      sent((sock) =>
-        new DispatcherWithSend(sock, new Map()).send(make() as Uint8Array)
-      ),
-    expect: outcome(kind, "data", "a Uint8Array or a string", SEND_RIGHT),
-  };
+  // Proxies and detached buffers reach these through the checks above.
+  if (kind === "ownLength" || kind === "lyingSubclass") {
+    cases[`Dispatcher.recvInto(${kind})`] = {
+      run: () =>
+        received(
+          make(),
+          (sock, array) =>
+            new Dispatcher(sock, new Map()).recvInto(array as Uint8Array),
+        ),
+      expect: outcome(kind, "buffer", "a Uint8Array", RECEIVE_RIGHT),
+    };
+    cases[`DispatcherWithSend.send(${kind})`] = {
+      run: () =>
+        sent((sock) =>
+          new DispatcherWithSend(sock, new Map()).send(make() as Uint8Array)
+        ),
+      expect: outcome(kind, "data", "a Uint8Array or a string", SEND_RIGHT),
+    };
+  }
   cases[`AsyncChat.push(${kind})`] = {
     run: () =>
       sent((sock) => new AsyncChat(sock, new Map()).push(make() as Uint8Array)),
@@ -362,15 +365,6 @@ cases["Socket.recvInto(ownLength, 32)"] = {
   expect:
     "throws RangeError: nbytes must be at most the buffer's length (16), got 32",
 };
-cases["Socket.recvInto(ownLength, NaN)"] = {
-  run: () =>
-    received(
-      ARRAYS.ownLength(),
-      (sock, array) => sock.recvInto(array as Uint8Array, NaN),
-    ),
-  expect: "throws RangeError: nbytes must be a positive integer, got NaN",
-};
-
 // The mixed-up kinds once each for the rest of the calls taking bytes.
 cases["AsyncChat.pushWithProducer(lyingSubclass)"] = {
   run: () =>
@@ -558,10 +552,6 @@ cases["select(fileno() is NaN)"] = {
 cases["select(-1)"] = {
   run: () => select([-1], [], [], 0),
   expect: "throws BadResource: rlist: -1 is not a live socket",
-};
-cases["select(2**40)"] = {
-  run: () => select([], [2 ** 40], [], 0),
-  expect: "throws BadResource: wlist: 1099511627776 is not a live socket",
 };
 cases["select(closed socket)"] = {
   run: () => {
