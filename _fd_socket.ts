@@ -55,6 +55,7 @@ import {
 import type { Address } from "./socket.ts";
 import { checkCount, checkSize, describe } from "./_validate.ts";
 import { allocateRegion } from "./_read_arena.ts";
+import { byteLengthOf, isUint8Array } from "./_view.ts";
 
 /** The address family of an {@linkcode FdSocket}. */
 export type Family = "ipv4" | "ipv6" | "unix";
@@ -266,7 +267,7 @@ export class FdSocket {
       address,
       this.#family === "ipv6" ? "::" : "0.0.0.0",
     );
-    if (libc().bind(fd, sockaddr, sockaddr.length) < 0) {
+    if (libc().bind(fd, sockaddr, byteLengthOf(sockaddr)) < 0) {
       throw lastError("bind");
     }
   }
@@ -331,7 +332,7 @@ export class FdSocket {
       this.#family === "ipv6" ? "::1" : "127.0.0.1",
     );
     const c = libc();
-    if (c.connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    if (c.connect(fd, sockaddr, byteLengthOf(sockaddr)) === 0) return true;
     let code = errno();
     if (code === EINPROGRESS) return false;
     if (code === EISCONN || code === EALREADY) {
@@ -340,7 +341,7 @@ export class FdSocket {
     // Asked again, a connect in progress says EALREADY and a failed one
     // its error again: under load, errno was once seen to hold another
     // call's value (ENOENT for a TCP connect), so a failure is confirmed.
-    if (c.connect(fd, sockaddr, sockaddr.length) === 0) return true;
+    if (c.connect(fd, sockaddr, byteLengthOf(sockaddr)) === 0) return true;
     const again = errno();
     if (again === EALREADY || again === EINPROGRESS) return false;
     code = again;
@@ -366,14 +367,15 @@ export class FdSocket {
    * @throws {Deno.errors.WouldBlock} when nothing is there.
    */
   recvInto(buffer: Uint8Array): number {
-    if (!(buffer instanceof Uint8Array)) {
+    if (!isUint8Array(buffer)) {
       throw new TypeError(
         `buffer must be a Uint8Array, got ${describe(buffer)}`,
       );
     }
     const fd = this.#open("recv");
-    if (buffer.length === 0) return 0;
-    return this.#recv(fd, buffer);
+    const size = byteLengthOf(buffer);
+    if (size === 0) return 0;
+    return this.#recv(fd, buffer, size);
   }
 
   /**
@@ -387,7 +389,7 @@ export class FdSocket {
     const fd = this.#open("recv");
     if (bufsize > SHARED_RECV_SIZE) {
       const own = new Uint8Array(bufsize);
-      const count = this.#recv(fd, own);
+      const count = this.#recv(fd, own, bufsize);
       return count === bufsize ? own : own.slice(0, count);
     }
     sharedRecv ??= new Uint8Array(SHARED_RECV_SIZE);
@@ -411,18 +413,20 @@ export class FdSocket {
    * @throws {Deno.errors.WouldBlock} when the send buffer is full.
    */
   send(data: Uint8Array): number {
-    if (!(data instanceof Uint8Array)) {
+    if (!isUint8Array(data)) {
       throw new TypeError(`data must be a Uint8Array, got ${describe(data)}`);
     }
     const fd = this.#open("send");
-    if (data.length === 0) return 0;
+    // The engine's length, never a property: libc reads this many bytes.
+    const size = byteLengthOf(data);
+    if (size === 0) return 0;
     const c = libc();
     for (;;) {
       // write(2) on a pipe whose reader is gone raises SIGPIPE, which Deno
       // ignores (as Rust programs do): it fails with EPIPE, as send does here.
       const count = this.#family === null
-        ? c.write(fd, data, BigInt(data.length))
-        : c.send(fd, data, BigInt(data.length), MSG_NOSIGNAL);
+        ? c.write(fd, data, BigInt(size))
+        : c.send(fd, data, BigInt(size), MSG_NOSIGNAL);
       if (count >= 0) return count;
       const code = errno();
       if (code === EINTR) continue;
@@ -524,7 +528,10 @@ export class FdSocket {
     return decodeAddress(storage, lengthCell[0]);
   }
 
-  #recv(fd: number, buffer: Uint8Array, size = buffer.length): number {
+  // The kernel writes up to `size` bytes: never more than the engine says
+  // `buffer` holds, whatever its properties say.
+  #recv(fd: number, buffer: Uint8Array, wanted: number): number {
+    const size = Math.min(wanted, byteLengthOf(buffer));
     const c = libc();
     for (;;) {
       const count = this.#family === null

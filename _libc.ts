@@ -11,7 +11,11 @@
 
 import { FdSet } from "./_fd_set.ts";
 
-/** Symbols this backend calls; every pointer is a buffer this code sized. */
+/**
+ * Symbols this backend calls; every pointer is a buffer this code sized.
+ * A size passed with a buffer is the engine's length of it (_view.ts), never
+ * a property the buffer's owner could shadow.
+ */
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },

@@ -1,26 +1,73 @@
 // Argument checks shared by the public modules: clear errors naming the argument.
 
+import {
+  byteLengthOf,
+  isInBounds,
+  isUint8Array,
+  ownView,
+  typedArrayName,
+} from "./_view.ts";
+
 const encoder = new TextEncoder();
 
-/** Describes a value for an error message. */
+/**
+ * Describes a value for an error message. It trusts nothing: reading a
+ * constructor's name may run a caller's getter or Proxy trap, which may
+ * throw.
+ */
 export function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (value === null) return "null";
   if (typeof value === "object") {
-    return value.constructor?.name
-      ? `a ${value.constructor.name}`
-      : "an object";
+    let name: unknown;
+    try {
+      name = value.constructor?.name;
+    } catch {
+      return "an object";
+    }
+    return typeof name === "string" && name !== "" ? `a ${name}` : "an object";
   }
   return String(value);
 }
 
-/** Returns `data` as bytes: strings are UTF-8 encoded. */
+/**
+ * The caller's bytes `value` as a Uint8Array of this code's own over the
+ * same memory ({@linkcode ownView}): its length, offset and methods are the
+ * engine's, whatever properties, getters, subclass methods or Proxy traps
+ * the caller's object has. A view on a SharedArrayBuffer is allowed; one
+ * tracking a resizable buffer is taken at its current length.
+ *
+ * @throws {TypeError} when `value` is not a real Uint8Array (a Proxy, an
+ *   object made with Uint8Array.prototype, another typed array), or views
+ *   no memory: its ArrayBuffer is detached, or it is out of bounds of a
+ *   resizable buffer that shrank.
+ */
+export function checkBytes(
+  name: string,
+  value: unknown,
+  expected = "a Uint8Array",
+): Uint8Array {
+  if (!isUint8Array(value)) {
+    let got = describe(value);
+    // A Proxy of a Uint8Array, or an imitation, says it is one.
+    if (typedArrayName(value) === undefined && got.endsWith("Array")) {
+      got +=
+        " that is not one (a Proxy, or an object not made by a typed array constructor)";
+    }
+    throw new TypeError(`${name} must be ${expected}, got ${got}`);
+  }
+  if (byteLengthOf(value) === 0 && !isInBounds(value)) {
+    throw new TypeError(
+      `${name} views no memory: its ArrayBuffer is detached (transferred), or it is out of bounds of a resizable ArrayBuffer that shrank`,
+    );
+  }
+  return ownView(value);
+}
+
+/** Returns `data` as bytes ({@linkcode checkBytes}): strings are UTF-8 encoded. */
 export function toBytes(name: string, data: unknown): Uint8Array {
-  if (data instanceof Uint8Array) return data;
   if (typeof data === "string") return encoder.encode(data);
-  throw new TypeError(
-    `${name} must be a Uint8Array or a string, got ${describe(data)}`,
-  );
+  return checkBytes(name, data, "a Uint8Array or a string");
 }
 
 /** Checks that `value` is a positive integer byte count. */

@@ -65,7 +65,7 @@
 
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket, TlsOptions } from "./select.ts";
-import { checkSize, describe, toBytes } from "./_validate.ts";
+import { checkBytes, checkSize, describe, toBytes } from "./_validate.ts";
 import { wakeChannelLoop } from "./_channel_wake.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { allocateRegion } from "./_read_arena.ts";
@@ -384,15 +384,19 @@ export class AsyncChat extends Dispatcher {
         );
       }
     } else if (typeof term === "string" || term instanceof Uint8Array) {
-      if (term.length === 0) {
+      // A private copy: changing the caller's array changes nothing here.
+      bytes = typeof term === "string" ? termBytes(term) : checkBytes(
+        "term",
+        term,
+        "a string, a Uint8Array, a number or null",
+      ).slice();
+      if (bytes.length === 0) {
         throw new RangeError(
           `term must not be empty, got ${
             typeof term === "string" ? '""' : "an empty Uint8Array"
           }`,
         );
       }
-      // A private copy: changing the caller's array changes nothing here.
-      bytes = typeof term === "string" ? termBytes(term) : term.slice();
     } else if (term !== null) {
       throw new TypeError(
         `term must be a string, a Uint8Array, a number or null, got ${

@@ -41,6 +41,7 @@ import { EpollSource } from "./_epoll_source.ts";
 import { FdSocket } from "./_fd_socket.ts";
 import {
   checkAddress,
+  checkBytes,
   checkCount,
   checkSize,
   checkTimeout,
@@ -202,15 +203,14 @@ const DEFAULT_BUFFER_SIZE = 65536;
 
 /** The part of `buffer` a `recvInto(buffer, nbytes)` may fill, checked. */
 function intoTarget(buffer: unknown, nbytes: unknown): Uint8Array {
-  if (!(buffer instanceof Uint8Array)) {
-    throw new TypeError(`buffer must be a Uint8Array, got ${describe(buffer)}`);
-  }
-  let size = buffer.length;
+  // Our own view of the caller's memory: its length is the engine's.
+  const view = checkBytes("buffer", buffer);
+  let size = view.length;
   if (nbytes !== undefined && nbytes !== 0) {
     size = checkSize("nbytes", nbytes);
-    if (size > buffer.length) {
+    if (size > view.length) {
       throw new RangeError(
-        `nbytes must be at most the buffer's length (${buffer.length}), got ${size}`,
+        `nbytes must be at most the buffer's length (${view.length}), got ${size}`,
       );
     }
   }
@@ -219,7 +219,7 @@ function intoTarget(buffer: unknown, nbytes: unknown): Uint8Array {
       "buffer must have room for at least one byte: 0 received means end of stream",
     );
   }
-  return size === buffer.length ? buffer : buffer.subarray(0, size);
+  return size === view.length ? view : view.subarray(0, size);
 }
 
 function closedError(operation: string): Deno.errors.BadResource {
@@ -727,7 +727,10 @@ export class Socket {
    *   `buffer.length` when absent or 0, as in Python.
    * @returns How many bytes were received, at the start of `buffer`; 0 at
    *   end of stream.
-   * @throws {TypeError} when `buffer` is not a `Uint8Array`.
+   * @throws {TypeError} when `buffer` is not a real `Uint8Array` (a Proxy,
+   *   an imitation, another typed array) or views no memory (its buffer is
+   *   detached, or shrank below it). Its size is the engine's, whatever its
+   *   properties say: only the memory it views is written.
    * @throws {RangeError} when `nbytes` is not a size up to `buffer.length`,
    *   or there is no room to receive into (0 would read as end of stream).
    * @throws {Deno.errors.WouldBlock} when nothing is buffered.
@@ -744,8 +747,13 @@ export class Socket {
    * Copies as much of `data` as fits into the send buffer. The bytes are
    * delivered in order, even if {@linkcode Socket.close} follows at once.
    *
-   * @param data The bytes to send (strings are UTF-8 encoded).
+   * @param data The bytes to send (strings are UTF-8 encoded). Its size is
+   *   the engine's, whatever its properties say: only the memory it views is
+   *   read.
    * @returns How many bytes were accepted.
+   * @throws {TypeError} when `data` is neither a string nor a real
+   *   `Uint8Array` (a Proxy, an imitation), or views no memory (its buffer is
+   *   detached, or shrank below it).
    * @throws {Deno.errors.WouldBlock} when the send buffer is full.
    */
   send(data: Uint8Array | string): number {

@@ -40,7 +40,7 @@ import { AsyncChat, type AsyncProducer } from "./asynchat.ts";
 import type { ChannelMap } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
 import { wakeChannelLoop } from "./_channel_wake.ts";
-import { checkSize, describe } from "./_validate.ts";
+import { checkBytes, checkSize, describe } from "./_validate.ts";
 import { EMPTY } from "./_bytes.ts";
 
 const DEFAULT_HIGH_WATER_MARK = 65536;
@@ -208,21 +208,24 @@ export class StreamProducer implements AsyncProducer, Disposable {
       this.#reader = null;
       this.#done = true;
       reader.releaseLock();
-    } else if (!(result.value instanceof Uint8Array)) {
-      const error = new TypeError(
-        `stream chunks must be Uint8Arrays, got ${describe(result.value)}`,
-      );
+      this.#wake();
+      return;
+    }
+    let chunk: Uint8Array;
+    try {
+      // Our own view of it: sizes from the engine, not from the chunk.
+      chunk = checkBytes("stream chunks", result.value, "Uint8Arrays");
+    } catch (error) {
       reader.cancel(error).catch(() => {});
       this.#failed(reader, error);
       return;
-    } else if (result.value.length > 0) {
-      this.#chunks.push(result.value);
-      this.#buffered += result.value.length;
-      this.#bytesRead += result.value.length;
-      this.#fill();
-    } else {
-      this.#fill();
     }
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+      this.#bytesRead += chunk.length;
+    }
+    this.#fill();
     this.#wake();
   }
 
@@ -447,10 +450,7 @@ export class StreamChannel extends AsyncChat {
 
   #write(chunk: Uint8Array): Promise<void> | undefined {
     if (this.#failure !== null) throw this.#failure.error;
-    if (!(chunk instanceof Uint8Array)) {
-      throw new TypeError(`chunk must be a Uint8Array, got ${describe(chunk)}`);
-    }
-    this.push(chunk);
+    this.push(checkBytes("chunk", chunk));
     if (this.#drained()) return;
     this.#drain = Promise.withResolvers<void>();
     return this.#drain.promise;
