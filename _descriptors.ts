@@ -68,6 +68,12 @@ export class Descriptors implements DescriptorSide {
   }
 
   #epoll: Epoll | null = null;
+  /**
+   * Keep the epoll instance open with no descriptor registered, for a
+   * selector that is used again and again (select()'s): a process out of
+   * descriptors could not open another, where select(2) needs none.
+   */
+  keepOpen = false;
   #count = 0;
   #closed: Token[] = [];
   #idling: Promise<void> | null = null;
@@ -359,14 +365,22 @@ export class Descriptors implements DescriptorSide {
     share.waited();
   }
 
+  /** Stops keeping the epoll instance open (`keepOpen`); closes it if unused. */
+  release(): void {
+    this.keepOpen = false;
+    if (this.#count === 0) this.#closeEpoll();
+  }
+
   #removed(): void {
     this.#count--;
     share.removed();
-    if (this.#count === 0) {
-      // Closing wakes a pending idle(); its promise resolves after that.
-      this.#epoll?.close();
-      this.#epoll = null;
-    }
+    if (this.#count === 0 && !this.keepOpen) this.#closeEpoll();
+  }
+
+  #closeEpoll(): void {
+    // Closing wakes a pending idle(); its promise resolves after that.
+    this.#epoll?.close();
+    this.#epoll = null;
   }
 }
 

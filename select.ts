@@ -41,6 +41,7 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { DescriptorSource } from "./_epoll_source.ts";
+import { Descriptors } from "./_descriptors.ts";
 import { unsupportedReason } from "./_libc.ts";
 import { defaultBackend } from "./_backend.ts";
 import { pollDescriptor } from "./_fd_socket.ts";
@@ -216,7 +217,7 @@ export async function select<
   for (const watched of rs) want(watched, READABLE);
   for (const watched of ws) want(watched, WRITABLE);
   for (const watched of xs) want(watched, 0);
-  const selector = new Selector();
+  const selector = borrowSelector();
   const { registry } = selector;
   const registered: Watched[] = [];
   try {
@@ -235,6 +236,29 @@ export async function select<
     });
   } finally {
     for (const watched of registered) registry.deregister(watched.source);
+    returnSelector(selector);
+  }
+}
+
+// The selectors of finished select() and Poll.poll() calls, kept with their
+// epoll instance open for the next calls: out of descriptors, a call that
+// needed a new one would fail where select(2) and poll(2) need none.
+const spareSelectors: Selector[] = [];
+const MAX_SPARE_SELECTORS = 8;
+
+function borrowSelector(): Selector {
+  const spare = spareSelectors.pop();
+  if (spare !== undefined) return spare;
+  const selector = new Selector();
+  Descriptors.of(selector.registry).keepOpen = true;
+  return selector;
+}
+
+function returnSelector(selector: Selector): void {
+  if (spareSelectors.length < MAX_SPARE_SELECTORS) {
+    spareSelectors.push(selector);
+  } else {
+    Descriptors.of(selector.registry).release();
   }
 }
 
@@ -370,7 +394,7 @@ export class Poll {
       const turn = passWithoutWait();
       return turn ? turn.then(() => this.#scan()) : result;
     }
-    const selector = new Selector();
+    const selector = borrowSelector();
     const { registry } = selector;
     const watched: (SocketSource | DescriptorSource)[] = [];
     const watchable = descriptorsWatchable();
@@ -401,6 +425,7 @@ export class Poll {
       });
     } finally {
       for (const source of watched) registry.deregister(source);
+      returnSelector(selector);
     }
   }
 

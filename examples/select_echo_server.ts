@@ -10,8 +10,9 @@
  * Differences from the book: a socket that disconnects also leaves the input
  * list (the book forgets to remove it), a connection reset counts as a
  * disconnect, every read and write is logged only with `--verbose` (the
- * book's log runs to thousands of lines per MiB), and Ctrl-C closes every
- * socket and exits cleanly.
+ * book's log runs to thousands of lines per MiB), running out of
+ * descriptors is said once and survived (the book's accept() raises), and
+ * Ctrl-C closes every socket and exits cleanly.
  *
  * @module
  */
@@ -67,6 +68,7 @@ try {
 console.log(`listening on ${formatAddress(sock.getsockname())}`);
 
 // lists of sockets to watch for input and output events
+let outOfDescriptors = false;
 const ins: Socket[] = [sock];
 const ous: Socket[] = [];
 // mapping socket -> data to send on that socket when feasible
@@ -98,8 +100,19 @@ try {
           [newSocket, address] = sock.accept();
         } catch (error) {
           if (error instanceof Deno.errors.WouldBlock) continue;
-          throw error;
+          const code = (error as { code?: string }).code;
+          if (code !== "EMFILE" && code !== "ENFILE") throw error;
+          // Out of descriptors: the listener is not reported readable again
+          // until one is free, and the clients we have are still served.
+          if (!outOfDescriptors) {
+            console.log(
+              `error: out of descriptors (${code}): not accepting until one is free`,
+            );
+          }
+          outOfDescriptors = true;
+          continue;
         }
+        outOfDescriptors = false;
         log("Connected from", formatAddress(address));
         ins.push(newSocket);
         adrs.set(newSocket, formatAddress(address));
