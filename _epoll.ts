@@ -15,6 +15,8 @@ import {
   EPOLL_EVENT_SIZE,
   lastError,
   libc,
+  O_CLOEXEC,
+  O_NONBLOCK,
   own,
 } from "./_libc.ts";
 import { checkSize, describe } from "./_validate.ts";
@@ -352,36 +354,58 @@ export class Epoll {
 /** A byte for the ping. */
 const PING = new Uint8Array([1]);
 
+/** What {@linkcode EventLoopShare} reads the ping with: a `node:net` Socket. */
+interface PipeReader {
+  on(event: "data", listener: () => void): unknown;
+  on(event: "error" | "close", listener: () => void): unknown;
+  ref(): unknown;
+  unref(): unknown;
+  destroy(): unknown;
+}
+
 /**
  * Hands the JS thread to Deno's event loop from a busy epoll loop: a 1-byte
- * ping over a private loopback `Deno.Conn` pair, awaited. Measured under load,
- * this is what keeps Deno's timers (about 1.3 ms late on average) and other
- * `Deno.Conn`s flowing, for about 6% of throughput at one turn per ms;
- * `setTimeout(0)` costs 1–2 ms a turn, `setImmediate` and a `MessageChannel`
- * starve `Deno.Conn`s, and a `nonblocking` epoll_wait(0) left timers up to
- * 360 ms late. Between turns no op is pending, so the pair never keeps the
- * process alive; `close()` frees it.
+ * ping written with write(2) into a private pipe (pipe2), whose read end
+ * Deno's event loop watches (a `node:net` Socket adopting the descriptor, one
+ * of Deno's own I/O resources); the turn ends when Deno has read it. The pipe
+ * needs no permission beyond `--allow-ffi`, unlike the loopback `Deno.Conn`
+ * pair this replaced (`--allow-net=127.0.0.1`, or a prompt). Measured under
+ * load (`deno task bench:share`), both keep Deno's timers about a millisecond
+ * late and other `Deno.Conn`s flowing, for about the same cost in throughput
+ * at one turn per ms; `setTimeout(0)` costs 1–2 ms a turn, `setImmediate` and
+ * a `MessageChannel` starve `Deno.Conn`s, and a `nonblocking` epoll_wait(0)
+ * left timers up to 360 ms late. Between turns the reader is unref'd, so the
+ * pipe never keeps the process alive; `close()` frees it.
  */
 export class EventLoopShare {
-  #send: Deno.Conn;
-  #receive: Deno.Conn;
-  #buffer = new Uint8Array(64);
+  #writeFd: number;
+  #reader: PipeReader;
+  #arrived: (() => void) | null = null;
   #last = performance.now();
   readonly interval: number;
 
-  private constructor(send: Deno.Conn, receive: Deno.Conn, interval: number) {
-    this.#send = send;
-    this.#receive = receive;
+  private constructor(writeFd: number, reader: PipeReader, interval: number) {
+    this.#writeFd = writeFd;
+    this.#reader = reader;
     this.interval = interval;
+    const arrived = () => {
+      this.#reader.unref();
+      const resolve = this.#arrived;
+      this.#arrived = null;
+      resolve?.();
+    };
+    reader.on("data", arrived);
+    // A pipe only this object writes to cannot fail; should it end anyway, a
+    // pending turn ends rather than hanging.
+    reader.on("error", arrived);
+    reader.on("close", arrived);
   }
 
   /**
-   * Opens the loopback pair.
+   * Opens the pipe.
    *
    * @param interval The most milliseconds between turns that
    *   {@linkcode EventLoopShare.due} allows.
-   * @throws {Deno.errors.NotCapable} without network permission for
-   *   127.0.0.1 (`--allow-net=127.0.0.1`).
    */
   static async open(interval = 1): Promise<EventLoopShare> {
     if (typeof interval !== "number" || !(interval >= 0)) {
@@ -391,17 +415,23 @@ export class EventLoopShare {
         }`,
       );
     }
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    try {
-      const [send, receive] = await Promise.all([
-        Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
-        listener.accept(),
-      ]);
-      send.setNoDelay(true);
-      return new EventLoopShare(send, receive, interval);
-    } finally {
-      listener.close();
+    const { Socket } = await import("node:net");
+    const ends = new Int32Array(2);
+    if (libc().pipe2(ends, O_NONBLOCK | O_CLOEXEC) < 0) {
+      throw lastError("pipe2");
     }
+    const writeFd = own(ends[1]);
+    let reader: PipeReader;
+    try {
+      // The socket owns the read end from here: destroying it closes it.
+      reader = new Socket({ fd: ends[0], readable: true, writable: false });
+    } catch (error) {
+      libc().close(ends[0]);
+      closeOwned(writeFd);
+      throw error;
+    }
+    reader.unref();
+    return new EventLoopShare(writeFd, reader, interval);
   }
 
   /** Whether `interval` ms have passed since the last turn. */
@@ -410,20 +440,35 @@ export class EventLoopShare {
   }
 
   /** Lets Deno's event loop run one turn (timers, I/O, other ops). */
-  async turn(): Promise<void> {
-    const written = this.#send.write(PING);
-    await this.#receive.read(this.#buffer);
-    await written;
-    this.#last = performance.now();
+  turn(): Promise<void> {
+    if (this.#writeFd < 0) {
+      return Promise.reject(
+        new Deno.errors.BadResource("turn on a closed EventLoopShare"),
+      );
+    }
+    return new Promise<void>((resolve) => {
+      this.#arrived = () => {
+        this.#last = performance.now();
+        resolve();
+      };
+      // Pending, the read keeps the process alive until the ping is in.
+      this.#reader.ref();
+      libc().write(this.#writeFd, PING, 1n);
+    });
   }
 
-  /** Closes the pair. */
+  /** Closes the pipe; a pending turn ends. */
   close(): void {
-    this.#send.close();
-    this.#receive.close();
+    if (this.#writeFd < 0) return;
+    closeOwned(this.#writeFd);
+    this.#writeFd = -1;
+    this.#reader.destroy();
+    const resolve = this.#arrived;
+    this.#arrived = null;
+    resolve?.();
   }
 
-  /** Closes the pair (for `using`). */
+  /** Closes the pipe (for `using`). */
   [Symbol.dispose](): void {
     this.close();
   }

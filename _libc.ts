@@ -43,6 +43,8 @@ const SYMBOLS = {
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // (int[2] out, flags)
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // (struct pollfd*, nfds_t, timeout ms): one descriptor's readiness now.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // (oldfd, newfd, flags): moves a socket onto the number it replaces.
