@@ -376,6 +376,7 @@ export class Descriptors implements DescriptorSide {
  */
 class Share {
   #live = 0;
+  #preloading = false;
   #share: EventLoopShare | null = null;
   #opening: Promise<void> | null = null;
   #turning = false;
@@ -383,7 +384,10 @@ class Share {
   #last = performance.now();
 
   added(): void {
-    this.#live++;
+    if (this.#live++ === 0 && !this.#preloading) {
+      this.#preloading = true;
+      EventLoopShare.preload().catch(() => {}); // open() reports it
+    }
   }
 
   removed(): void {

@@ -15,10 +15,10 @@ import {
   EPOLL_EVENT_SIZE,
   lastError,
   libc,
-  O_CLOEXEC,
-  O_NONBLOCK,
   own,
+  POLLIN,
 } from "./_libc.ts";
+import { FdSocket, pollDescriptor } from "./_fd_socket.ts";
 import { checkSize, describe } from "./_validate.ts";
 
 /** Readable (`EPOLLIN`). */
@@ -353,11 +353,14 @@ export class Epoll {
 
 /** A byte for the ping. */
 const PING = new Uint8Array([1]);
+/** The most ms opening the pair waits for its loopback connection. */
+const CONNECT_TIMEOUT = 1000;
+
+let nodeNet: Promise<typeof import("node:net")> | null = null;
 
 /** What {@linkcode EventLoopShare} reads the ping with: a `node:net` Socket. */
-interface PipeReader {
-  on(event: "data", listener: () => void): unknown;
-  on(event: "error" | "close", listener: () => void): unknown;
+interface Reader {
+  on(event: "data" | "error" | "close", listener: () => void): unknown;
   ref(): unknown;
   unref(): unknown;
   destroy(): unknown;
@@ -365,27 +368,30 @@ interface PipeReader {
 
 /**
  * Hands the JS thread to Deno's event loop from a busy epoll loop: a 1-byte
- * ping written with write(2) into a private pipe (pipe2), whose read end
- * Deno's event loop watches (a `node:net` Socket adopting the descriptor, one
- * of Deno's own I/O resources); the turn ends when Deno has read it. The pipe
- * needs no permission beyond `--allow-ffi`, unlike the loopback `Deno.Conn`
- * pair this replaced (`--allow-net=127.0.0.1`, or a prompt). Measured under
- * load (`deno task bench:share`), both keep Deno's timers about a millisecond
- * late and other `Deno.Conn`s flowing, for about the same cost in throughput
- * at one turn per ms; `setTimeout(0)` costs 1–2 ms a turn, `setImmediate` and
- * a `MessageChannel` starve `Deno.Conn`s, and a `nonblocking` epoll_wait(0)
- * left timers up to 360 ms late. Between turns the reader is unref'd, so the
- * pipe never keeps the process alive; `close()` frees it.
+ * ping over a private loopback TCP connection, awaited. The connection is
+ * made with libc (no permission beyond `--allow-ffi`; a `Deno.listen` pair
+ * needed `--allow-net=127.0.0.1`, or prompted); Deno's event loop reads its
+ * far end as a `node:net` Socket adopting the descriptor, so each turn waits
+ * on Deno's own I/O reactor, and whatever else waits there (a `Deno.Conn`,
+ * `fetch`) runs in it too. Measured under load (`deno task bench:share`),
+ * this keeps Deno's timers and `Deno.Conn`s flowing as the `Deno.listen` pair
+ * did, at one turn per ms. A pipe or a Unix socket pair adopted the same way
+ * let timers run but stalled `fetch` and `Deno.Conn`s for over a second;
+ * `setTimeout(0)` costs 1–2 ms a turn (the echo's throughput halved),
+ * `setImmediate` and a `MessageChannel` starve `Deno.Conn`s, and a
+ * `nonblocking` read or epoll_wait(0) left timers hundreds of ms late.
+ * Between turns the reader is unref'd, so the pair never keeps the process
+ * alive; `close()` frees it.
  */
 export class EventLoopShare {
-  #writeFd: number;
-  #reader: PipeReader;
+  #writer: FdSocket;
+  #reader: Reader;
   #arrived: (() => void) | null = null;
   #last = performance.now();
   readonly interval: number;
 
-  private constructor(writeFd: number, reader: PipeReader, interval: number) {
-    this.#writeFd = writeFd;
+  private constructor(writer: FdSocket, reader: Reader, interval: number) {
+    this.#writer = writer;
     this.#reader = reader;
     this.interval = interval;
     const arrived = () => {
@@ -395,14 +401,14 @@ export class EventLoopShare {
       resolve?.();
     };
     reader.on("data", arrived);
-    // A pipe only this object writes to cannot fail; should it end anyway, a
-    // pending turn ends rather than hanging.
+    // A connection only this object writes to does not fail; should it end
+    // anyway, a pending turn ends rather than hanging.
     reader.on("error", arrived);
     reader.on("close", arrived);
   }
 
   /**
-   * Opens the pipe.
+   * Opens the pair.
    *
    * @param interval The most milliseconds between turns that
    *   {@linkcode EventLoopShare.due} allows.
@@ -415,23 +421,29 @@ export class EventLoopShare {
         }`,
       );
     }
-    const { Socket } = await import("node:net");
-    const ends = new Int32Array(2);
-    if (libc().pipe2(ends, O_NONBLOCK | O_CLOEXEC) < 0) {
-      throw lastError("pipe2");
-    }
-    const writeFd = own(ends[1]);
-    let reader: PipeReader;
+    const { Socket } = await EventLoopShare.preload();
+    const [readFd, writer] = loopbackPair();
+    let reader: Reader;
     try {
-      // The socket owns the read end from here: destroying it closes it.
-      reader = new Socket({ fd: ends[0], readable: true, writable: false });
+      // The node socket owns the descriptor from here: destroy() closes it.
+      reader = new Socket({ fd: readFd, readable: true, writable: false });
     } catch (error) {
-      libc().close(ends[0]);
-      closeOwned(writeFd);
+      libc().close(readFd);
+      writer.close();
       throw error;
     }
     reader.unref();
-    return new EventLoopShare(writeFd, reader, interval);
+    return new EventLoopShare(writer, reader, interval);
+  }
+
+  /**
+   * Starts loading `node:net` (once), which {@linkcode EventLoopShare.open}
+   * needs: Deno's Node compatibility takes tens of ms of the thread to load
+   * (over 100 on a busy host), better spent before a loop is busy than at
+   * its first turn.
+   */
+  static preload(): Promise<typeof import("node:net")> {
+    return nodeNet ??= import("node:net");
   }
 
   /** Whether `interval` ms have passed since the last turn. */
@@ -441,7 +453,7 @@ export class EventLoopShare {
 
   /** Lets Deno's event loop run one turn (timers, I/O, other ops). */
   turn(): Promise<void> {
-    if (this.#writeFd < 0) {
+    if (this.#writer.closed) {
       return Promise.reject(
         new Deno.errors.BadResource("turn on a closed EventLoopShare"),
       );
@@ -453,23 +465,55 @@ export class EventLoopShare {
       };
       // Pending, the read keeps the process alive until the ping is in.
       this.#reader.ref();
-      libc().write(this.#writeFd, PING, 1n);
+      this.#writer.send(PING);
     });
   }
 
-  /** Closes the pipe; a pending turn ends. */
+  /** Closes the pair; a pending turn ends. */
   close(): void {
-    if (this.#writeFd < 0) return;
-    closeOwned(this.#writeFd);
-    this.#writeFd = -1;
+    if (this.#writer.closed) return;
+    this.#writer.close();
     this.#reader.destroy();
     const resolve = this.#arrived;
     this.#arrived = null;
     resolve?.();
   }
 
-  /** Closes the pipe (for `using`). */
+  /** Closes the pair (for `using`). */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/**
+ * A loopback TCP connection made with libc: the accepted end's descriptor
+ * (for Deno to read) and the connecting end. The listener lives only until
+ * the accept, which takes this connection only (by its port), not one
+ * another local process raced in.
+ */
+function loopbackPair(): [number, FdSocket] {
+  using listener = FdSocket.open("ipv4");
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen(1);
+  const writer = FdSocket.open("ipv4");
+  try {
+    writer.connect(listener.getsockname() as Deno.NetAddr);
+    const { port } = writer.getsockname() as Deno.NetAddr;
+    for (;;) {
+      if (
+        (pollDescriptor(listener.fd, POLLIN, CONNECT_TIMEOUT) & POLLIN) === 0
+      ) {
+        throw new Deno.errors.TimedOut("the loopback connection never came");
+      }
+      const [accepted, peer] = listener.accept();
+      if ((peer as Deno.NetAddr).port === port) {
+        writer.setNoDelay(true);
+        return [accepted.release(), writer];
+      }
+      accepted.close();
+    }
+  } catch (error) {
+    writer.close();
+    throw error;
   }
 }

@@ -43,8 +43,6 @@ const SYMBOLS = {
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  // (int[2] out, flags)
-  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // (struct pollfd*, nfds_t, timeout ms): one descriptor's readiness now.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // (oldfd, newfd, flags): moves a socket onto the number it replaces.
@@ -275,6 +273,11 @@ const owned = new FdSet();
 export function own(fd: number): number {
   owned.add(fd);
   return fd;
+}
+
+/** Forgets `fd`: something else (which closes it) has taken it over. */
+export function disown(fd: number): void {
+  owned.delete(fd);
 }
 
 /** Whether `fd` was opened by this code and is still open. */
