@@ -4,7 +4,7 @@
 // closes with its last, so that a registry with nothing on it holds nothing
 // and an idle wait never outlives its work. Also the process-wide share of
 // the JS thread with Deno's event loop for a loop that stays busy (_epoll.ts,
-// EventLoopShare): its pipe is open only while some registry has a
+// EventLoopShare): its loopback pair is open only while some registry has a
 // descriptor.
 
 import {
@@ -420,7 +420,7 @@ class Share {
           (share) => {
             this.#share = share;
           },
-          () => {}, // no descriptor for the pipe (EMFILE): a timer below
+          () => {}, // out of descriptors (EMFILE), or no loopback: a timer
         );
         await this.#opening;
         this.#opening = null;
