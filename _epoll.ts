@@ -369,24 +369,29 @@ interface Reader {
 /**
  * Hands the JS thread to Deno's event loop from a busy epoll loop: a 1-byte
  * ping over a private loopback TCP connection, awaited. The connection is
- * made with libc (no permission beyond `--allow-ffi`; a `Deno.listen` pair
- * needed `--allow-net=127.0.0.1`, or prompted); Deno's event loop reads its
- * far end as a `node:net` Socket adopting the descriptor, so each turn waits
- * on Deno's own I/O reactor, and whatever else waits there (a `Deno.Conn`,
- * `fetch`) runs in it too. Measured under load (`deno task bench:share`),
- * this keeps Deno's timers and `Deno.Conn`s flowing as the `Deno.listen` pair
- * did, at one turn per ms. A pipe or a Unix socket pair adopted the same way
- * let timers run but stalled `fetch` and `Deno.Conn`s for over a second;
- * `setTimeout(0)` costs 1–2 ms a turn (the echo's throughput halved),
+ * made with libc (no permission beyond `--allow-ffi`; the `Deno.listen` pair
+ * used before needed `--allow-net=127.0.0.1`, or prompted); Deno's event
+ * loop reads its far end as a `node:net` Socket adopting the descriptor, so
+ * each turn waits on Deno's own I/O reactor, and whatever else waits there
+ * (a `Deno.Conn`, `fetch`) runs in it too. Measured with `deno task
+ * bench:share` (epoll, alternating with the `Deno.listen` pair, two runs
+ * each, on a 2-core host kept busy by other work): the same within the
+ * noise, at 50 × 64 B timers 0.9–1.2 ms late at the median (the pair
+ * 0.9), 107–112 fetches in 3 s (117), and at 1000 × 64 B 61–62 fetches
+ * (41–49) and as many `Deno.Conn` round trips. A pipe or a Unix socket pair
+ * adopted the same way let timers run but left `fetch` and `Deno.Conn`s
+ * stalled for over a second at 1000 connections (5–10 fetches in 3 s);
+ * `setTimeout(0)` costs 1–2 ms a turn (the echo alone fell to a third),
  * `setImmediate` and a `MessageChannel` starve `Deno.Conn`s, and a
- * `nonblocking` read or epoll_wait(0) left timers hundreds of ms late.
- * Between turns the reader is unref'd, so the pair never keeps the process
- * alive; `close()` frees it.
+ * `nonblocking` read (like epoll_wait(0)) left timers 150–660 ms late at
+ * p99. Between turns the reader is unref'd, so the pair never keeps the
+ * process alive; `close()` frees it.
  */
 export class EventLoopShare {
   #writer: FdSocket;
   #reader: Reader;
   #arrived: (() => void) | null = null;
+  #pending: Promise<void> | null = null;
   #last = performance.now();
   readonly interval: number;
 
@@ -451,16 +456,20 @@ export class EventLoopShare {
     return performance.now() - this.#last >= this.interval;
   }
 
-  /** Lets Deno's event loop run one turn (timers, I/O, other ops). */
+  /**
+   * Lets Deno's event loop run one turn (timers, I/O, other ops); while one
+   * is pending, that one.
+   */
   turn(): Promise<void> {
     if (this.#writer.closed) {
       return Promise.reject(
         new Deno.errors.BadResource("turn on a closed EventLoopShare"),
       );
     }
-    return new Promise<void>((resolve) => {
+    return this.#pending ??= new Promise<void>((resolve) => {
       this.#arrived = () => {
         this.#last = performance.now();
+        this.#pending = null;
         resolve();
       };
       // Pending, the read keeps the process alive until the ping is in.
