@@ -5,7 +5,7 @@
 // times), and Deno's permission audit log (DENO_AUDIT_PERMISSIONS) shows no
 // check of anything else: no hidden listener, no prompt in a terminal.
 
-import { assert, assertEquals, assertFalse } from "@std/assert";
+import { assert, assertEquals, assertFalse, AssertionError } from "@std/assert";
 import { getAvailablePort } from "@std/net";
 import type { Backend } from "../socket.ts";
 import { epollUnsupported, skipNote } from "./_epoll_helpers.ts";
@@ -76,7 +76,12 @@ async function serveUnderLoad(backend: Backend): Promise<void> {
       /NotCapable|Requires \w+ access|permission/i.test(stderr),
       `the server's stderr: ${stderr}`,
     );
-    const checked = (await Deno.readTextFile(audit)).split("\n")
+    const log = await Deno.readTextFile(audit).catch(() => {
+      throw new AssertionError(
+        "Deno wrote no permission audit log (DENO_AUDIT_PERMISSIONS)",
+      );
+    });
+    const checked = log.split("\n")
       .filter((line) => line !== "")
       .map((line) => JSON.parse(line) as Audited);
     const unexpected = checked.filter(({ permission, value }) =>
