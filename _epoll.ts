@@ -413,7 +413,7 @@ export class EventLoopShare {
   }
 
   /**
-   * Opens the pair.
+   * Opens the pair, and passes a first ping through it.
    *
    * @param interval The most milliseconds between turns that
    *   {@linkcode EventLoopShare.due} allows.
@@ -438,7 +438,11 @@ export class EventLoopShare {
       throw error;
     }
     reader.unref();
-    return new EventLoopShare(writer, reader, interval);
+    const share = new EventLoopShare(writer, reader, interval);
+    // The first read through a fresh socket sets up Deno's Node streams
+    // (1.5–6 ms on a busy host); done here, no turn of a busy loop pays it.
+    await share.turn();
+    return share;
   }
 
   /**
