@@ -390,6 +390,7 @@ export class Descriptors implements DescriptorSide {
  */
 class Share {
   #live = 0;
+  #preloading = false;
   #share: EventLoopShare | null = null;
   #opening: Promise<void> | null = null;
   #turning = false;
@@ -397,7 +398,10 @@ class Share {
   #last = performance.now();
 
   added(): void {
-    this.#live++;
+    if (this.#live++ === 0 && !this.#preloading) {
+      this.#preloading = true;
+      EventLoopShare.preload().catch(() => {}); // open() reports it
+    }
   }
 
   removed(): void {
@@ -430,7 +434,7 @@ class Share {
           (share) => {
             this.#share = share;
           },
-          () => {}, // no network permission for 127.0.0.1: timers below
+          () => {}, // out of descriptors (EMFILE), or no loopback: a timer
         );
         await this.#opening;
         this.#opening = null;

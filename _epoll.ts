@@ -16,7 +16,9 @@ import {
   lastError,
   libc,
   own,
+  POLLIN,
 } from "./_libc.ts";
+import { FdSocket, pollDescriptor } from "./_fd_socket.ts";
 import { checkSize, describe } from "./_validate.ts";
 
 /** Readable (`EPOLLIN`). */
@@ -351,37 +353,70 @@ export class Epoll {
 
 /** A byte for the ping. */
 const PING = new Uint8Array([1]);
+/** The most ms opening the pair waits for its loopback connection. */
+const CONNECT_TIMEOUT = 1000;
+
+let nodeNet: Promise<typeof import("node:net")> | null = null;
+
+/** What {@linkcode EventLoopShare} reads the ping with: a `node:net` Socket. */
+interface Reader {
+  on(event: "data" | "error" | "close", listener: () => void): unknown;
+  ref(): unknown;
+  unref(): unknown;
+  destroy(): unknown;
+}
 
 /**
  * Hands the JS thread to Deno's event loop from a busy epoll loop: a 1-byte
- * ping over a private loopback `Deno.Conn` pair, awaited. Measured under load,
- * this is what keeps Deno's timers (about 1.3 ms late on average) and other
- * `Deno.Conn`s flowing, for about 6% of throughput at one turn per ms;
- * `setTimeout(0)` costs 1–2 ms a turn, `setImmediate` and a `MessageChannel`
- * starve `Deno.Conn`s, and a `nonblocking` epoll_wait(0) left timers up to
- * 360 ms late. Between turns no op is pending, so the pair never keeps the
+ * ping over a private loopback TCP connection, awaited. The connection is
+ * made with libc (no permission beyond `--allow-ffi`; the `Deno.listen` pair
+ * used before needed `--allow-net=127.0.0.1`, or prompted); Deno's event
+ * loop reads its far end as a `node:net` Socket adopting the descriptor, so
+ * each turn waits on Deno's own I/O reactor, and whatever else waits there
+ * (a `Deno.Conn`, `fetch`) runs in it too. Measured with `deno task
+ * bench:share` (epoll, alternating with the `Deno.listen` pair, two runs
+ * each, on a 2-core host kept busy by other work): the same within the
+ * noise, at 50 × 64 B timers 0.9–1.2 ms late at the median (the pair
+ * 0.9), 107–112 fetches in 3 s (117), and at 1000 × 64 B 61–62 fetches
+ * (41–49) and as many `Deno.Conn` round trips. A pipe or a Unix socket pair
+ * adopted the same way let timers run but left `fetch` and `Deno.Conn`s
+ * stalled for over a second at 1000 connections (5–10 fetches in 3 s);
+ * `setTimeout(0)` costs 1–2 ms a turn (the echo alone fell to a third),
+ * `setImmediate` and a `MessageChannel` starve `Deno.Conn`s, and a
+ * `nonblocking` read (like epoll_wait(0)) left timers 150–660 ms late at
+ * p99. Between turns the reader is unref'd, so the pair never keeps the
  * process alive; `close()` frees it.
  */
 export class EventLoopShare {
-  #send: Deno.Conn;
-  #receive: Deno.Conn;
-  #buffer = new Uint8Array(64);
+  #writer: FdSocket;
+  #reader: Reader;
+  #arrived: (() => void) | null = null;
+  #pending: Promise<void> | null = null;
   #last = performance.now();
   readonly interval: number;
 
-  private constructor(send: Deno.Conn, receive: Deno.Conn, interval: number) {
-    this.#send = send;
-    this.#receive = receive;
+  private constructor(writer: FdSocket, reader: Reader, interval: number) {
+    this.#writer = writer;
+    this.#reader = reader;
     this.interval = interval;
+    const arrived = () => {
+      this.#reader.unref();
+      const resolve = this.#arrived;
+      this.#arrived = null;
+      resolve?.();
+    };
+    reader.on("data", arrived);
+    // A connection only this object writes to does not fail; should it end
+    // anyway, a pending turn ends rather than hanging.
+    reader.on("error", arrived);
+    reader.on("close", arrived);
   }
 
   /**
-   * Opens the loopback pair.
+   * Opens the pair, and passes a first ping through it.
    *
    * @param interval The most milliseconds between turns that
    *   {@linkcode EventLoopShare.due} allows.
-   * @throws {Deno.errors.NotCapable} without network permission for
-   *   127.0.0.1 (`--allow-net=127.0.0.1`).
    */
   static async open(interval = 1): Promise<EventLoopShare> {
     if (typeof interval !== "number" || !(interval >= 0)) {
@@ -391,17 +426,33 @@ export class EventLoopShare {
         }`,
       );
     }
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { Socket } = await EventLoopShare.preload();
+    const [readFd, writer] = loopbackPair();
+    let reader: Reader;
     try {
-      const [send, receive] = await Promise.all([
-        Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
-        listener.accept(),
-      ]);
-      send.setNoDelay(true);
-      return new EventLoopShare(send, receive, interval);
-    } finally {
-      listener.close();
+      // The node socket owns the descriptor from here: destroy() closes it.
+      reader = new Socket({ fd: readFd, readable: true, writable: false });
+    } catch (error) {
+      libc().close(readFd);
+      writer.close();
+      throw error;
     }
+    reader.unref();
+    const share = new EventLoopShare(writer, reader, interval);
+    // The first read through a fresh socket sets up Deno's Node streams
+    // (1.5–6 ms on a busy host); done here, no turn of a busy loop pays it.
+    await share.turn();
+    return share;
+  }
+
+  /**
+   * Starts loading `node:net` (once), which {@linkcode EventLoopShare.open}
+   * needs: Deno's Node compatibility takes tens of ms of the thread to load
+   * (over 100 on a busy host), better spent before a loop is busy than at
+   * its first turn.
+   */
+  static preload(): Promise<typeof import("node:net")> {
+    return nodeNet ??= import("node:net");
   }
 
   /** Whether `interval` ms have passed since the last turn. */
@@ -409,22 +460,73 @@ export class EventLoopShare {
     return performance.now() - this.#last >= this.interval;
   }
 
-  /** Lets Deno's event loop run one turn (timers, I/O, other ops). */
-  async turn(): Promise<void> {
-    const written = this.#send.write(PING);
-    await this.#receive.read(this.#buffer);
-    await written;
-    this.#last = performance.now();
+  /**
+   * Lets Deno's event loop run one turn (timers, I/O, other ops); while one
+   * is pending, that one.
+   */
+  turn(): Promise<void> {
+    if (this.#writer.closed) {
+      return Promise.reject(
+        new Deno.errors.BadResource("turn on a closed EventLoopShare"),
+      );
+    }
+    return this.#pending ??= new Promise<void>((resolve) => {
+      this.#arrived = () => {
+        this.#last = performance.now();
+        this.#pending = null;
+        resolve();
+      };
+      // Pending, the read keeps the process alive until the ping is in.
+      this.#reader.ref();
+      this.#writer.send(PING);
+    });
   }
 
-  /** Closes the pair. */
+  /** Closes the pair; a pending turn ends. */
   close(): void {
-    this.#send.close();
-    this.#receive.close();
+    if (this.#writer.closed) return;
+    this.#writer.close();
+    this.#reader.destroy();
+    const resolve = this.#arrived;
+    this.#arrived = null;
+    resolve?.();
   }
 
   /** Closes the pair (for `using`). */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/**
+ * A loopback TCP connection made with libc: the accepted end's descriptor
+ * (for Deno to read) and the connecting end. The listener lives only until
+ * the accept, which takes this connection only (by its port), not one
+ * another local process raced in.
+ */
+function loopbackPair(): [number, FdSocket] {
+  using listener = FdSocket.open("ipv4");
+  listener.bind({ hostname: "127.0.0.1", port: 0 });
+  listener.listen(1);
+  const writer = FdSocket.open("ipv4");
+  try {
+    writer.connect(listener.getsockname() as Deno.NetAddr);
+    const { port } = writer.getsockname() as Deno.NetAddr;
+    for (;;) {
+      if (
+        (pollDescriptor(listener.fd, POLLIN, CONNECT_TIMEOUT) & POLLIN) === 0
+      ) {
+        throw new Deno.errors.TimedOut("the loopback connection never came");
+      }
+      const [accepted, peer] = listener.accept();
+      if ((peer as Deno.NetAddr).port === port) {
+        writer.setNoDelay(true);
+        return [accepted.release(), writer];
+      }
+      accepted.close();
+    }
+  } catch (error) {
+    writer.close();
+    throw error;
   }
 }

@@ -11,6 +11,7 @@ import {
   AF_INET6,
   AF_UNIX,
   closeOwned,
+  disown,
   EAGAIN,
   EALREADY,
   ECONNABORTED,
@@ -89,16 +90,21 @@ const lingerBytes = new Uint8Array(lingerCell.buffer);
 
 /**
  * The poll(2) bits of any descriptor now (POLLIN, POLLOUT, POLLERR,
- * POLLHUP, POLLNVAL for a number that is not open), without waiting. It only
+ * POLLHUP, POLLNVAL for a number that is not open), without waiting unless
+ * `timeout` ms are given (the JS thread is blocked meanwhile). It only
  * looks: the descriptor is never read, written or closed.
  */
-export function pollDescriptor(fd: number, events = POLLIN | POLLOUT): number {
+export function pollDescriptor(
+  fd: number,
+  events = POLLIN | POLLOUT,
+  timeout = 0,
+): number {
   pollCell[0] = fd;
   pollShorts[2] = events;
   pollShorts[3] = 0;
   const c = libc();
   // EINTR and ENOMEM leave revents 0: nothing is known to be ready.
-  if (c.poll(pollBytes, 1n, 0) <= 0) return 0;
+  if (c.poll(pollBytes, 1n, timeout) <= 0) return 0;
   return pollShorts[3] & 0xffff;
 }
 
@@ -453,6 +459,17 @@ export class FdSocket {
     if (libc().shutdown(this.#open("shutdown"), flag) < 0) {
       throw lastError("shutdown");
     }
+  }
+
+  /**
+   * Gives the descriptor up without closing it, to whatever takes the number
+   * over (which closes it); this socket is closed from then on.
+   */
+  release(): number {
+    const fd = this.#open("release");
+    this.#fd = -1;
+    disown(fd);
+    return fd;
   }
 
   /** Closes the descriptor; later calls do nothing. */

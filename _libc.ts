@@ -279,6 +279,11 @@ export function own(fd: number): number {
   return fd;
 }
 
+/** Forgets `fd`: something else (which closes it) has taken it over. */
+export function disown(fd: number): void {
+  owned.delete(fd);
+}
+
 /** Whether `fd` was opened by this code and is still open. */
 export function isOwned(fd: number): boolean {
   return owned.has(fd);
