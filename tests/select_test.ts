@@ -367,7 +367,7 @@ Deno.test("Socket: fromConn wraps a Deno.Conn as a connected socket", async () =
   const accepting = listener.accept();
   const sock = Socket.fromConn(await dial(listener.addr));
   using _sock = sock;
-  await using peer = await within(1000, "accept", accepting);
+  await using peer = await within(5000, "accept", accepting);
   assertEquals(sock.getpeername(), listener.addr);
   assertEquals(sock.transport, "tcp");
   assertEquals(await select([], [sock], [], 0), [[], [sock], []]);
@@ -383,14 +383,14 @@ Deno.test("Socket: fromConn of a closed Deno.Conn fails with an error that says 
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = listener.accept();
   const conn = await dial(listener.addr);
-  await using _peer = await within(1000, "accept", accepting);
+  await using _peer = await within(5000, "accept", accepting);
   conn.close();
   using sock = Socket.fromConn(conn);
   // Deno cannot tell at once: the failure shows as a pending error.
   const [readable, writable] = await within(
     5000,
     "the socket to show its error",
-    select([sock], [sock], [], 5),
+    select([sock], [sock], [], 5000),
   );
   assertEquals([readable, writable], [[sock], [sock]]);
   assertInstanceOf(sock.error, Deno.errors.BadResource);
