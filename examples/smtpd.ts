@@ -235,7 +235,11 @@ export class SmtpChannel extends AsyncChat {
     }
     if (this.#pieceBytes === 0) this.#firstByte = data[0];
     this.#pieceBytes += data.length;
-    if (!this.#dataOver && this.#overLimit(this.#pieceBytes)) this.#giveUp();
+    // A line of one byte may be the "." that ends DATA, which is not data.
+    if (
+      !this.#dataOver && this.#pieceBytes > 1 &&
+      this.#overLimit(this.#pieceBytes)
+    ) this.#giveUp();
     if (!this.#dataOver) this.#pieces.push(data);
   }
 
