@@ -106,17 +106,25 @@ export class SmtpTestClient implements Disposable {
     return (await this.readReply()).join("|");
   }
 
-  /** Whether the server closed: end of stream (or a reset) within `ms`. */
-  async closedByPeer(ms: number = IO_TIMEOUT): Promise<boolean> {
+  /**
+   * Whether the server closed within `ms`: end of stream (or a reset) after
+   * at most `slack` more bytes (a TLS alert, say).
+   */
+  async closedByPeer(ms: number = IO_TIMEOUT, slack = 0): Promise<boolean> {
     const chunk = new Uint8Array(1024);
+    let extra = 0;
     try {
-      const count = await within(
-        ms,
-        "the server to close",
-        this.#conn.read(chunk),
-        () => closeQuietly(this.#conn),
-      );
-      return count === null;
+      for (;;) {
+        const count = await within(
+          ms,
+          "the server to close",
+          this.#conn.read(chunk),
+          () => closeQuietly(this.#conn),
+        );
+        if (count === null) return true;
+        extra += count;
+        if (extra > slack) return false;
+      }
     } catch (error) {
       if (error instanceof Deno.errors.ConnectionReset) return true;
       throw error;
