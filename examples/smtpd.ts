@@ -60,7 +60,7 @@ export const GREETING = "asyncore-for-Deno smtpd (CPython 3.11 smtpd port)";
 /** How much output a channel may have queued before it stops reading. */
 const HIGH_WATER = 65536;
 const DOT = 0x2e;
-const NEWLINE = new Uint8Array([0x0a]);
+const NEWLINE = 0x0a;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
 
@@ -90,6 +90,30 @@ export interface SmtpServerOptions {
   enableSmtputf8?: boolean;
   /** Offer STARTTLS with this certificate and key. */
   tls?: { cert: string; key: string };
+}
+
+/** Bytes appended to a buffer that doubles as it fills. */
+class ByteSink {
+  #buffer = new Uint8Array(0);
+  #length = 0;
+
+  append(data: Uint8Array | number): void {
+    const size = typeof data === "number" ? 1 : data.length;
+    if (this.#length + size > this.#buffer.length) {
+      const grown = new Uint8Array(
+        Math.max(4096, 2 * this.#buffer.length, this.#length + size),
+      );
+      grown.set(this.#buffer.subarray(0, this.#length));
+      this.#buffer = grown;
+    }
+    if (typeof data === "number") this.#buffer[this.#length] = data;
+    else this.#buffer.set(data, this.#length);
+    this.#length += size;
+  }
+
+  bytes(): Uint8Array {
+    return this.#buffer.subarray(0, this.#length);
+  }
 }
 
 /** Python's `str.encode("ascii", "backslashreplace")`, as text. */
@@ -172,9 +196,10 @@ export class SmtpChannel extends AsyncChat {
   // The command line being read: its pieces (up to the limit) and length.
   #line: Uint8Array[] = [];
   #lineBytes = 0;
-  // DATA: the lines kept (unstuffed), the raw bytes so far (CRLFs between
-  // lines counted), whether they passed the limit, and the current line.
-  #dataLines: Uint8Array[] = [];
+  // DATA: the lines kept (unstuffed, joined with \n), the raw bytes so far
+  // (CRLFs between lines counted), whether they passed the limit, and the
+  // current line.
+  #data = new ByteSink();
   #dataBytes = 0;
   #dataLineCount = 0;
   #dataOver = false;
@@ -258,7 +283,7 @@ export class SmtpChannel extends AsyncChat {
   /** Drops what DATA kept: it is over the limit, the rest is counted only. */
   #giveUp(): void {
     this.#dataOver = true;
-    this.#dataLines = [];
+    this.#data = new ByteSink();
     this.#pieces = [];
   }
 
@@ -313,11 +338,13 @@ export class SmtpChannel extends AsyncChat {
       return;
     }
     if (!this.#dataOver && this.#overLimit(length)) this.#giveUp();
+    if (this.#dataOver) return;
+    if (this.#dataLineCount > 0) this.#data.append(NEWLINE);
     this.#dataBytes += (this.#dataLineCount > 0 ? 2 : 0) + length;
     this.#dataLineCount++;
-    if (this.#dataOver) return;
-    const line = concat(pieces);
-    this.#dataLines.push(line[0] === DOT ? line.subarray(1) : line);
+    pieces.forEach((piece, i) =>
+      this.#data.append(i === 0 && piece[0] === DOT ? piece.subarray(1) : piece)
+    );
   }
 
   #endData(): void {
@@ -326,17 +353,11 @@ export class SmtpChannel extends AsyncChat {
       this.reply("552 Error: Too much mail data");
       return;
     }
-    const lines = this.#dataLines;
-    const parts: Uint8Array[] = [];
-    lines.forEach((line, i) => {
-      if (i > 0) parts.push(NEWLINE);
-      parts.push(line);
-    });
     const message: Message = {
       peer: this.peer,
       mailfrom: this.mailfrom ?? "",
       rcpttos: this.rcpttos,
-      data: concat(parts),
+      data: this.#data.bytes(),
       mailOptions: this.mailOptions,
       rcptOptions: this.rcptOptions,
     };
@@ -350,7 +371,7 @@ export class SmtpChannel extends AsyncChat {
     this.mailfrom = null;
     this.rcpttos = [];
     this.requireSmtputf8 = false;
-    this.#dataLines = [];
+    this.#data = new ByteSink();
     this.#dataBytes = 0;
     this.#dataLineCount = 0;
     this.#dataOver = false;
