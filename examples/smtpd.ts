@@ -651,8 +651,8 @@ export class SmtpChannel extends AsyncChat {
   override handleError(error: unknown): void {
     if (this.#handshaking) {
       // A failed handshake: say so and drop this client only.
-      this.server.progress(
-        `TLS handshake with ${formatAddress(this.peer)} failed: ${
+      console.error(
+        `smtpd.ts: TLS handshake with ${formatAddress(this.peer)} failed: ${
           messageOf(error)
         }`,
       );
@@ -688,7 +688,7 @@ export class SmtpServer extends Dispatcher {
     this.createSocket();
     try {
       this.bind(address);
-      this.listen(5);
+      this.listen(128);
     } catch (error) {
       this.close();
       throw error;
@@ -705,7 +705,6 @@ export class SmtpServer extends Dispatcher {
    * `DebuggingServer` does.
    */
   processMessage(message: Message): string | undefined {
-    if (this.quiet) return undefined;
     const out = ["---------- MESSAGE FOLLOWS ----------"];
     if (message.mailOptions.length > 0) {
       out.push(`mail options: ${pyListRepr(message.mailOptions)}`);
@@ -872,7 +871,9 @@ if (import.meta.main) {
     },
     flags: {
       smtputf8: "offer SMTPUTF8 (RFC 6531)",
-      quiet: "print only the listening line (and failures)",
+      quiet:
+        "print no progress lines (connections upgraded, messages saved); " +
+        "failures and printed messages still go out",
     },
   });
   const { options, flags } = cli.parse();
