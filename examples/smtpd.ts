@@ -838,10 +838,16 @@ function pyListRepr(items: string[]): string {
 if (import.meta.main) {
   const cli = new Cli({
     name: "smtpd.ts",
-    summary:
-      "CPython 3.11's smtpd on AsyncChat, with STARTTLS: prints each message " +
-      "as DebuggingServer does, or saves it to --maildir. Prints " +
-      "'listening on HOST:PORT' once it accepts.",
+    summary: [
+      "CPython 3.11's smtpd (SMTPChannel, SMTPServer) on AsyncChat, with its",
+      "replies, SIZE, 8BITMIME and (--smtputf8) SMTPUTF8, and STARTTLS when",
+      "given --tls-cert and --tls-key. Prints 'listening on HOST:PORT' once it",
+      "accepts. With --maildir DIR each accepted message is written, before",
+      "its 250 OK, to DIR/NAME.tmp and renamed DIR/NAME.eml: 'X-Peer:',",
+      "'X-MailFrom:' and 'X-RcptTo:' lines, then the data (lines dot-unstuffed,",
+      "joined with \\n). Without it each message is printed as CPython's",
+      "DebuggingServer prints it.",
+    ].join("\n"),
     permissions: "--allow-net --allow-read --allow-write",
     options: {
       host: {
