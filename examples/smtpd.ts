@@ -34,7 +34,12 @@
  */
 
 import { AsyncChat } from "@asyncore/asyncore/asynchat";
-import { closeAll, Dispatcher, loop } from "@asyncore/asyncore/asyncore";
+import {
+  type ChannelMap,
+  closeAll,
+  Dispatcher,
+  loop,
+} from "@asyncore/asyncore/asyncore";
 import type { Socket, TlsOptions } from "@asyncore/asyncore/select";
 import {
   AddressError,
@@ -90,6 +95,8 @@ export interface SmtpServerOptions {
   enableSmtputf8?: boolean;
   /** Offer STARTTLS with this certificate and key. */
   tls?: { cert: string; key: string };
+  /** The channel map the server and its channels join (CPython's `map`). */
+  map?: ChannelMap;
 }
 
 /** Bytes appended to a buffer that doubles as it fills. */
@@ -206,7 +213,9 @@ export class SmtpChannel extends AsyncChat {
   #pieces: Uint8Array[] = [];
   #pieceBytes = 0;
   #firstByte = -1;
-  /** Between STARTTLS and the end of its handshake. */
+  /** Between the 220 to STARTTLS and the upgrade: input is ignored. */
+  #upgradePending = false;
+  /** Between the upgrade and the end of its handshake. */
   #handshaking = false;
 
   readonly #commands: Record<string, Handler> = {
@@ -224,7 +233,7 @@ export class SmtpChannel extends AsyncChat {
   };
 
   constructor(server: SmtpServer, sock: Socket, peer: Deno.NetAddr) {
-    super(sock);
+    super(sock, server.channelMap);
     this.server = server;
     this.peer = peer;
     // Limits are this class's own: a line is counted, not held, past them.
@@ -249,10 +258,13 @@ export class SmtpChannel extends AsyncChat {
   }
 
   override readable(): boolean {
-    return this.sendBuffered < HIGH_WATER;
+    // Once STARTTLS is answered, what the client sends is TLS: it is read
+    // after the upgrade, by the TLS engine.
+    return !this.#upgradePending && this.sendBuffered < HIGH_WATER;
   }
 
   override collectIncomingData(data: Uint8Array): void {
+    if (this.#upgradePending) return;
     if (this.state === "command") {
       if (this.#lineBytes <= this.mailSizeLimit) this.#line.push(data);
       this.#lineBytes += data.length;
@@ -269,6 +281,7 @@ export class SmtpChannel extends AsyncChat {
   }
 
   override foundTerminator(): void {
+    if (this.#upgradePending) return;
     if (this.state === "command") this.#command();
     else this.#dataLine();
   }
@@ -630,17 +643,31 @@ export class SmtpChannel extends AsyncChat {
       return;
     }
     this.reply("220 Ready to start TLS");
-    this.startTls(this.server.tls);
-    this.#handshaking = true;
-    // What the client sent after STARTTLS came in plaintext: it is never
-    // executed (RFC 3207; CVE-2011-0411). The 220 has gone to the socket.
-    this.discardBuffers();
+    // What the client pipelined after STARTTLS, in plaintext, is never
+    // executed (RFC 3207; CVE-2011-0411): from here input is ignored until
+    // the upgrade, which waits until the 220 (and any reply before it) has
+    // gone to the socket. AsyncChat.startTls() would upgrade at once, and
+    // what the socket had not taken yet would go out encrypted, where the
+    // client, waiting for the 220 in plaintext, never reads it.
+    this.#upgradePending = true;
     // The session starts over: the client must EHLO again.
     this.seenGreeting = "";
     this.extendedSmtp = false;
     this.#line = [];
     this.#lineBytes = 0;
     this.#setRsetState();
+  }
+
+  /** Sends what the socket takes; then upgrades, if STARTTLS waits on it. */
+  override initiateSend(): void {
+    super.initiateSend();
+    if (this.#upgradePending && this.connected && !this.writable()) {
+      this.#upgradePending = false;
+      // The rest of the read that held STARTTLS, and a held-back "\r".
+      this.discardBuffers();
+      this.startTls(this.server.tls);
+      this.#handshaking = true;
+    }
   }
 
   override handleStartTls(): void {
@@ -673,6 +700,8 @@ export class SmtpServer extends Dispatcher {
   readonly dataSizeLimit: number;
   readonly enableSmtputf8: boolean;
   readonly tls: TlsOptions | undefined;
+  /** The map this server and its channels are in. */
+  readonly channelMap: ChannelMap | undefined;
   /** Whether to print progress lines (not the messages themselves). */
   quiet = false;
 
@@ -680,7 +709,8 @@ export class SmtpServer extends Dispatcher {
     address: { hostname: string; port: number },
     options: SmtpServerOptions,
   ) {
-    super();
+    super(undefined, options.map);
+    this.channelMap = options.map;
     this.hostname = options.hostname;
     this.dataSizeLimit = options.dataSizeLimit ?? DATA_SIZE_DEFAULT;
     this.enableSmtputf8 = options.enableSmtputf8 ?? false;
@@ -910,6 +940,17 @@ if (import.meta.main) {
     cert: read("tls-cert", options["tls-cert"]),
     key: read("tls-key", options["tls-key"]!),
   };
+  if (tls !== undefined) {
+    // A certificate or key that cannot serve fails here, not at STARTTLS.
+    try {
+      Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls }).close();
+    } catch (error) {
+      console.error(
+        `smtpd.ts: cannot use --tls-cert/--tls-key: ${messageOf(error)}`,
+      );
+      Deno.exit(1);
+    }
+  }
   const maildir = options.maildir;
   if (maildir !== undefined) {
     let isDirectory = false;

@@ -56,27 +56,42 @@ export class SmtpTestClient implements Disposable {
 
   /** Reads one CRLF-ended line (without it); fails on EOF or timeout. */
   async readLine(ms: number = IO_TIMEOUT): Promise<string> {
-    for (;;) {
-      const at = indexOfCrlf(this.#buffer);
-      if (at >= 0) {
-        const line = text(this.#buffer.subarray(0, at));
-        this.#buffer = this.#buffer.slice(at + 2);
-        return line;
-      }
+    // Bytes read and not yet returned: the buffer, then chunks after it
+    // (joined only once a line ends, so a long line costs no more than it
+    // is long).
+    const chunks = [this.#buffer];
+    let at = indexOfCrlf(this.#buffer);
+    let length = this.#buffer.length;
+    while (at < 0) {
       const chunk = new Uint8Array(65536);
       const count = await within(
         ms,
-        () => `a reply line (have ${JSON.stringify(text(this.#buffer))})`,
+        () =>
+          `a reply line (have ${length} bytes: ${
+            JSON.stringify(text(concat(chunks).subarray(0, 200)))
+          })`,
         this.#conn.read(chunk),
         () => closeQuietly(this.#conn),
       );
       if (count === null) {
         throw new Error(
-          `connection closed; unended: ${JSON.stringify(text(this.#buffer))}`,
+          `connection closed; unended: ${JSON.stringify(text(concat(chunks)))}`,
         );
       }
-      this.#buffer = concat([this.#buffer, chunk.subarray(0, count)]);
+      const last = chunks[chunks.length - 1];
+      chunks.push(chunk.subarray(0, count));
+      // A CRLF may straddle the previous chunk and this one.
+      if (last.at(-1) === 0x0d && chunk[0] === 0x0a) {
+        at = length - 1;
+      } else {
+        const inChunk = indexOfCrlf(chunk.subarray(0, count));
+        if (inChunk >= 0) at = length + inChunk;
+      }
+      length += count;
     }
+    const all = concat(chunks);
+    this.#buffer = all.slice(at + 2);
+    return text(all.subarray(0, at));
   }
 
   /** Reads one reply: its lines, up to the one without `-` after the code. */
@@ -152,8 +167,8 @@ export class SmtpTestClient implements Disposable {
 }
 
 function indexOfCrlf(data: Uint8Array): number {
-  for (let i = 0; i + 1 < data.length; i++) {
-    if (data[i] === 0x0d && data[i + 1] === 0x0a) return i;
+  for (let i = data.indexOf(0x0d); i >= 0; i = data.indexOf(0x0d, i + 1)) {
+    if (data[i + 1] === 0x0a) return i;
   }
   return -1;
 }

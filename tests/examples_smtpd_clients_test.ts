@@ -9,6 +9,9 @@ import { assert, assertEquals, assertMatch } from "@std/assert";
 import { runPython, stopCleanly, text } from "./_examples_helpers.ts";
 import { hasPython3, hasPythonSsl, probe } from "./_helpers.ts";
 import { SmtpTestClient, startSmtpd, TLS_ARGS } from "./_smtpd_helpers.ts";
+import { SmtpChannel, SmtpServer } from "../examples/smtpd.ts";
+import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
+import type { Socket } from "../select.ts";
 
 const hasSwaks = probe("swaks", ["--version"]);
 /** swaks can do STARTTLS (it needs Perl's Net::SSLeay). */
@@ -313,4 +316,45 @@ Deno.test({
     }
     await stopCleanly(ours.example);
   },
+});
+
+Deno.test("smtpd.ts STARTTLS: replies the socket has not taken yet go out before the upgrade", async () => {
+  // In this process, to queue more than the socket takes before the 220:
+  // upgrading at once would send the rest (and the 220) encrypted, to a
+  // client that waits for the 220 in plaintext.
+  const map: ChannelMap = new Map();
+  const accepted = Promise.withResolvers<SmtpChannel>();
+  class Server extends SmtpServer {
+    override handleAccepted(sock: Socket, addr: Deno.Addr): void {
+      accepted.resolve(new SmtpChannel(this, sock, addr as Deno.NetAddr));
+    }
+  }
+  const server = new Server({ hostname: "127.0.0.1", port: 0 }, {
+    hostname: "127.0.0.1",
+    tls: {
+      cert: Deno.readTextFileSync(TLS_ARGS[1]),
+      key: Deno.readTextFileSync(TLS_ARGS[3]),
+    },
+    map,
+  });
+  server.quiet = true;
+  const stop = new AbortController();
+  const running = loop({ map, signal: stop.signal });
+  try {
+    const port = (server.getsockname() as Deno.NetAddr).port;
+    using client = await SmtpTestClient.connect(port);
+    const channel = await accepted.promise;
+    const backlog = 16 << 20;
+    channel.push("x".repeat(backlog) + "\r\n");
+    channel.smtpStarttls(null);
+    assertMatch(await client.readLine(), /^220 127\.0\.0\.1 /);
+    assertEquals((await client.readLine()).length, backlog);
+    assertEquals(await client.readLine(), "220 Ready to start TLS");
+    await client.startTls();
+    assertEquals(await client.command("EHLO x"), EHLO_PLAIN);
+  } finally {
+    stop.abort();
+    await running;
+    closeAll(map);
+  }
 });
