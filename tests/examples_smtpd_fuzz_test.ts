@@ -249,9 +249,9 @@ Deno.test({
   async fn() {
     await using plain = await startSmtpd();
     await using plainReference = await startReference(33554432, false);
-    await compareSessions(plain.port, plainReference, SEED, 40);
+    await compareSessions(plain.port, plainReference, SEED, 25);
     await using utf8 = await startSmtpd(["--smtputf8", "--size", "40"]);
     await using utf8Reference = await startReference(40, true);
-    await compareSessions(utf8.port, utf8Reference, SEED + 1, 40);
+    await compareSessions(utf8.port, utf8Reference, SEED + 1, 25);
   },
 });
