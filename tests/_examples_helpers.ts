@@ -82,8 +82,12 @@ export function text(data: Uint8Array): string {
  * `--allow-ffi --allow-env` when the suite runs on the epoll backend (the
  * example inherits ASYNCORE_BACKEND, as an unmodified program would).
  */
-export function permissionArgs(allowRead?: boolean): string[] {
+export function permissionArgs(
+  allowRead?: boolean,
+  allowWrite?: boolean,
+): string[] {
   const flags = allowRead ? ["--allow-net", "--allow-read"] : ["--allow-net"];
+  if (allowWrite) flags.push("--allow-write");
   if (BACKEND === "epoll") flags.push("--allow-ffi", "--allow-env");
   return flags;
 }
@@ -100,6 +104,8 @@ export interface Finished {
 export interface ExampleOptions {
   /** Run with `--allow-read` too. */
   allowRead?: boolean;
+  /** Run with `--allow-write` too. */
+  allowWrite?: boolean;
   /** The option that takes the port to listen on. @default {"--port"} */
   portFlag?: string;
 }
@@ -121,7 +127,7 @@ export class RunningExample implements AsyncDisposable {
     this.child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...permissionArgs(options.allowRead),
+        ...permissionArgs(options.allowRead, options.allowWrite),
         `examples/${name}`,
         ...args,
       ],
@@ -305,7 +311,7 @@ export async function runExample(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      ...permissionArgs(options.allowRead),
+      ...permissionArgs(options.allowRead, options.allowWrite),
       `examples/${name}`,
       ...args,
     ],
