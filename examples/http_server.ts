@@ -83,6 +83,7 @@ import {
   findFile,
   type Found,
   parseRange,
+  SmallFileCache,
 } from "./http/files.ts";
 import {
   AccessLog,
@@ -97,6 +98,8 @@ import {
 export interface ServerConfig {
   /** The real path of the directory served, without a trailing slash. */
   root: string;
+  /** Small files' contents, read once. */
+  cache: SmallFileCache;
   /** Where access log lines go; null for `--quiet`. */
   log: AccessLog | null;
   /** Ms from a request's first byte to the end of its head. */
@@ -107,6 +110,10 @@ export interface ServerConfig {
 
 /** The block size of file reads, and what a `GlobbingProducer` gathers. */
 const BLOCK = 65536;
+/** Files up to this size are kept in memory... */
+const CACHED_FILE = 131072;
+/** ...up to this many bytes in all. */
+const CACHE_TOTAL = 16 * 1048576;
 /** A channel stops reading while this many responses are queued... */
 const MAX_QUEUED_RESPONSES = 8;
 /** ...or this many bytes. */
@@ -341,17 +348,25 @@ export class HttpChannel extends AsyncChat {
         `Content-Range: bytes ${start}-${start + length - 1}/${found.size}`,
       );
     }
-    let body: Producer | null = null;
-    if (request.method === "GET" && length > 0) {
-      let file: Deno.FsFile;
-      try {
-        file = Deno.openSync(found.path);
-      } catch (error) {
-        throw fileError(error);
-      }
-      body = new FileRangeProducer(file, start, length, BLOCK);
+    const status = range === null ? 200 : 206;
+    if (request.method !== "GET" || length === 0) {
+      return this.#send(request, status, fields, null, keepAlive);
     }
-    this.#send(request, range === null ? 200 : 206, fields, body, keepAlive);
+    const cached = this.config.cache.get(found);
+    if (cached !== null) {
+      const piece = cached.subarray(start, start + length);
+      const body = new SimpleProducer(piece, piece.length);
+      return this.#send(request, status, fields, body, keepAlive);
+    }
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(found.path);
+    } catch (error) {
+      throw fileError(error);
+    }
+    const body = new FileRangeProducer(file, start, length, BLOCK);
+    // Its blocks go to the channel as read, not gathered (see the class).
+    this.#send(request, status, fields, body, keepAlive, request.line, false);
   }
 
   /** An error page (no body for HEAD). */
@@ -387,6 +402,7 @@ export class HttpChannel extends AsyncChat {
     body: Producer | null,
     keepAlive: boolean,
     line = request?.line ?? "",
+    glob = true,
   ): void {
     const hasLength = body === null ||
       fields.some((f) => f.startsWith("Content-Length:"));
@@ -406,7 +422,7 @@ export class HttpChannel extends AsyncChat {
       new CompositeProducer(parts),
       (bytes) => this.#sent(line, status, bytes - head.length),
     );
-    this.pushWithProducer(new GlobbingProducer(logged, BLOCK));
+    this.pushWithProducer(glob ? new GlobbingProducer(logged, BLOCK) : logged);
     if (!keepAlive) {
       this.#state = "closing";
       this.setTerminator(null);
@@ -527,7 +543,7 @@ if (import.meta.main) {
     }
     return value * 1000;
   };
-  let root: string;
+  let root = "";
   try {
     root = Deno.realPathSync(options.root!);
     if (!Deno.statSync(root).isDirectory) throw new Error("not a directory");
@@ -537,6 +553,7 @@ if (import.meta.main) {
   const log = flags.quiet ? null : new AccessLog();
   const config: ServerConfig = {
     root: root === "/" ? "" : root,
+    cache: new SmallFileCache(CACHED_FILE, CACHE_TOTAL),
     log,
     headerTimeout: seconds("--header-timeout", options["header-timeout"]),
     idleTimeout: seconds("--idle-timeout", options["idle-timeout"]),

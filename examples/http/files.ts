@@ -17,6 +17,8 @@ export interface Found {
   size: number;
   /** Its modification time in whole seconds since the epoch (HTTP's resolution). */
   mtime: number;
+  /** What changes when the file does: inode, times to the ms, and size. */
+  version: string;
   /** The `Content-Type` its extension gives. */
   type: string;
 }
@@ -53,11 +55,9 @@ export function findFile(root: string, target: string): Found {
       throw new HttpError(400, "path above the root", false);
     }
   }
-  let real = inside(root, `${root}/${segments.join("/")}`);
-  let info = statOrNotFound(real);
+  let [real, info] = lookUp(root, segments);
   if (info.isDirectory) {
-    real = inside(root, `${real}/index.html`);
-    info = statOrNotFound(real);
+    [real, info] = lookUp(root, [...segments, "index.html"]);
   }
   if (!info.isFile) throw new HttpError(404, "not a file", false);
   const dot = real.lastIndexOf(".");
@@ -66,12 +66,32 @@ export function findFile(root: string, target: string): Found {
     path: real,
     size: info.size,
     mtime: Math.floor((info.mtime?.getTime() ?? 0) / 1000),
+    version:
+      `${info.ino}:${info.mtime?.getTime()}:${info.ctime?.getTime()}:${info.size}`,
     type: contentType(extension.toLowerCase()) ?? "application/octet-stream",
   };
 }
 
-/** The real path of `path`, which must be `root` or under it. */
-function inside(root: string, path: string): string {
+/**
+ * The real path of `root/segments...` and what `stat` says of it. Each
+ * component is looked at with `lstat`, one system call each (`realpath`
+ * costs several per component): while none is a symlink the path is
+ * already real. Past a symlink, `realpath` says where it leads, which must
+ * be under `root`.
+ */
+function lookUp(root: string, segments: string[]): [string, Deno.FileInfo] {
+  if (segments.length === 0) return [root, statOrNotFound(root, Deno.statSync)];
+  let path = root;
+  for (let i = 0;; i++) {
+    path += "/" + segments[i];
+    const info = statOrNotFound(path, Deno.lstatSync);
+    if (info.isSymlink) return followed(root, `${root}/${segments.join("/")}`);
+    if (i === segments.length - 1) return [path, info];
+    if (!info.isDirectory) throw new HttpError(404, "no such file", false);
+  }
+}
+
+function followed(root: string, path: string): [string, Deno.FileInfo] {
   let real: string;
   try {
     real = Deno.realPathSync(path);
@@ -81,12 +101,15 @@ function inside(root: string, path: string): string {
   if (real !== root && !real.startsWith(root + "/")) {
     throw new HttpError(404, "outside the root", false);
   }
-  return real;
+  return [real, statOrNotFound(real, Deno.statSync)];
 }
 
-function statOrNotFound(path: string): Deno.FileInfo {
+function statOrNotFound(
+  path: string,
+  stat: (path: string) => Deno.FileInfo,
+): Deno.FileInfo {
   try {
-    return Deno.statSync(path);
+    return stat(path);
   } catch (error) {
     throw fileError(error);
   }
@@ -98,6 +121,56 @@ export function fileError(error: unknown): HttpError {
     return new HttpError(403, "permission denied", false);
   }
   return new HttpError(404, "no such file", false);
+}
+
+/**
+ * The contents of small files, kept while the lookup each request makes
+ * anyway (one `lstat`) shows the same inode, times and size: a file is
+ * opened and read once, not per request (an open from Deno costs a
+ * `readlink` per path component besides the `open`, `read` and `close`).
+ * Bounded: files up to `maxFile` bytes, `maxTotal` bytes in all, the
+ * longest kept going first.
+ */
+export class SmallFileCache {
+  readonly maxFile: number;
+  readonly maxTotal: number;
+  #entries = new Map<string, { version: string; data: Uint8Array }>();
+  #total = 0;
+
+  constructor(maxFile: number, maxTotal: number) {
+    this.maxFile = maxFile;
+    this.maxTotal = maxTotal;
+  }
+
+  /**
+   * The contents of `found`, kept or read now; null when it is too large to
+   * keep, or changed while being read (the caller then reads it itself).
+   */
+  get(found: Found): Uint8Array | null {
+    if (found.size > this.maxFile) return null;
+    const entry = this.#entries.get(found.path);
+    if (entry?.version === found.version) return entry.data;
+    if (entry !== undefined) this.#drop(found.path, entry.data);
+    let data: Uint8Array;
+    try {
+      data = Deno.readFileSync(found.path);
+    } catch (error) {
+      throw fileError(error);
+    }
+    if (data.length !== found.size) return null;
+    for (const [path, { data }] of this.#entries) {
+      if (this.#total + data.length <= this.maxTotal) break;
+      this.#drop(path, data);
+    }
+    this.#entries.set(found.path, { version: found.version, data });
+    this.#total += data.length;
+    return data;
+  }
+
+  #drop(path: string, data: Uint8Array): void {
+    this.#entries.delete(path);
+    this.#total -= data.length;
+  }
 }
 
 /** A byte range: `start` and `length` in bytes. */
@@ -138,11 +211,17 @@ export function parseRange(
  * and closes it after the last: Medusa's `file_producer` for a range. A file
  * that turns out shorter than promised throws, so the channel closes rather
  * than leave the client waiting for bytes the head announced.
+ *
+ * Every block is read into the same buffer: a channel asks for more only
+ * once it has sent the last piece, so it must be pulled by a channel
+ * directly, not through a producer that gathers pieces (a
+ * `GlobbingProducer`). A fresh 64 KiB array per block cost more than the
+ * read (V8 zero-fills it).
  */
 export class FileRangeProducer implements Producer, Disposable {
   #file: Deno.FsFile | null;
   #left: number;
-  #blockSize: number;
+  #buffer: Uint8Array;
 
   constructor(
     file: Deno.FsFile,
@@ -152,7 +231,7 @@ export class FileRangeProducer implements Producer, Disposable {
   ) {
     this.#file = file;
     this.#left = length;
-    this.#blockSize = blockSize;
+    this.#buffer = new Uint8Array(Math.min(blockSize, length));
     if (start > 0) file.seekSync(start, Deno.SeekMode.Start);
     if (length === 0) this.close();
   }
@@ -160,7 +239,9 @@ export class FileRangeProducer implements Producer, Disposable {
   more(): Uint8Array {
     const file = this.#file;
     if (file === null) return new Uint8Array(0);
-    const buffer = new Uint8Array(Math.min(this.#blockSize, this.#left));
+    const buffer = this.#left < this.#buffer.length
+      ? this.#buffer.subarray(0, this.#left)
+      : this.#buffer;
     let count: number | null;
     try {
       count = file.readSync(buffer);
