@@ -110,6 +110,12 @@ export interface ServerConfig {
 
 /** The block size of file reads, and what a `GlobbingProducer` gathers. */
 const BLOCK = 65536;
+/**
+ * A body up to this size leaves in one send with its head (a
+ * `GlobbingProducer` copies the two together); a larger one after it, as it
+ * is: copying it costs more than the send it saves.
+ */
+const GATHERED = 16384;
 /** Files up to this size are kept in memory... */
 const CACHED_FILE = 131072;
 /** ...up to this many bytes in all. */
@@ -356,7 +362,16 @@ export class HttpChannel extends AsyncChat {
     if (cached !== null) {
       const piece = cached.subarray(start, start + length);
       const body = new SimpleProducer(piece, piece.length);
-      return this.#send(request, status, fields, body, keepAlive);
+      const small = length <= GATHERED;
+      return this.#send(
+        request,
+        status,
+        fields,
+        body,
+        keepAlive,
+        request.line,
+        small,
+      );
     }
     let file: Deno.FsFile;
     try {
@@ -393,7 +408,7 @@ export class HttpChannel extends AsyncChat {
   /**
    * Queues a response as Medusa's `http_request.done()` does: the head and
    * the body (chunked when its length is not in the head), hooked for the
-   * log, globbed into large pieces.
+   * log, and (when `glob`) globbed into one piece.
    */
   #send(
     request: Request | null,
