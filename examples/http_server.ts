@@ -173,6 +173,8 @@ export class HttpChannel extends AsyncChat {
   /** Whether bytes of a request head have arrived (its deadline runs). */
   #inHead = false;
   #headerBytes = 0;
+  /** The last request line read, for the log when it cannot be parsed. */
+  #badLine = "";
   /** Responses queued and not yet produced to their end. */
   #queued = 0;
   /** When the connection is timed out (performance.now() ms), or Infinity. */
@@ -236,6 +238,7 @@ export class HttpChannel extends AsyncChat {
       case "request-line":
         // Empty lines before a request are skipped, as RFC 9112 advises.
         if (line !== "") {
+          this.#badLine = line.slice(0, 200);
           this.#request = parseRequestLine(line);
           this.#headerBytes = 0;
           this.#state = "headers";
@@ -460,8 +463,7 @@ export class HttpChannel extends AsyncChat {
 
   /** A request that cannot be read on: answer it, and close. */
   #fail(error: HttpError): void {
-    const line = this.#request?.line ??
-      (this.#state === "request-line" ? decoder.decode(this.getData()) : "");
+    const line = this.#request?.line ?? this.#badLine;
     this.#inHead = false;
     this.#sendError(this.#request, line.slice(0, 200), error.status, false);
     this.#request = null;
