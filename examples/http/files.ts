@@ -68,8 +68,20 @@ export function findFile(root: string, target: string): Found {
     mtime: Math.floor((info.mtime?.getTime() ?? 0) / 1000),
     version:
       `${info.ino}:${info.mtime?.getTime()}:${info.ctime?.getTime()}:${info.size}`,
-    type: contentType(extension.toLowerCase()) ?? "application/octet-stream",
+    type: typeOf(extension.toLowerCase()),
   };
+}
+
+const types = new Map<string, string>();
+
+/** The `Content-Type` of an extension (`@std/media-types`), looked up once. */
+function typeOf(extension: string): string {
+  let type = types.get(extension);
+  if (type === undefined) {
+    type = contentType(extension) ?? "application/octet-stream";
+    if (types.size < 1000) types.set(extension, type);
+  }
+  return type;
 }
 
 /**
