@@ -32,12 +32,17 @@
  * progress; a response being sent is never timed out.
  *
  * Differences from Medusa: no handler chain (only the default handler's
- * files), no directory listings, no `Expect: 100-continue`, a channel
- * stops reading while it has 8 responses or 256 KiB queued (so a client
- * that pipelines without reading is pushed back), and status texts come
- * from `@std/http` rather than a table of its own. Chunked output
- * (`ChunkedProducer`) is there for bodies of unknown length, which a file
- * never is.
+ * files), no directory listings, `Expect: 100-continue` answered, a client
+ * that shuts down its sending side still gets the answers to what it sent,
+ * a channel stops reading while it has 8 responses or 256 KiB queued (so a
+ * client that pipelines without reading is pushed back), a file is opened
+ * only when its body is about to be sent, small files (up to 128 KiB, 16
+ * MiB in all) are kept in memory while `lstat` shows them unchanged, and
+ * status texts come from `@std/http` rather than a table of its own.
+ * Chunked output (`ChunkedProducer`) is there for bodies of unknown length,
+ * which a file never is. The epoll backend could send file bodies with
+ * `sendfile(2)`, as nginx does; the library's public API has no such call,
+ * so bodies are read into memory and sent.
  *
  * @module
  */
@@ -78,7 +83,6 @@ import {
 } from "./http/request.ts";
 import {
   type ByteRange,
-  fileError,
   FileRangeProducer,
   findFile,
   type Found,
@@ -173,6 +177,8 @@ export class HttpChannel extends AsyncChat {
   /** Whether bytes of a request head have arrived (its deadline runs). */
   #inHead = false;
   #headerBytes = 0;
+  /** Inside recv(): an end of input it finds comes from the client. */
+  #reading = false;
   /** The last request line read, for the log when it cannot be parsed. */
   #badLine = "";
   /** Responses queued and not yet produced to their end. */
@@ -278,15 +284,25 @@ export class HttpChannel extends AsyncChat {
     this.#inHead = false;
     const framing = bodyFraming(this.#request!);
     if (framing === "chunked") {
+      this.#continue();
       this.#headerBytes = 0;
       this.#state = "chunk-size";
       this.#setDeadline(this.config.idleTimeout);
     } else if (framing.length > 0) {
+      this.#continue();
       this.setTerminator(framing.length);
       this.#state = "body";
       this.#setDeadline(this.config.idleTimeout);
     } else {
       this.#complete();
+    }
+  }
+
+  /** Tells a client waiting with `Expect: 100-continue` to send its body. */
+  #continue(): void {
+    const expect = this.#request!.headers.get("expect");
+    if (expect?.toLowerCase() === "100-continue" && this.#request!.minor >= 1) {
+      this.push("HTTP/1.1 100 Continue\r\n\r\n");
     }
   }
 
@@ -376,13 +392,7 @@ export class HttpChannel extends AsyncChat {
         small,
       );
     }
-    let file: Deno.FsFile;
-    try {
-      file = Deno.openSync(found.path);
-    } catch (error) {
-      throw fileError(error);
-    }
-    const body = new FileRangeProducer(file, start, length, BLOCK);
+    const body = new FileRangeProducer(found.path, start, length, BLOCK);
     // Its blocks go to the channel as read, not gathered (see the class).
     this.#send(request, status, fields, body, keepAlive, request.line, false);
   }
@@ -518,7 +528,29 @@ export class HttpChannel extends AsyncChat {
     this.handleClose();
   }
 
+  /**
+   * A client may shut its side down once it has sent its requests: the end
+   * of input found by a read then waits for the answers queued before it.
+   */
+  override recv(bufsize: number): Uint8Array {
+    this.#reading = true;
+    try {
+      return super.recv(bufsize);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
   override handleClose(): void {
+    if (
+      this.#reading && this.#state !== "closing" &&
+      (this.#queued > 0 || this.sendBuffered > 0)
+    ) {
+      this.#state = "closing";
+      this.setTerminator(null);
+      this.closeWhenDone();
+      return;
+    }
     this.#timer?.cancel();
     this.#timer = null;
     this.close();

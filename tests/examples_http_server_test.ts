@@ -415,6 +415,36 @@ Deno.test("http_server.ts serves files, ranges, HEAD, 304s and errors over raw s
     },
   );
 
+  await t.step(
+    "Expect: 100-continue gets a 100 before the body is sent",
+    async () => {
+      using conn = await HttpConn.open(port);
+      await conn.write(
+        get(
+          "/hello.txt",
+          ["Content-Length: 5", "Expect: 100-continue"],
+          "POST",
+        ),
+      );
+      assertEquals((await conn.response(true)).status, 100);
+      await conn.write("hello" + get("/hello.txt"));
+      assertEquals((await conn.response()).status, 405);
+      assertEquals(text((await conn.response()).body), "Hello, world!");
+    },
+  );
+
+  await t.step(
+    "a client that shuts down its side after its requests gets their answers",
+    async () => {
+      using conn = await HttpConn.open(port);
+      await conn.write(get("/hello.txt") + get("/big.bin"));
+      await (conn.conn as Deno.TcpConn).closeWrite();
+      assertEquals(text((await conn.response()).body), "Hello, world!");
+      assert(equalBytes((await conn.response()).body, files.get("big.bin")!));
+      assert(await conn.closed());
+    },
+  );
+
   await t.step("bad framing is a 400 and closes", async () => {
     for (
       const fields of [["Content-Length: abc"], [

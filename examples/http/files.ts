@@ -219,10 +219,12 @@ export function parseRange(
 }
 
 /**
- * Produces `length` bytes of an open file from `start`, a block at a time,
- * and closes it after the last: Medusa's `file_producer` for a range. A file
- * that turns out shorter than promised throws, so the channel closes rather
- * than leave the client waiting for bytes the head announced.
+ * Produces `length` bytes of a file from `start`, a block at a time:
+ * Medusa's `file_producer` for a range. The file is opened when the first
+ * block is asked for, so responses queued behind another hold no
+ * descriptor (nor buffer) yet, and closed after the last block. A file that
+ * turns out shorter than promised throws, so the channel closes rather than
+ * leave the client waiting for bytes the head announced.
  *
  * Every block is read into the same buffer: a channel asks for more only
  * once it has sent the last piece, so it must be pulled by a channel
@@ -231,49 +233,56 @@ export function parseRange(
  * read (V8 zero-fills it).
  */
 export class FileRangeProducer implements Producer, Disposable {
-  #file: Deno.FsFile | null;
+  readonly path: string;
+  #start: number;
   #left: number;
-  #buffer: Uint8Array;
+  #blockSize: number;
+  #file: Deno.FsFile | null = null;
+  #buffer: Uint8Array | null = null;
 
-  constructor(
-    file: Deno.FsFile,
-    start: number,
-    length: number,
-    blockSize = 65536,
-  ) {
-    this.#file = file;
+  constructor(path: string, start: number, length: number, blockSize = 65536) {
+    this.path = path;
+    this.#start = start;
     this.#left = length;
-    this.#buffer = new Uint8Array(Math.min(blockSize, length));
-    if (start > 0) file.seekSync(start, Deno.SeekMode.Start);
-    if (length === 0) this.close();
+    this.#blockSize = blockSize;
   }
 
   more(): Uint8Array {
-    const file = this.#file;
-    if (file === null) return new Uint8Array(0);
-    const buffer = this.#left < this.#buffer.length
-      ? this.#buffer.subarray(0, this.#left)
-      : this.#buffer;
-    let count: number | null;
+    if (this.#left === 0) return new Uint8Array(0);
     try {
-      count = file.readSync(buffer);
+      return this.#read();
     } catch (error) {
       this.close();
       throw error;
     }
+  }
+
+  #read(): Uint8Array {
+    if (this.#file === null) {
+      this.#file = Deno.openSync(this.path);
+      if (this.#start > 0) {
+        this.#file.seekSync(this.#start, Deno.SeekMode.Start);
+      }
+      this.#buffer = new Uint8Array(Math.min(this.#blockSize, this.#left));
+    }
+    const whole = this.#buffer!;
+    const buffer = this.#left < whole.length
+      ? whole.subarray(0, this.#left)
+      : whole;
+    const count = this.#file.readSync(buffer);
     if (count === null || count === 0) {
-      this.close();
-      throw new Error(`file ended ${this.#left} bytes early`);
+      throw new Error(`${this.path} ended ${this.#left} bytes early`);
     }
     this.#left -= count;
     if (this.#left === 0) this.close();
     return count === buffer.length ? buffer : buffer.subarray(0, count);
   }
 
+  /** Closes the file (if open); `more()` then returns nothing. */
   close(): void {
-    const file = this.#file;
+    this.#left = 0;
+    this.#file?.close();
     this.#file = null;
-    file?.close();
   }
 
   [Symbol.dispose](): void {
