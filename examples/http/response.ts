@@ -50,16 +50,33 @@ export function reason(status: number): string {
   return STATUS_TEXT[status as StatusCode] ?? "Unknown";
 }
 
+// The heads made this second, by text: most responses repeat one (the
+// same file, the same fields), and an encoded copy is a fresh array each
+// time, which the garbage collector then has to sweep.
+const heads = new Map<string, Uint8Array>();
+let headsSecond = -1;
+
 /**
  * A response head: the status line, `Date`, `Server`, the given fields,
- * and the empty line, as bytes.
+ * and the empty line, as bytes. The same head within a second is the same
+ * array, so it must not be written to.
  */
 export function responseHead(status: number, fields: string[]): Uint8Array {
   let head =
     `HTTP/1.1 ${status} ${reason(status)}\r\nServer: asyncore-http\r\n` +
     `Date: ${httpDate()}\r\n`;
   for (const field of fields) head += field + "\r\n";
-  return encoder.encode(head + "\r\n");
+  head += "\r\n";
+  if (headsSecond !== second) {
+    heads.clear();
+    headsSecond = second;
+  }
+  let bytes = heads.get(head);
+  if (bytes === undefined) {
+    bytes = encoder.encode(head);
+    if (heads.size < 1000) heads.set(head, bytes);
+  }
+  return bytes;
 }
 
 /** A short HTML page naming an error status. */
