@@ -6,14 +6,15 @@
  * log off, with its own configuration in a temporary directory) as the
  * limit, all in one run.
  *
- * Each server runs in its own process and is started once per round; each
- * file gets a 1 s warm-up and then the measured window. Reported: requests/s,
+ * Each server runs in its own process and is started once per round (each
+ * round in another order); each file gets a 1 s warm-up and then the
+ * measured window. Reported: requests/s,
  * p99 latency (wrk's), the server's own CPU time per request (utime and
  * stime from `/proc/PID/stat` over the window), and ratios to nginx and to
  * the `Deno.serve` handler from the same run; medians over rounds.
  *
  * ```sh
- * deno task bench:http              # 3 rounds of 5 s per server and file
+ * deno task bench:http              # 5 rounds of 4 s per server and file
  * deno task bench:http --quick      # 1 round of 2 s
  * ```
  *
@@ -35,8 +36,8 @@ const flags = parseFlags(Deno.args, USAGE, {
   string: ["duration", "rounds", "out"],
 });
 const quick = flags.boolean("quick");
-const duration = Number(flags.string("duration") ?? (quick ? 2 : 5));
-const rounds = Number(flags.string("rounds") ?? (quick ? 1 : 3));
+const duration = Number(flags.string("duration") ?? (quick ? 2 : 4));
+const rounds = Number(flags.string("rounds") ?? (quick ? 1 : 5));
 const out = flags.string("out") ??
   new URL("results/http.md", import.meta.url).pathname;
 if (!(duration > 0 && duration <= 60 && rounds >= 1 && rounds <= 10)) {
@@ -232,7 +233,12 @@ async function main(): Promise<void> {
   const results = new Map<string, Measure[]>();
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const server of SERVERS) {
+      // Each round starts with the next server, so that none always runs
+      // first or last as the host's load drifts.
+      const order = SERVERS.map((_, i) =>
+        SERVERS[(i + round) % SERVERS.length]
+      );
+      for (const server of order) {
         const port = getAvailablePort({ preferredPort: 0 });
         const { cmd, args } = server.command(dir, port);
         const child = new Child(cmd, args);
