@@ -9,7 +9,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "@std/assert";
-import { probe } from "./_helpers.ts";
+import { hasIPv6, probe } from "./_helpers.ts";
 import {
   assertUsageError,
   hasPython3,
@@ -832,6 +832,27 @@ Deno.test({
     assertFalse(/Socket errors|Non-2xx/.test(report), report);
   }
   await stopCleanly(server);
+});
+
+Deno.test({
+  name: `http_server.ts on IPv6 with --host ::1${
+    hasIPv6 ? "" : " [skipped: no IPv6 loopback]"
+  }`,
+  ignore: !hasIPv6,
+}, async () => {
+  await using server = await startServer("http_server.ts", [
+    ...ARGS,
+    "--host",
+    "::1",
+  ], { allowRead: true });
+  assertEquals(server.hostname, "::1");
+  const response = await fetch(`http://[::1]:${server.port}/hello.txt`);
+  assertEquals(await response.text(), "Hello, world!");
+  const finished = await stopCleanly(server);
+  assertMatch(
+    finished.stdout,
+    /^::1 - - \[.*\] "GET \/hello\.txt HTTP\/1\.1" 200 13$/m,
+  );
 });
 
 Deno.test("http_server.ts --help and bad options", async () => {
