@@ -180,7 +180,7 @@ export class HttpChannel extends AsyncChat {
   /** Inside recv(): an end of input it finds comes from the client. */
   #reading = false;
   /** The last request line read, for the log when it cannot be parsed. */
-  #badLine = "";
+  #requestLine = "";
   /** Responses queued and not yet produced to their end. */
   #queued = 0;
   /** When the connection is timed out (performance.now() ms), or Infinity. */
@@ -244,7 +244,7 @@ export class HttpChannel extends AsyncChat {
       case "request-line":
         // Empty lines before a request are skipped, as RFC 9112 advises.
         if (line !== "") {
-          this.#badLine = line.slice(0, 200);
+          this.#requestLine = line.slice(0, 200);
           this.#request = parseRequestLine(line);
           this.#headerBytes = 0;
           this.#state = "headers";
@@ -473,7 +473,7 @@ export class HttpChannel extends AsyncChat {
 
   /** A request that cannot be read on: answer it, and close. */
   #fail(error: HttpError): void {
-    const line = this.#request?.line ?? this.#badLine;
+    const line = this.#request?.line ?? this.#requestLine;
     this.#inHead = false;
     this.#sendError(this.#request, line.slice(0, 200), error.status, false);
     this.#request = null;
