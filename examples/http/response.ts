@@ -106,23 +106,32 @@ export function quoteForLog(text: string): string {
 export class AccessLog {
   #lines: string[] = [];
   #flushing = false;
+  #broken = false;
 
   /** Queues one line. */
   write(line: string): void {
+    if (this.#broken) return;
     this.#lines.push(line);
     if (this.#flushing) return;
     this.#flushing = true;
     queueMicrotask(() => this.flush());
   }
 
-  /** Writes what is queued. */
+  /**
+   * Writes what is queued. A stdout that fails (its reader gone) ends the
+   * log, not the server.
+   */
   flush(): void {
     this.#flushing = false;
-    if (this.#lines.length === 0) return;
+    if (this.#lines.length === 0 || this.#broken) return;
     const bytes = encoder.encode(this.#lines.join("\n") + "\n");
     this.#lines = [];
-    for (let at = 0; at < bytes.length;) {
-      at += Deno.stdout.writeSync(bytes.subarray(at));
+    try {
+      for (let at = 0; at < bytes.length;) {
+        at += Deno.stdout.writeSync(bytes.subarray(at));
+      }
+    } catch {
+      this.#broken = true;
     }
   }
 }
