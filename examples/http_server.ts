@@ -560,9 +560,10 @@ export class HttpChannel extends AsyncChat {
 if (import.meta.main) {
   const cli = new Cli({
     name: "http_server.ts",
-    summary:
-      "Serves the files under --root over HTTP/1.1 (GET and HEAD, ranges, keep-alive), " +
-      "logging each request in Common Log Format on stdout.",
+    summary: "Serves the files under --root over HTTP/1.1 (GET and HEAD, " +
+      "ranges, keep-alive, pipelining). Prints `listening on HOST:PORT` " +
+      "once it accepts (--port 0 picks a free port), then a Common Log " +
+      "Format line per request on stdout unless --quiet.",
     permissions: "--allow-net --allow-read",
     options: {
       root: { value: "DIR", help: "directory to serve", default: "." },
