@@ -1,7 +1,7 @@
 /**
  * The file side of `http_server.ts`: a request target resolved to a file
- * under the root, the `Range` header, and a producer of a byte range of an
- * open file.
+ * under the root, the contents of small files kept in memory, the `Range`
+ * header, and a producer of a byte range of a file.
  *
  * @module
  */
@@ -92,7 +92,9 @@ function typeOf(extension: string): string {
  * be under `root`.
  */
 function lookUp(root: string, segments: string[]): [string, Deno.FileInfo] {
-  if (segments.length === 0) return [root, statOrNotFound(root, Deno.statSync)];
+  if (segments.length === 0) {
+    return [root, statOrNotFound(root || "/", Deno.statSync)];
+  }
   let path = root;
   for (let i = 0;; i++) {
     path += "/" + segments[i];
