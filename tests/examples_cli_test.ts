@@ -37,6 +37,7 @@ const SERVERS: {
   { name: "asynchat_line_echo_server.ts", args: [], port: "8881" },
   { name: "poetry_server.ts", args: [], port: "10000", read: true },
   { name: "transform_server.ts", args: [], port: "11000" },
+  { name: "http_server.ts", args: [], port: "8080", read: true },
 ];
 
 const CLIENTS = [
