@@ -33,6 +33,16 @@ export interface Accepted {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Lets the process exit while only this socket waits on `handle`: a socket
+ * no poll waits on holds no process, as a kernel's does not (a waiting poll
+ * keeps it alive instead: see `Selector.poll`). Its reads and accepts stop
+ * counting; writes in flight still do. (A `FdConn` has nothing to let go.)
+ */
+function unref(handle: Deno.Conn | Deno.Listener): void {
+  if (typeof handle.unref === "function") handle.unref();
+}
+
 // Deno.startTls() returns a connection whose addresses lack `transport`.
 function tcpAddr(addr: Deno.Addr): Deno.Addr {
   return addr.transport === undefined
@@ -180,6 +190,7 @@ export class ConnSource<T extends Accepted = Accepted>
       : tls !== null
       ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
       : Deno.listen(options);
+    unref(this.listener);
     this.state = "bound";
   }
 
@@ -269,6 +280,7 @@ export class ConnSource<T extends Accepted = Accepted>
   /** Takes over a connection; `handshake`: a TlsConn whose handshake is to come. */
   attach(conn: Deno.Conn, handshake = false): void {
     this.conn = conn;
+    unref(conn);
     this.state = "connected";
     this.activity++;
     this.applyOptions();
@@ -476,6 +488,8 @@ export class ConnSource<T extends Accepted = Accepted>
   close(): void {
     this.closed = true;
     this.reader.release();
+    // The accept it cancels ends in a later turn: waitReleased() waits for it.
+    this.listener?.ref();
     this.listener?.close();
     this.listener = null;
     this.acceptor?.close();
@@ -547,6 +561,7 @@ export class ConnSource<T extends Accepted = Accepted>
     this.securing = false;
     this.secure = true;
     this.conn = conn;
+    unref(conn);
     this.activity++;
     this.reader.start();
     this.writer.start();
