@@ -9,6 +9,7 @@
 
 import type { ConnSource } from "./_conn_source.ts";
 import { afterTurn } from "./_turns.ts";
+import { restated } from "./_libc.ts";
 
 /** Connections taken in ahead of `accept()`, wrapped as `T`. */
 export class AcceptPump<T extends { close(): void }> {
@@ -97,7 +98,7 @@ export class AcceptPump<T extends { close(): void }> {
       this.start();
       return;
     }
-    this.error = error;
+    this.error = restated("accept", error) as Error;
     this.#core.changed();
   }
 }

@@ -24,6 +24,7 @@ import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
+import { ECONNREFUSED, errnoError, restated } from "./_libc.ts";
 
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {
@@ -185,11 +186,15 @@ export class ConnSource<T extends Accepted = Accepted>
         `bind: the socket is already ${state}`,
       );
     }
-    this.listener = options.transport === "unix"
-      ? Deno.listen(options)
-      : tls !== null
-      ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
-      : Deno.listen(options);
+    try {
+      this.listener = options.transport === "unix"
+        ? Deno.listen(options)
+        : tls !== null
+        ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
+        : Deno.listen(options);
+    } catch (error) {
+      throw restated("bind", error);
+    }
     unref(this.listener);
     this.state = "bound";
   }
@@ -248,7 +253,10 @@ export class ConnSource<T extends Accepted = Accepted>
     this.state = "connecting";
     let connecting: Promise<Deno.Conn>;
     try {
-      connecting = options.transport === "unix"
+      // Deno refuses port 0 itself; a kernel's connect() says ECONNREFUSED.
+      connecting = options.transport === "tcp" && options.port === 0
+        ? Promise.reject(errnoError("connect", ECONNREFUSED))
+        : options.transport === "unix"
         ? Deno.connect(options)
         : Deno.connect(options);
     } catch (error) {
@@ -271,7 +279,7 @@ export class ConnSource<T extends Accepted = Accepted>
       },
       (error: Error) => {
         if (this.closed) return;
-        this.error = error;
+        this.error = restated("connect", error) as Error;
         this.changed();
       },
     );
