@@ -331,7 +331,8 @@ export class EpollSource<T extends Accepted = Accepted>
       this.sock.bind({ hostname: options.hostname, port: options.port });
     } else {
       this.sock.bind({ path: options.path });
-      this.#boundPath = options.path;
+      // An abstract name (a leading NUL) has no file to remove.
+      if (!options.path.startsWith("\0")) this.#boundPath = options.path;
     }
     this.state = "bound";
   }

@@ -2,7 +2,7 @@
 // class and one message per failure, the same addresses accepted. Every test
 // here asserts the same thing on both backends (CI runs the suite on each).
 
-import { assertEquals, assertInstanceOf } from "@std/assert";
+import { assertEquals, assertInstanceOf, assertThrows } from "@std/assert";
 import { Socket } from "../socket.ts";
 import { select } from "../select.ts";
 import { BACKEND, unixEndpoint } from "./_helpers.ts";
@@ -83,4 +83,45 @@ Deno.test(`a bind to an address in use is AddrInUse with the errno's message [${
     "bind: address in use (EADDRINUSE, os error 98)",
     "EADDRINUSE",
   );
+});
+
+Deno.test(`an abstract Unix name (a leading NUL) binds, connects and reads back [${BACKEND}]`, async () => {
+  const name = `\0asyncore-parity-${Deno.pid}-${crypto.randomUUID()}`;
+  using server = new Socket({ transport: "unix" });
+  server.bind({ path: name });
+  server.listen();
+  assertEquals(server.getsockname(), { transport: "unix", path: name });
+  using client = new Socket({ transport: "unix" });
+  client.connect({ path: name });
+  assertEquals((await select([server], [], [], 5000))[0], [server]);
+  using conn = server.accept()[0];
+  assertEquals((await select([], [client], [], 5000))[1], [client]);
+  assertEquals(client.getpeername(), { transport: "unix", path: name });
+  assertEquals(conn.getsockname(), { transport: "unix", path: name });
+  client.send("over an abstract name");
+  assertEquals((await select([conn], [], [], 5000))[0], [conn]);
+  assertEquals(
+    new TextDecoder().decode(conn.recv(100)),
+    "over an abstract name",
+  );
+});
+
+Deno.test(`a Unix path with a NUL inside, or too long, is the same error on both [${BACKEND}]`, () => {
+  using sock = new Socket({ transport: "unix" });
+  assertThrows(
+    () => sock.bind({ path: "a\0b" }),
+    TypeError,
+    "address.path must not contain a NUL character but as its first (an abstract socket's name)",
+  );
+  assertThrows(
+    () => sock.bind({ path: "/tmp/" + "x".repeat(103) }),
+    RangeError,
+    "address.path must be at most 107 bytes in UTF-8, got 108",
+  );
+  assertThrows(
+    () => sock.connect({ path: "\0" + "x".repeat(108) }),
+    RangeError,
+    "address.path must be at most 108 bytes in UTF-8, got 109",
+  );
+  assertEquals(sock.closed, false);
 });
