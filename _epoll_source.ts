@@ -30,6 +30,7 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { encodeAddress } from "./_sockaddr.ts";
+import { resolveHost } from "./_resolve.ts";
 import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
 import { type Accepted, ConnSource } from "./_conn_source.ts";
 import { FdConn } from "./_fd_conn.ts";
@@ -323,6 +324,10 @@ export class EpollSource<T extends Accepted = Accepted>
       throw new Deno.errors.AlreadyExists(
         `bind: the socket is already ${state}`,
       );
+    }
+    if (options.transport === "tcp" && needsLookup(options.hostname)) {
+      // Synchronously, as Deno's own bind and Python's do.
+      options = { ...options, hostname: resolveHost(options.hostname) };
     }
     this.#family(options);
     if (options.transport === "tcp") {

@@ -54,6 +54,14 @@ const SYMBOLS = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // (NUL-terminated path)
   unlink: { parameters: ["buffer"], result: "i32" },
+  // (NUL-terminated node, service NULL, struct addrinfo* hints,
+  // struct addrinfo** out): a host name's addresses (_resolve.ts).
+  getaddrinfo: {
+    parameters: ["buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+  },
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
   // (epfd, op, fd, struct epoll_event*)
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },

@@ -125,3 +125,47 @@ Deno.test(`a Unix path with a NUL inside, or too long, is the same error on both
   );
   assertEquals(sock.closed, false);
 });
+
+/** A name /etc/hosts gives a loopback IPv4 address, but localhost; or null. */
+function hostsName(): { name: string; address: string } | null {
+  let hosts: string;
+  try {
+    hosts = Deno.readTextFileSync("/etc/hosts");
+  } catch {
+    return null;
+  }
+  for (const line of hosts.split("\n")) {
+    const [address, ...names] = line.replace(/#.*/, "").trim().split(/\s+/);
+    if (!/^127\.\d+\.\d+\.\d+$/.test(address ?? "")) continue;
+    const name = names.find((name) => name !== "localhost");
+    if (name !== undefined) return { name, address };
+  }
+  return null;
+}
+
+const HOSTS_NAME = hostsName();
+
+/** The address `hostname` binds to. */
+function boundTo(hostname: string): string {
+  using sock = new Socket();
+  sock.bind({ hostname, port: 0 });
+  sock.listen();
+  return (sock.getsockname() as Deno.NetAddr).hostname;
+}
+
+Deno.test(`bind() takes inet_aton's short forms of an IPv4 address [${BACKEND}]`, () => {
+  assertEquals(boundTo("127.1"), "127.0.0.1");
+  assertEquals(boundTo("127.0.1"), "127.0.0.1");
+  assertEquals(boundTo("0x7f.1"), "127.0.0.1");
+  assertEquals(boundTo("localhost"), "127.0.0.1");
+});
+
+Deno.test({
+  name: HOSTS_NAME === null
+    ? `bind() takes a host name from /etc/hosts [${BACKEND}] [no name for a 127.x address in /etc/hosts but localhost]`
+    : `bind() takes a host name from /etc/hosts [${BACKEND}]`,
+  ignore: HOSTS_NAME === null,
+  fn() {
+    assertEquals(boundTo(HOSTS_NAME!.name), HOSTS_NAME!.address);
+  },
+});
