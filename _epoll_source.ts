@@ -39,7 +39,9 @@ import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 
 const EMPTY = new Uint8Array(0);
-const MIN_BACKLOG = 128;
+// The kernel queue Deno's own listeners have (the kernel caps it at
+// net.core.somaxconn, as it caps any backlog).
+const MIN_BACKLOG = 511;
 
 // EpollSource's #flags.
 const SHUT_READ = 1;
@@ -349,7 +351,8 @@ export class EpollSource<T extends Accepted = Accepted>
     }
     // The kernel's queue is the backlog here. Python's listen(5) would drop
     // the connections of a burst that the promise backend takes in ahead
-    // (Deno's own listen queue is 128 deep besides), so it is at least that.
+    // (Deno's own listen queue is 511 deep besides), so it is at least that:
+    // a burst beyond a shorter queue waits for SYN retries (1 s, 3 s ...).
     this.sock.listen(Math.max(backlog, MIN_BACKLOG));
     this.state = "listening";
   }

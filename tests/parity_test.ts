@@ -2,10 +2,15 @@
 // class and one message per failure, the same addresses accepted. Every test
 // here asserts the same thing on both backends (CI runs the suite on each).
 
-import { assertEquals, assertInstanceOf, assertThrows } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertThrows,
+} from "@std/assert";
 import { Socket } from "../socket.ts";
 import { select } from "../select.ts";
-import { BACKEND, unixEndpoint } from "./_helpers.ts";
+import { BACKEND, probe, unixEndpoint } from "./_helpers.ts";
 
 /** A loopback port nothing listens on (bound, then let go). */
 function freePort(): number {
@@ -167,5 +172,34 @@ Deno.test({
   ignore: HOSTS_NAME === null,
   fn() {
     assertEquals(boundTo(HOSTS_NAME!.name), HOSTS_NAME!.address);
+  },
+});
+
+/** The kernel's listen queue of the TCP listener on `port` (`ss`'s Send-Q). */
+function listenQueue(port: number): number {
+  const { stdout } = new Deno.Command("ss", {
+    args: ["-ltnH", `sport = :${port}`],
+    stdin: "null",
+    stderr: "null",
+  }).outputSync();
+  const fields = new TextDecoder().decode(stdout).trim().split(/\s+/);
+  return Number(fields[2]);
+}
+
+const hasSs = probe("ss", ["-V"]);
+
+Deno.test({
+  name: hasSs
+    ? `listen() has the kernel queue Deno's own listener has [${BACKEND}]`
+    : `listen() has the kernel queue Deno's own listener has [${BACKEND}] [ss (iproute2) is not installed]`,
+  ignore: !hasSs,
+  fn() {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deno = listenQueue(listener.addr.port);
+    assert(deno > 0, `Deno.listen's queue: ${deno}`);
+    using sock = new Socket();
+    sock.bind({ hostname: "127.0.0.1", port: 0 });
+    sock.listen(5);
+    assertEquals(listenQueue((sock.getsockname() as Deno.NetAddr).port), deno);
   },
 });
