@@ -39,9 +39,9 @@ import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 
 const EMPTY = new Uint8Array(0);
-// The kernel queue Deno's own listeners have (the kernel caps it at
-// net.core.somaxconn, as it caps any backlog).
-const MIN_BACKLOG = 511;
+// The listen queue asked for: the kernel caps it at net.core.somaxconn (4096
+// on Linux 5.4 and later), the longest it allows.
+const MAX_BACKLOG = 65535;
 
 // EpollSource's #flags.
 const SHUT_READ = 1;
@@ -344,16 +344,17 @@ export class EpollSource<T extends Accepted = Accepted>
     this.state = "bound";
   }
 
-  listen(backlog: number): void {
+  listen(_backlog: number): void {
     const state = this.state;
     if (state !== "bound" && state !== "listening") {
       throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
     }
     // The kernel's queue is the backlog here. Python's listen(5) would drop
     // the connections of a burst that the promise backend takes in ahead
-    // (Deno's own listen queue is 511 deep besides), so it is at least that:
-    // a burst beyond a shorter queue waits for SYN retries (1 s, 3 s ...).
-    this.sock.listen(Math.max(backlog, MIN_BACKLOG));
+    // (besides Deno's own listen queue, 511 deep), and a burst beyond the
+    // queue waits for SYN retries (1 s, 3 s ...): it is the longest the
+    // kernel allows, whatever the backlog asked for (at least 511 then).
+    this.sock.listen(MAX_BACKLOG);
     this.state = "listening";
   }
 

@@ -190,8 +190,8 @@ const hasSs = probe("ss", ["-V"]);
 
 Deno.test({
   name: hasSs
-    ? `listen() has the kernel queue Deno's own listener has [${BACKEND}]`
-    : `listen() has the kernel queue Deno's own listener has [${BACKEND}] [ss (iproute2) is not installed]`,
+    ? `listen() has a kernel queue no shorter than Deno's own listener's [${BACKEND}]`
+    : `listen() has a kernel queue no shorter than Deno's own listener's [${BACKEND}] [ss (iproute2) is not installed]`,
   ignore: !hasSs,
   fn() {
     using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -200,6 +200,7 @@ Deno.test({
     using sock = new Socket();
     sock.bind({ hostname: "127.0.0.1", port: 0 });
     sock.listen(5);
-    assertEquals(listenQueue((sock.getsockname() as Deno.NetAddr).port), deno);
+    const queue = listenQueue((sock.getsockname() as Deno.NetAddr).port);
+    assert(queue >= deno, `listen(5)'s queue: ${queue}, Deno's: ${deno}`);
   },
 });
