@@ -44,8 +44,13 @@ function unref(handle: Deno.Conn | Deno.Listener): void {
   if (typeof handle.unref === "function") handle.unref();
 }
 
-// Deno.startTls() returns a connection whose addresses lack `transport`.
+// Deno.startTls() returns a connection whose addresses lack `transport`, and
+// an unnamed Unix socket's path is null where the type (and the epoll
+// backend, and Python) say "".
 function tcpAddr(addr: Deno.Addr): Deno.Addr {
+  if (addr.transport === "unix" && typeof addr.path !== "string") {
+    return Object.assign(Object.create(null), addr, { path: "" });
+  }
   return addr.transport === undefined
     // The same shape as Deno's own addresses: no prototype.
     ? Object.assign(Object.create(null), addr, { transport: "tcp" })

@@ -204,3 +204,19 @@ Deno.test({
     assert(queue >= deno, `listen(5)'s queue: ${queue}, Deno's: ${deno}`);
   },
 });
+
+Deno.test(`an unnamed Unix socket's address is the empty path [${BACKEND}]`, async () => {
+  using endpoint = unixEndpoint();
+  using server = new Socket({ transport: "unix" });
+  server.bind({ path: endpoint.path });
+  server.listen();
+  using client = new Socket({ transport: "unix" });
+  client.connect({ path: endpoint.path });
+  assertEquals((await select([server], [], [], 5000))[0], [server]);
+  const [conn, address] = server.accept();
+  using _conn = conn;
+  assertEquals((await select([], [client], [], 5000))[1], [client]);
+  assertEquals({ ...address }, { transport: "unix", path: "" });
+  assertEquals({ ...conn.getpeername() }, { transport: "unix", path: "" });
+  assertEquals({ ...client.getsockname() }, { transport: "unix", path: "" });
+});
