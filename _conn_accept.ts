@@ -14,6 +14,7 @@ import {
   waitForDescriptor,
 } from "./_descriptor_limit.ts";
 import { afterTurn } from "./_turns.ts";
+import { restated } from "./_libc.ts";
 
 /** Connections taken in ahead of `accept()`, wrapped as `T`. */
 export class AcceptPump<T extends { close(): void }> {
@@ -114,7 +115,7 @@ export class AcceptPump<T extends { close(): void }> {
       this.#starved = true;
       waitForDescriptor(this.#resume);
     }
-    this.error = error;
+    this.error = restated("accept", error) as Error;
     this.#core.changed();
   }
 }

@@ -4,6 +4,7 @@
 import { ByteQueue } from "./_byte_queue.ts";
 import { allocateRegion } from "./_read_arena.ts";
 import type { ConnSource } from "./_conn_source.ts";
+import { restated } from "./_libc.ts";
 
 // Reads start small so an idle connection pins little memory, and double
 // while the peer keeps filling them.
@@ -122,6 +123,6 @@ export class ReadPump {
     this.reading = false;
     this.handoff = false;
     if (this.#core.closed) return;
-    this.#core.fail(error);
+    this.#core.fail(restated("recv", error) as Error);
   };
 }

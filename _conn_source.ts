@@ -25,6 +25,7 @@ import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
+import { ECONNREFUSED, errnoError, restated } from "./_libc.ts";
 
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {
@@ -34,8 +35,23 @@ export interface Accepted {
 
 const EMPTY = new Uint8Array(0);
 
-// Deno.startTls() returns a connection whose addresses lack `transport`.
+/**
+ * Lets the process exit while only this socket waits on `handle`: a socket
+ * no poll waits on holds no process, as a kernel's does not (a waiting poll
+ * keeps it alive instead: see `Selector.poll`). Its reads and accepts stop
+ * counting; writes in flight still do. (A `FdConn` has nothing to let go.)
+ */
+function unref(handle: Deno.Conn | Deno.Listener): void {
+  if (typeof handle.unref === "function") handle.unref();
+}
+
+// Deno.startTls() returns a connection whose addresses lack `transport`, and
+// an unnamed Unix socket's path is null where the type (and the epoll
+// backend, and Python) say "".
 function tcpAddr(addr: Deno.Addr): Deno.Addr {
+  if (addr.transport === "unix" && typeof addr.path !== "string") {
+    return Object.assign(Object.create(null), addr, { path: "" });
+  }
   return addr.transport === undefined
     // The same shape as Deno's own addresses: no prototype.
     ? Object.assign(Object.create(null), addr, { transport: "tcp" })
@@ -176,11 +192,16 @@ export class ConnSource<T extends Accepted = Accepted>
         `bind: the socket is already ${state}`,
       );
     }
-    this.listener = options.transport === "unix"
-      ? Deno.listen(options)
-      : tls !== null
-      ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
-      : Deno.listen(options);
+    try {
+      this.listener = options.transport === "unix"
+        ? Deno.listen(options)
+        : tls !== null
+        ? Deno.listenTls({ ...options, cert: tls.cert!, key: tls.key! })
+        : Deno.listen(options);
+    } catch (error) {
+      throw restated("bind", error);
+    }
+    unref(this.listener);
     this.state = "bound";
   }
 
@@ -238,7 +259,10 @@ export class ConnSource<T extends Accepted = Accepted>
     this.state = "connecting";
     let connecting: Promise<Deno.Conn>;
     try {
-      connecting = options.transport === "unix"
+      // Deno refuses port 0 itself; a kernel's connect() says ECONNREFUSED.
+      connecting = options.transport === "tcp" && options.port === 0
+        ? Promise.reject(errnoError("connect", ECONNREFUSED))
+        : options.transport === "unix"
         ? Deno.connect(options)
         : Deno.connect(options);
     } catch (error) {
@@ -261,7 +285,7 @@ export class ConnSource<T extends Accepted = Accepted>
       },
       (error: Error) => {
         if (this.closed) return;
-        this.error = error;
+        this.error = restated("connect", error) as Error;
         this.changed();
       },
     );
@@ -270,6 +294,7 @@ export class ConnSource<T extends Accepted = Accepted>
   /** Takes over a connection; `handshake`: a TlsConn whose handshake is to come. */
   attach(conn: Deno.Conn, handshake = false): void {
     this.conn = conn;
+    unref(conn);
     this.state = "connected";
     this.activity++;
     this.applyOptions();
@@ -477,6 +502,8 @@ export class ConnSource<T extends Accepted = Accepted>
   close(): void {
     this.closed = true;
     this.reader.release();
+    // The accept it cancels ends in a later turn: waitReleased() waits for it.
+    this.listener?.ref();
     this.listener?.close();
     this.listener = null;
     this.acceptor?.close();
@@ -551,6 +578,7 @@ export class ConnSource<T extends Accepted = Accepted>
     this.securing = false;
     this.secure = true;
     this.conn = conn;
+    unref(conn);
     this.activity++;
     this.reader.start();
     this.writer.start();

@@ -4,6 +4,7 @@
 
 import { SendBuffer } from "./_send_buffer.ts";
 import type { ConnSource } from "./_conn_source.ts";
+import { restated } from "./_libc.ts";
 
 const MAX_WRITE_SIZE = 65536;
 const DEFAULT_LINGER_TIMEOUT = 30_000;
@@ -145,6 +146,6 @@ export class WritePump {
     this.writing = false;
     this.clear();
     if (this.#core.closed) this.#core.release();
-    else this.#core.fail(error);
+    else this.#core.fail(restated("send", error) as Error);
   }
 }

@@ -36,6 +36,7 @@ import {
   WRITABLE,
 } from "./_selector.ts";
 import { encodeAddress } from "./_sockaddr.ts";
+import { resolveHost } from "./_resolve.ts";
 import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
 import { type Accepted, ConnSource } from "./_conn_source.ts";
 import { FdConn } from "./_fd_conn.ts";
@@ -44,7 +45,9 @@ import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 
 const EMPTY = new Uint8Array(0);
-const MIN_BACKLOG = 128;
+// The listen queue asked for: the kernel caps it at net.core.somaxconn (4096
+// on Linux 5.4 and later), the longest it allows.
+const MAX_BACKLOG = 65535;
 
 // EpollSource's #flags.
 const SHUT_READ = 1;
@@ -335,6 +338,10 @@ export class EpollSource<T extends Accepted = Accepted>
         `bind: the socket is already ${state}`,
       );
     }
+    if (options.transport === "tcp" && needsLookup(options.hostname)) {
+      // Synchronously, as Deno's own bind and Python's do.
+      options = { ...options, hostname: resolveHost(options.hostname) };
+    }
     this.#family(options);
     if (options.transport === "tcp") {
       // As Deno.listen (and Rust's TcpListener) does.
@@ -342,20 +349,23 @@ export class EpollSource<T extends Accepted = Accepted>
       this.sock.bind({ hostname: options.hostname, port: options.port });
     } else {
       this.sock.bind({ path: options.path });
-      this.#boundPath = options.path;
+      // An abstract name (a leading NUL) has no file to remove.
+      if (!options.path.startsWith("\0")) this.#boundPath = options.path;
     }
     this.state = "bound";
   }
 
-  listen(backlog: number): void {
+  listen(_backlog: number): void {
     const state = this.state;
     if (state !== "bound" && state !== "listening") {
       throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
     }
     // The kernel's queue is the backlog here. Python's listen(5) would drop
     // the connections of a burst that the promise backend takes in ahead
-    // (Deno's own listen queue is 128 deep besides), so it is at least that.
-    this.sock.listen(Math.max(backlog, MIN_BACKLOG));
+    // (besides Deno's own listen queue, 511 deep), and a burst beyond the
+    // queue waits for SYN retries (1 s, 3 s ...): it is the longest the
+    // kernel allows, whatever the backlog asked for (at least 511 then).
+    this.sock.listen(MAX_BACKLOG);
     this.state = "listening";
   }
 

@@ -58,6 +58,14 @@ const SYMBOLS = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // (NUL-terminated path)
   unlink: { parameters: ["buffer"], result: "i32" },
+  // (NUL-terminated node, service NULL, struct addrinfo* hints,
+  // struct addrinfo** out): a host name's addresses (_resolve.ts).
+  getaddrinfo: {
+    parameters: ["buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+  },
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
   // (epfd, op, fd, struct epoll_event*)
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
@@ -131,6 +139,7 @@ export const EINPROGRESS = 115;
 export const EALREADY = 114;
 export const EISCONN = 106;
 export const ECONNABORTED = 103;
+export const ECONNREFUSED = 111;
 
 type ErrorClass = new (message: string) => Error;
 
@@ -209,6 +218,38 @@ export function errnoError(operation: string, errno: number): Error {
     configurable: true,
   });
   return error;
+}
+
+/**
+ * Deno's error for a failed system call (`Connection refused (os error
+ * 111)`) in the shape {@linkcode errnoError} gives, so that both backends
+ * report a failure alike: `connect: connection refused (ECONNREFUSED, os
+ * error 111)`, of the same class, with `code`. Anything else (a failed name
+ * lookup, a TLS error) is returned as it is.
+ */
+export function restated(operation: string, error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const match = / \(os error (\d+)\)$/.exec(error.message);
+  if (match === null) return error;
+  const errno = Number(match[1]);
+  const known = ERRNO[errno];
+  const code = (error as { code?: unknown }).code;
+  const name = known?.[0] ?? (typeof code === "string" ? code : undefined) ??
+    `errno ${errno}`;
+  const text = error.message.slice(0, match.index);
+  const description = known?.[1] ??
+    text.charAt(0).toLowerCase() + text.slice(1);
+  const ErrorClass = error.constructor as ErrorClass;
+  const mapped = new ErrorClass(
+    `${operation}: ${description} (${name}, os error ${errno})`,
+  );
+  Object.defineProperty(mapped, "code", {
+    value: name,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+  return mapped;
 }
 
 /** Why the epoll backend cannot run in this process, or `null` if it can. */

@@ -382,6 +382,25 @@ export class Selector {
   }
 }
 
+// Sockets hold no process (the promise backend's reads and accepts are
+// unref'd, as the epoll backend's descriptors are never waited on by Deno), so
+// a poll with no timeout (which has no timer of its own) keeps the process
+// alive while it waits, as a blocking select() does: one timer for all the
+// polls waiting at once.
+let waitingWithoutTimer = 0;
+let keepAlive: ReturnType<typeof setInterval> | undefined;
+const KEEP_ALIVE_INTERVAL = 0x3fffffff;
+
+function holdProcess(): void {
+  if (waitingWithoutTimer++ === 0) {
+    keepAlive = setInterval(() => {}, KEEP_ALIVE_INTERVAL);
+  }
+}
+
+function releaseProcess(): void {
+  if (--waitingWithoutTimer === 0) clearInterval(keepAlive);
+}
+
 function waitOn(
   registry: Registry,
   timeout: number | undefined,
@@ -394,11 +413,14 @@ function waitOn(
     let idled = false;
     const descriptors = registry.descriptors;
     const idling = descriptors?.idle(timeout) ?? null;
+    // A timeout's timer keeps the process alive by itself.
+    if (timeout === undefined) holdProcess();
     // Resolves once; its continuation runs after every other completion that
     // arrived in the same turn, so one wake-up serves them all.
     const wake = (): void => {
       if (woken) return;
       woken = true;
+      if (timeout === undefined) releaseProcess();
       registry.removeWaiter(wake);
       clearTimeout(timer);
       alarm?.detach(wake);

@@ -8,7 +8,7 @@
 //   sockaddr_in   16 bytes: family u16 | port u16 | addr[4] | zero[8]
 //   sockaddr_in6  28 bytes: family u16 | port u16 | flowinfo u32 | addr[16]
 //                           | scope_id u32
-//   sockaddr_un  110 bytes: family u16 | path[108] (NUL-terminated here)
+//   sockaddr_un  110 bytes: family u16 | path[108] (NUL-terminated here; an abstract name, a leading NUL, is not)
 //   sockaddr_storage 128 bytes: room for any of them.
 
 import { AF_INET, AF_INET6, AF_UNIX } from "./_libc.ts";
@@ -20,8 +20,6 @@ export const SOCKADDR_STORAGE_SIZE = 128;
 const SOCKADDR_IN_SIZE = 16;
 const SOCKADDR_IN6_SIZE = 28;
 const SUN_PATH_OFFSET = 2;
-// sun_path is 108 bytes; one is kept for the terminating NUL.
-export const MAX_UNIX_PATH_BYTES = 107;
 
 /** An address in the kernel's layout, ready for `bind`/`connect`. */
 export interface SockAddr {
@@ -54,7 +52,7 @@ export function encodeAddress(
     ? "unix"
     : "tcp";
   const checked = checkAddress(name, address, transport, defaultHostname);
-  if (checked.transport === "unix") return encodeUnix(name, checked.path);
+  if (checked.transport === "unix") return encodeUnix(checked.path);
   const { hostname, port } = checked;
   const host = hostname === "localhost" ? "127.0.0.1" : hostname;
   const v4 = parseIPv4(host);
@@ -83,18 +81,14 @@ export function encodeAddress(
   );
 }
 
-function encodeUnix(name: string, path: string): SockAddr {
+/** `path` as checked by checkAddress(): no NUL but a leading one, not too long. */
+function encodeUnix(path: string): SockAddr {
   const encoded = encoder.encode(path);
-  if (encoded.includes(0)) {
-    throw new TypeError(`${name}.path must not contain a NUL character`);
-  }
-  if (encoded.length > MAX_UNIX_PATH_BYTES) {
-    throw new RangeError(
-      `${name}.path must be at most ${MAX_UNIX_PATH_BYTES} bytes in UTF-8, got ${encoded.length}`,
-    );
-  }
-  // family + path + NUL: the length Linux expects for a pathname socket.
-  const bytes = new Uint8Array(SUN_PATH_OFFSET + encoded.length + 1);
+  // family + path + NUL: the length Linux expects for a pathname socket; an
+  // abstract name (a leading NUL) is all its bytes, with no terminator.
+  const bytes = new Uint8Array(
+    SUN_PATH_OFFSET + encoded.length + (encoded[0] === 0 ? 0 : 1),
+  );
   new DataView(bytes.buffer).setUint16(0, AF_UNIX, true);
   bytes.set(encoded, SUN_PATH_OFFSET);
   return { family: AF_UNIX, bytes };
@@ -124,9 +118,12 @@ export function decodeAddress(storage: Uint8Array, length: number): Deno.Addr {
         port: storage[2] << 8 | storage[3],
       };
     case AF_UNIX: {
-      // An unnamed socket has no path (length 2); an abstract one starts with
-      // NUL, which Deno's addresses cannot express either.
+      // An unnamed socket has no path (length 2); an abstract one's name is
+      // its leading NUL and every byte after it, as Deno gives it.
       const path = storage.subarray(SUN_PATH_OFFSET, Math.max(2, size));
+      if (path.length > 0 && path[0] === 0) {
+        return { transport: "unix", path: decoder.decode(path) };
+      }
       const end = path.indexOf(0);
       return {
         transport: "unix",

@@ -114,6 +114,30 @@ export function checkTimeout(name: string, value: unknown): number | undefined {
   return value;
 }
 
+/**
+ * The most bytes of a Unix socket's path: `sun_path` holds 108, one of them
+ * the terminating NUL of a pathname; an abstract name (a leading NUL, Linux)
+ * has no terminator.
+ */
+const MAX_UNIX_PATH_BYTES = 107;
+const MAX_ABSTRACT_NAME_BYTES = 108;
+
+/** The checks of a Unix path both backends make, with the same errors. */
+function checkUnixPath(name: string, path: string): void {
+  const bytes = encoder.encode(path);
+  if (bytes.indexOf(0, 1) >= 0) {
+    throw new TypeError(
+      `${name}.path must not contain a NUL character but as its first (an abstract socket's name)`,
+    );
+  }
+  const max = bytes[0] === 0 ? MAX_ABSTRACT_NAME_BYTES : MAX_UNIX_PATH_BYTES;
+  if (bytes.length > max) {
+    throw new RangeError(
+      `${name}.path must be at most ${max} bytes in UTF-8, got ${bytes.length}`,
+    );
+  }
+}
+
 /** Options for Deno.listen / Deno.connect made from an `Address`. */
 export type DenoAddressOptions =
   | { transport: "tcp"; hostname: string; port: number }
@@ -145,6 +169,7 @@ export function checkAddress(
         `${name} is a Unix socket path, but the socket's transport is "tcp"`,
       );
     }
+    checkUnixPath(name, path);
     return { transport: "unix", path };
   }
   if (!("port" in address)) {

@@ -560,7 +560,9 @@ export class Socket {
    * for {@linkcode Socket.accept}. An unbound TCP socket binds to an
    * ephemeral port first.
    *
-   * @param backlog How many connections may wait to be accepted.
+   * @param backlog How many connections may wait to be accepted (besides
+   *   the kernel's queue: Deno's 511; on the `"epoll"` backend the kernel's
+   *   queue alone, the longest the system allows, `net.core.somaxconn`).
    */
   listen(backlog = 5): void {
     this.#checkOpen("listen");
