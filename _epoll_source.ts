@@ -40,7 +40,7 @@ import { resolveHost } from "./_resolve.ts";
 import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
 import { type Accepted, ConnSource } from "./_conn_source.ts";
 import { FdConn } from "./_fd_conn.ts";
-import { isServerSide } from "./_tls.ts";
+import { probeTlsEngine } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
 
@@ -529,14 +529,7 @@ export class EpollSource<T extends Accepted = Accepted>
     }
     // What makes the upgrade fail at once (no permission for 127.0.0.1, a
     // bad certificate or key) is thrown while the socket is unchanged.
-    (isServerSide(tls)
-      ? Deno.listenTls({
-        hostname: "127.0.0.1",
-        port: 0,
-        cert: tls.cert!,
-        key: tls.key!,
-      })
-      : Deno.listen({ hostname: "127.0.0.1", port: 0 })).close();
+    probeTlsEngine(tls);
     const watches = this.#detach();
     const io = new ConnSource<T>(this.#recvLimit, this.#sendLimit);
     io.lingerTimeout = this.lingerTimeout;

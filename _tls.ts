@@ -62,6 +62,22 @@ export function isServerSide(options: TlsOptions): boolean {
   return options.cert !== undefined && options.key !== undefined;
 }
 
+/**
+ * Opens and closes the listener a {@linkcode TlsSplice} will need, so that
+ * what would make the upgrade fail (no permission for 127.0.0.1, a bad
+ * certificate or key) is thrown now, while nothing has changed.
+ */
+export function probeTlsEngine(options: TlsOptions): void {
+  (isServerSide(options)
+    ? Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: options.cert!,
+      key: options.key!,
+    })
+    : Deno.listen({ hostname: "127.0.0.1", port: 0 })).close();
+}
+
 /** Runs the client's handshake on a fresh TCP connection. */
 export async function clientHandshake(
   conn: Deno.TcpConn,

@@ -71,6 +71,7 @@ import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { allocateRegion } from "./_read_arena.ts";
 import { type RecordHandler, Splitter } from "./_terminator.ts";
 import { disposeAll } from "./_dispose.ts";
+import { checkWaitingUpgrade, holdChannelReads } from "./_tls_wait.ts";
 import type { AsyncProducer } from "./producers.ts";
 
 export {
@@ -82,8 +83,19 @@ export {
 /** What {@linkcode AsyncChat.setTerminator} takes. */
 export type Terminator = string | Uint8Array | number | null;
 
-/** An entry of the output queue: bytes, a producer, or close-when-done. */
-type Outgoing = Uint8Array | AsyncProducer | null;
+/**
+ * A `startTls()` waiting in the output queue: the upgrade starts when the
+ * send reaches it, that is once everything queued before it has gone.
+ */
+class TlsMark {
+  constructor(readonly options: TlsOptions) {}
+}
+
+/**
+ * An entry of the output queue: bytes, a producer, a waiting upgrade, or
+ * close-when-done.
+ */
+type Outgoing = Uint8Array | AsyncProducer | TlsMark | null;
 
 let recordTooLarge: (chat: AsyncChat) => void;
 
@@ -273,6 +285,8 @@ export class AsyncChat extends Dispatcher {
   #producerFailure: { error: unknown } | null = null;
   /** Inside handleRead(): pushes queue, and it sends when it returns. */
   #holding = false;
+  /** The `startTls()` waiting in the queue for the output ahead of it. */
+  #tlsMark: TlsMark | null = null;
 
   // The three sizes above are class attributes, as in Python: defaults on
   // the prototype, a channel's own once assigned (see Dispatcher).
@@ -419,6 +433,8 @@ export class AsyncChat extends Dispatcher {
    * Reads up to `acInBufferSize` bytes and splits them on the terminator.
    */
   override handleRead(): void {
+    // An upgrade waits for output: what the peer sends now is TLS.
+    if (this.#tlsMark !== null) return;
     let data: Uint8Array;
     try {
       data = this.recv(this.acInBufferSize);
@@ -464,14 +480,83 @@ export class AsyncChat extends Dispatcher {
   }
 
   /**
-   * Upgrades to TLS, as {@linkcode Dispatcher.startTls} does, after sending
-   * in plaintext what was pushed before (a "220 ready" reply).
+   * Upgrades to TLS, as {@linkcode Dispatcher.startTls} does, once
+   * everything queued before the call (a "220 ready" reply, byte arrays and
+   * producers alike) has been sent in plaintext.
+   *
+   * When the socket has taken it all already (the usual case: a short
+   * reply) the upgrade starts at once. Otherwise it waits in the output
+   * queue: the channel goes on sending what is ahead of it, in plaintext,
+   * and meanwhile reads nothing, since what the peer sends once it has the
+   * reply is the TLS handshake, which must reach the TLS engine; the
+   * upgrade starts when the last of that output has gone to the socket.
+   * What is pushed after the call is sent encrypted, after the handshake.
+   * Either way, input the channel has read but not handed to its handlers
+   * yet (the rest of the read that held the command, a held-back start of
+   * the terminator) is dropped: a peer may not pipeline past STARTTLS (RFC
+   * 3207), and plaintext injected there must not pass for what came over
+   * TLS (CVE-2011-0411). What `getData()` would return is kept.
+   *
+   * What makes the upgrade fail at once (bad options, TLS already in use
+   * or waiting, no permission for 127.0.0.1, a bad certificate or key) is
+   * thrown here. A failure when a waiting upgrade starts (the connection
+   * broke meanwhile) reaches `handleError()`, as a failed handshake does.
+   * `close()` and `discardBuffers()` drop the output ahead of a waiting
+   * upgrade; after `discardBuffers()` it starts at the next write event.
+   *
+   * @example A server's STARTTLS: the reply goes in plaintext, then TLS
+   * ```ts
+   * import { AsyncChat } from "@asyncore/asyncore/asynchat";
+   *
+   * const dir = "tests/fixtures/tls";
+   * const tls = {
+   *   cert: Deno.readTextFileSync(`${dir}/localhost.crt`),
+   *   key: Deno.readTextFileSync(`${dir}/localhost.key`),
+   * };
+   *
+   * class Session extends AsyncChat {
+   *   override foundTerminator(): void {
+   *     const line = new TextDecoder().decode(this.getData());
+   *     if (line === "STARTTLS") {
+   *       this.push("220 Ready to start TLS\r\n");
+   *       this.startTls(tls); // after the 220, however long the queue
+   *     } else {
+   *       this.push(`250 ${line}\r\n`);
+   *     }
+   *   }
+   *   override handleStartTls(): void {
+   *     // The handshake is done: the client speaks again, encrypted.
+   *   }
+   * }
+   * new Session(undefined, new Map()).setTerminator("\r\n");
+   * ```
    *
    * @param options As for {@linkcode Dispatcher.startTls}.
+   * @throws {Deno.errors.AlreadyExists} when TLS is in use, starting, or
+   *   waiting to start; and what {@linkcode Dispatcher.startTls} throws.
    */
   override startTls(options?: TlsOptions): void {
     this.#sendHeld();
-    super.startTls(options);
+    if (this.#tlsMark !== null) {
+      throw new Deno.errors.AlreadyExists(
+        "startTls: an upgrade already waits for the output queued before it",
+      );
+    }
+    if (this.#front === null && this.#head === this.#queue.length) {
+      super.startTls(options);
+    } else {
+      const mark = new TlsMark(checkWaitingUpgrade(this, options));
+      this.#enqueue(mark);
+      this.#holdFor(mark);
+    }
+    this.#input.discard();
+  }
+
+  /** Holds reads while `mark` waits in the queue (`null`: none waits). */
+  #holdFor(mark: TlsMark | null): void {
+    if (this.#tlsMark === mark) return;
+    this.#tlsMark = mark;
+    holdChannelReads(this, mark !== null);
   }
 
   /** Sends what the socket takes now: calls `initiateSend()`. */
@@ -497,7 +582,10 @@ export class AsyncChat extends Dispatcher {
     this.#dropOutput();
   }
 
-  /** Always true: the channel always reads. */
+  /**
+   * Always true: the channel always reads (except while a `startTls()`
+   * waits for output, when the loop does not ask).
+   */
   override readable(): boolean {
     return true;
   }
@@ -607,6 +695,14 @@ export class AsyncChat extends Dispatcher {
           this.handleClose();
           return;
         }
+        if (first instanceof TlsMark) {
+          // All that was queued before startTls() is with the socket, which
+          // sends it in plaintext ahead of the handshake.
+          this.#dequeue();
+          this.#holdFor(null);
+          super.startTls(first.options); // not connected until it is done
+          continue;
+        }
         if (first instanceof Uint8Array) {
           const gathered = this.#sendGathered(first);
           if (gathered === true) continue;
@@ -712,7 +808,14 @@ export class AsyncChat extends Dispatcher {
     this.#input.discard();
     this.#incoming = NO_INCOMING;
     this.#incomingLength = 0;
+    const mark = this.#tlsMark;
     this.#dropOutput();
+    // A waiting upgrade stays: with nothing ahead of it, the next write
+    // event starts it.
+    if (mark !== null) {
+      this.#enqueue(mark);
+      this.#holdFor(mark);
+    }
   }
 
   /** Empties the output queue, disposing the producers in it. */
@@ -725,6 +828,7 @@ export class AsyncChat extends Dispatcher {
     this.#queuedBytes = 0;
     this.#waitingOn = null;
     this.#producerFailure = null;
+    this.#holdFor(null);
     disposeAll(queue.slice(head));
   }
 

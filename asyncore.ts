@@ -82,6 +82,12 @@ import { ByteQueue } from "./_byte_queue.ts";
 import { compactTraceback } from "./_traceback.ts";
 import { setChannelWaker, wakeChannelLoop } from "./_channel_wake.ts";
 import {
+  checkWaitingUpgrade,
+  holdChannelReads,
+  setUpgradeHooks,
+} from "./_tls_wait.ts";
+import { checkTlsOptions, probeTlsEngine } from "./_tls.ts";
+import {
   ERROR,
   Events,
   HUP,
@@ -224,6 +230,9 @@ let register: (
   interest: Interest,
 ) => void;
 
+/** Whether a STARTTLS upgrade waiting for `obj`'s output holds its reads. */
+let readsHeld: (obj: Dispatcher) => boolean;
+
 /**
  * A channel: a socket and the handlers the loop calls when it is ready.
  * Python's `asyncore.dispatcher`; subclass it and override the `handle*`
@@ -286,6 +295,8 @@ export class Dispatcher {
   #loopMap: ChannelMap | null = null;
   #fileno: number | null = null;
   #startingTls = false;
+  /** A STARTTLS upgrade waits for output: the loop does not read. */
+  #readsHeld = false;
   #outOfDescriptors = false;
   // What the loop last registered this channel's socket for: a pass
   // re-registers only when that changes (see `register`).
@@ -404,6 +415,27 @@ export class Dispatcher {
     setChannelWaker((channel) => {
       if (channel.#loopMap !== null) wakeLoop(channel.#loopMap);
     });
+    readsHeld = (obj) => obj.#readsHeld;
+    setUpgradeHooks({
+      holdReads(channel, held) {
+        channel.#readsHeld = held;
+        if (!held) wakeChannelLoop(channel); // it reads again: re-register
+      },
+      check(channel, options) {
+        const sock = channel.#requireSocket("startTls");
+        if (sock.secure || channel.#startingTls) {
+          throw new Deno.errors.AlreadyExists(
+            "startTls: the connection already uses TLS",
+          );
+        }
+        const tls = checkTlsOptions(
+          "options",
+          options === undefined ? {} : options,
+        );
+        probeTlsEngine(tls);
+        return tls;
+      },
+    });
   }
 
   /** Removes the channel from `map` (its own map by default). */
@@ -494,10 +526,15 @@ export class Dispatcher {
    * handshake is over the channel is `connecting` and not `connected`, so
    * output it queues waits; then `handleStartTls()` is called. A failed
    * handshake reaches `handleError()` with Deno's error, as a failed connect
-   * does. Bytes a channel has already taken with `recv()` (an `AsyncChat`
-   * holds what follows the current line) stay plaintext: a server should
-   * drop them, as RFC 3207 asks, since a client may not pipeline past
-   * STARTTLS.
+   * does. Bytes a channel has already taken with `recv()` stay plaintext: a
+   * server should drop them, as RFC 3207 asks, since a client may not
+   * pipeline past STARTTLS (an `AsyncChat` drops the rest of its read).
+   *
+   * What `send()` has given the socket goes out in plaintext first. A
+   * channel that queues output of its own (`AsyncChat`,
+   * `DispatcherWithSend`) sends that first too: until it has all gone to
+   * the socket the upgrade waits, and the channel reads nothing (what the
+   * peer sends then is the handshake, for the TLS engine).
    *
    * @example A client that upgrades after the server's go-ahead
    * ```ts
@@ -861,19 +898,65 @@ export class DispatcherWithSend extends Dispatcher {
   // Made by the first send() the socket does not take whole: most channels
   // never need one.
   #out: ByteQueue | null = null;
+  /** A `startTls()` waiting for the output buffered before it. */
+  #tls: TlsOptions | null = null;
+  /** How many bytes of the output buffer go before that upgrade. */
+  #plainLeft = 0;
 
   /** The socket's send buffer plus this channel's output buffer. */
   override get sendBuffered(): number {
     return super.sendBuffered + (this.#out?.length ?? 0);
   }
 
-  /** Sends as much of the output buffer as the socket takes now. */
+  /**
+   * Sends as much of the output buffer as the socket takes now; starts a
+   * waiting `startTls()` once what was buffered before it has gone.
+   */
   initiateSend(): void {
     const out = this.#out;
     if (out === null) return;
-    const chunk = out.peek(65536);
+    const tls = this.#tls;
+    const chunk = out.peek(
+      tls === null ? 65536 : Math.min(65536, this.#plainLeft),
+    );
     if (chunk.length === 0) return;
-    out.discard(super.send(chunk));
+    const sent = super.send(chunk);
+    out.discard(sent);
+    if (tls === null) return;
+    this.#plainLeft -= sent;
+    if (this.#plainLeft > 0) return;
+    this.#tls = null;
+    holdChannelReads(this, false);
+    super.startTls(tls);
+  }
+
+  /**
+   * Upgrades to TLS, as {@linkcode Dispatcher.startTls} does, once the
+   * output buffered before the call has been sent in plaintext: at once
+   * when there is none; else the channel goes on sending it and meanwhile
+   * reads nothing (what the peer sends then is the TLS handshake). What
+   * `send()` buffers after the call goes out encrypted, after the
+   * handshake. What makes the upgrade fail at once is thrown here; a
+   * failure when a waiting upgrade starts reaches `handleError()`.
+   *
+   * @param options As for {@linkcode Dispatcher.startTls}.
+   * @throws {Deno.errors.AlreadyExists} when TLS is in use, starting, or
+   *   waiting to start; and what {@linkcode Dispatcher.startTls} throws.
+   */
+  override startTls(options?: TlsOptions): void {
+    if (this.#tls !== null) {
+      throw new Deno.errors.AlreadyExists(
+        "startTls: an upgrade already waits for the output buffered before it",
+      );
+    }
+    const ahead = this.#out?.length ?? 0;
+    if (ahead === 0) {
+      super.startTls(options);
+      return;
+    }
+    this.#tls = checkWaitingUpgrade(this, options);
+    this.#plainLeft = ahead;
+    holdChannelReads(this, true);
   }
 
   /** Sends more of the output buffer. */
@@ -1201,7 +1284,7 @@ async function pass(
     let isR: boolean;
     let isW: boolean;
     try {
-      isR = obj.readable();
+      isR = !readsHeld(obj) && obj.readable();
       // Listening channels are never waited on for writing.
       isW = obj.writable() && !obj.accepting;
     } catch (error) {

@@ -213,9 +213,7 @@ export class SmtpChannel extends AsyncChat {
   #pieces: Uint8Array[] = [];
   #pieceBytes = 0;
   #firstByte = -1;
-  /** Between the 220 to STARTTLS and the upgrade: input is ignored. */
-  #upgradePending = false;
-  /** Between the upgrade and the end of its handshake. */
+  /** Between startTls() and the end of its handshake. */
   #handshaking = false;
 
   readonly #commands: Record<string, Handler> = {
@@ -258,13 +256,10 @@ export class SmtpChannel extends AsyncChat {
   }
 
   override readable(): boolean {
-    // Once STARTTLS is answered, what the client sends is TLS: it is read
-    // after the upgrade, by the TLS engine.
-    return !this.#upgradePending && this.sendBuffered < HIGH_WATER;
+    return this.sendBuffered < HIGH_WATER;
   }
 
   override collectIncomingData(data: Uint8Array): void {
-    if (this.#upgradePending) return;
     if (this.state === "command") {
       if (this.#lineBytes <= this.mailSizeLimit) this.#line.push(data);
       this.#lineBytes += data.length;
@@ -281,7 +276,6 @@ export class SmtpChannel extends AsyncChat {
   }
 
   override foundTerminator(): void {
-    if (this.#upgradePending) return;
     if (this.state === "command") this.#command();
     else this.#dataLine();
   }
@@ -643,31 +637,18 @@ export class SmtpChannel extends AsyncChat {
       return;
     }
     this.reply("220 Ready to start TLS");
-    // What the client pipelined after STARTTLS, in plaintext, is never
-    // executed (RFC 3207; CVE-2011-0411): from here input is ignored until
-    // the upgrade, which waits until the 220 (and any reply before it) has
-    // gone to the socket. AsyncChat.startTls() would upgrade at once, and
-    // what the socket had not taken yet would go out encrypted, where the
-    // client, waiting for the 220 in plaintext, never reads it.
-    this.#upgradePending = true;
+    // The upgrade starts once the 220 (and any reply before it) has gone in
+    // plaintext; meanwhile the channel reads nothing. What the client
+    // pipelined after STARTTLS in this read is dropped, never executed (RFC
+    // 3207; CVE-2011-0411).
+    this.startTls(this.server.tls);
+    this.#handshaking = true;
     // The session starts over: the client must EHLO again.
     this.seenGreeting = "";
     this.extendedSmtp = false;
     this.#line = [];
     this.#lineBytes = 0;
     this.#setRsetState();
-  }
-
-  /** Sends what the socket takes; then upgrades, if STARTTLS waits on it. */
-  override initiateSend(): void {
-    super.initiateSend();
-    if (this.#upgradePending && this.connected && !this.writable()) {
-      this.#upgradePending = false;
-      // The rest of the read that held STARTTLS, and a held-back "\r".
-      this.discardBuffers();
-      this.startTls(this.server.tls);
-      this.#handshaking = true;
-    }
   }
 
   override handleStartTls(): void {

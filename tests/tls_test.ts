@@ -12,8 +12,14 @@ import {
   assertStrictEquals,
   assertThrows,
 } from "@std/assert";
-import { concat } from "@std/bytes";
-import { type ChannelMap, closeAll, Dispatcher, loop } from "../asyncore.ts";
+import { concat, equals } from "@std/bytes";
+import {
+  type ChannelMap,
+  closeAll,
+  Dispatcher,
+  DispatcherWithSend,
+  loop,
+} from "../asyncore.ts";
 import { AsyncChat } from "../asynchat.ts";
 import { LinesProducer } from "../producers.ts";
 import { Poll, POLLIN, POLLOUT, select, Socket } from "../select.ts";
@@ -822,6 +828,228 @@ Deno.test("Dispatcher.startTls: a rejected certificate reaches handleError on bo
   assertEquals(client.securedEvents, 0);
   assertInstanceOf(sessionError, Deno.errors.InvalidData);
   assertStrictEquals(server.sessions[0].securedEvents, 0);
+});
+
+// STARTTLS behind a long queue: what a channel queued before startTls() is
+// more than any socket buffer holds (the epoll backend's kernel takes about
+// 4 MB), so the upgrade has to wait until it has all gone in plaintext.
+
+const LONG_REPLY = pattern(6 << 20);
+const PRODUCED = pattern(2 << 20, 5);
+const GO = encoder.encode("220 go\r\n");
+
+/** A producer of `data` in pieces of 64 KiB. */
+function piecesOf(data: Uint8Array): { more(): Uint8Array } {
+  let at = 0;
+  return {
+    more() {
+      const piece = data.subarray(at, at + 65536);
+      at += piece.length;
+      return piece;
+    },
+  };
+}
+
+/** Listens; hands each accepted socket to `serve`. */
+class UpgradeServer extends Dispatcher {
+  constructor(map: ChannelMap, readonly serve: (sock: Socket) => void) {
+    super(undefined, map);
+    this.createSocket();
+    this.bind({ hostname: "127.0.0.1", port: 0 });
+    this.listen(5);
+  }
+  override handleAccepted(sock: Socket): void {
+    this.serve(sock);
+    this.close(); // one client
+  }
+}
+
+/** Answers "ping" with "pong", noting each line and whether it was TLS. */
+class PingSession extends AsyncChat {
+  lines: string[] = [];
+  securedEvents = 0;
+  errors: unknown[] = [];
+  constructor(sock: Socket, map: ChannelMap) {
+    super(sock, map);
+    this.setTerminator("\r\n");
+  }
+  override foundTerminator(): void {
+    const line = text(this.getData());
+    this.lines.push(`${this.socket!.secure ? "tls" : "plain"}: ${line}`);
+    if (line === "ping") this.push("pong\r\n");
+  }
+  override handleStartTls(): void {
+    this.securedEvents++;
+  }
+  override handleError(error: unknown): void {
+    this.errors.push(error);
+    this.close();
+  }
+}
+
+/** Runs the loop over `map` in the background until `stop()`. */
+function serveInBackground(map: ChannelMap): { stop(): Promise<void> } {
+  const controller = new AbortController();
+  const running = loop({ map, timeout: 1000, signal: controller.signal });
+  return {
+    async stop() {
+      controller.abort();
+      await running.catch(() => {});
+      closeAll(map, true);
+    },
+  };
+}
+
+/**
+ * A client that reads `expected` in plaintext in small pieces, slower than
+ * the server sends, then upgrades, pings over TLS and reads `answer`.
+ */
+async function slowClient(
+  client: Socket,
+  expected: Uint8Array,
+  answer = "pong\r\n",
+): Promise<void> {
+  const chunks: Uint8Array[] = [];
+  let got = 0;
+  while (got < expected.length) {
+    await ready(client, "read");
+    const data = client.recv(Math.min(16384, expected.length - got));
+    assert(data.length > 0, `end of stream after ${got} plaintext bytes`);
+    chunks.push(data);
+    got += data.length;
+  }
+  assert(equals(concat(chunks), expected), "the plaintext arrived intact");
+  client.startTls(CLIENT_TLS);
+  client.send("ping\r\n");
+  assertEquals(text(await recvExactly(client, answer.length)), answer);
+  assert(client.secure);
+}
+
+Deno.test("AsyncChat.startTls: 8 MiB queued before it (a producer too) go in plaintext to a slow reader, then TLS both ways", async () => {
+  const map: ChannelMap = new Map();
+  let session: PingSession | undefined;
+  let queuedAtCall = 0;
+  const server = new UpgradeServer(map, (sock) => {
+    session = new PingSession(sock, map);
+    session.push(LONG_REPLY);
+    session.pushWithProducer(piecesOf(PRODUCED));
+    session.push(GO);
+    session.startTls(SERVER_TLS);
+    // The channel's own queue still holds bytes: the upgrade waits.
+    queuedAtCall = session.sendBuffered - session.socket!.sendBuffered;
+    session.push("sent after startTls(): encrypted\r\n");
+  });
+  const serving = serveInBackground(map);
+  try {
+    using client = new Socket();
+    client.connect({ hostname: "127.0.0.1", port: portOf(server) });
+    await slowClient(
+      client,
+      concat([LONG_REPLY, PRODUCED, GO]),
+      "sent after startTls(): encrypted\r\npong\r\n",
+    );
+    assert(queuedAtCall > 0, "the queue outgrew the socket's buffer");
+    assertEquals(session!.lines, ["tls: ping"]);
+    assertEquals(session!.securedEvents, 1);
+    assertEquals(session!.errors, []);
+  } finally {
+    await serving.stop();
+  }
+});
+
+Deno.test("AsyncChat.startTls: plaintext a client sends while the upgrade waits is TLS input, never a command", async () => {
+  const map: ChannelMap = new Map();
+  let session: PingSession | undefined;
+  const server = new UpgradeServer(map, (sock) => {
+    session = new PingSession(sock, map);
+    session.push(LONG_REPLY);
+    session.push(GO);
+    session.startTls(SERVER_TLS);
+  });
+  const serving = serveInBackground(map);
+  try {
+    using client = new Socket();
+    client.connect({ hostname: "127.0.0.1", port: portOf(server) });
+    // Injected before the client has read the 220.
+    await ready(client, "write");
+    client.send("NOOP\r\n");
+    await recvExactly(client, LONG_REPLY.length + GO.length);
+    client.startTls(CLIENT_TLS);
+    // The server's engine reads "NOOP\r\n" as a malformed record: the
+    // handshake fails (had the channel read it, it would succeed).
+    const [r, w] = await select([client], [client], [], 10_000);
+    assertEquals(r.length + w.length > 0, true, "the handshake ended");
+    assertEquals(session!.lines, []);
+    assertFalse(client.secure);
+    assertInstanceOf(client.error, Error);
+    assertEquals(session!.securedEvents, 0);
+  } finally {
+    await serving.stop();
+  }
+});
+
+Deno.test("AsyncChat.startTls: the rest of the read that held STARTTLS is dropped, not run as plaintext commands", async () => {
+  const map: ChannelMap = new Map();
+  let session: PingSession | undefined;
+  const server = new UpgradeServer(map, (sock) => {
+    session = new (class extends PingSession {
+      override foundTerminator(): void {
+        super.foundTerminator();
+        if (this.lines.at(-1) === "plain: STARTTLS") {
+          this.push(GO);
+          this.startTls(SERVER_TLS);
+        }
+      }
+    })(sock, map);
+  });
+  const serving = serveInBackground(map);
+  try {
+    using client = new Socket();
+    client.connect({ hostname: "127.0.0.1", port: portOf(server) });
+    await ready(client, "write");
+    // Pipelined past STARTTLS in one segment (CVE-2011-0411's injection);
+    // the held-back "\r" must not prefix the decrypted input either.
+    client.send("STARTTLS\r\nping\r\n\r");
+    await slowClient(client, GO);
+    assertEquals(session!.lines, ["plain: STARTTLS", "tls: ping"]);
+    assertEquals(session!.securedEvents, 1);
+  } finally {
+    await serving.stop();
+  }
+});
+
+Deno.test("DispatcherWithSend.startTls: 8 MiB buffered before it go in plaintext to a slow reader, then TLS both ways", async () => {
+  const map: ChannelMap = new Map();
+  const received: string[] = [];
+  let queuedAtCall = 0;
+  let securedEvents = 0;
+  const server = new UpgradeServer(map, (sock) => {
+    const channel = new (class extends DispatcherWithSend {
+      override handleRead(): void {
+        const data = text(this.recv(64));
+        received.push(`${this.socket!.secure ? "tls" : "plain"}: ${data}`);
+        if (data === "ping\r\n") this.send("pong\r\n");
+      }
+      override handleStartTls(): void {
+        securedEvents++;
+      }
+    })(sock, map);
+    channel.send(concat([LONG_REPLY, PRODUCED]));
+    channel.send(GO);
+    channel.startTls(SERVER_TLS);
+    queuedAtCall = channel.sendBuffered - channel.socket!.sendBuffered;
+  });
+  const serving = serveInBackground(map);
+  try {
+    using client = new Socket();
+    client.connect({ hostname: "127.0.0.1", port: portOf(server) });
+    await slowClient(client, concat([LONG_REPLY, PRODUCED, GO]));
+    assert(queuedAtCall > 0, "the buffer outgrew the socket's");
+    assertEquals(received, ["tls: ping\r\n"]);
+    assertEquals(securedEvents, 1);
+  } finally {
+    await serving.stop();
+  }
 });
 
 // ---------------------------------------------------------------------------
