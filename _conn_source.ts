@@ -542,7 +542,9 @@ export class ConnSource<T extends Accepted = Accepted>
     // A STARTTLS splice closes the raw connection once the TLS side is done.
     this.splice?.release();
     this.splice = null;
-    if (conn !== null) descriptorFreed();
+    // Deno frees the descriptor once the read waiting on it is cancelled,
+    // in the next turn of the event loop, not within close().
+    if (conn !== null) setTimeout(descriptorFreed, 0);
     this.checkReleased();
   }
 

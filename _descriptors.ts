@@ -365,6 +365,11 @@ export class Descriptors implements DescriptorSide {
     share.waited();
   }
 
+  /** Opens the epoll instance now, ahead of the first descriptor. */
+  open(): void {
+    this.#epoll ??= new Epoll();
+  }
+
   /** Stops keeping the epoll instance open (`keepOpen`); closes it if unused. */
   release(): void {
     this.keepOpen = false;

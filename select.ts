@@ -40,7 +40,8 @@ import {
   Selector,
   WRITABLE,
 } from "./_selector.ts";
-import { DescriptorSource } from "./_epoll_source.ts";
+import { DescriptorSource, EpollSource } from "./_epoll_source.ts";
+import { isOutOfDescriptors } from "./_descriptor_limit.ts";
 import { Descriptors } from "./_descriptors.ts";
 import { unsupportedReason } from "./_libc.ts";
 import { defaultBackend } from "./_backend.ts";
@@ -203,6 +204,7 @@ export async function select<
   const isEmpty = ([r, w, x]: [R[], W[], X[]]) =>
     r.length === 0 && w.length === 0 && x.length === 0;
   const result = scan();
+  if ([rs, ws, xs].some((list) => list.some(isDescriptor))) reserveSelector();
   if (!isEmpty(result) || limit === 0) {
     const turn = passWithoutWait();
     return turn ? turn.then(scan) : result;
@@ -252,6 +254,28 @@ function borrowSelector(): Selector {
   const selector = new Selector();
   Descriptors.of(selector.registry).keepOpen = true;
   return selector;
+}
+
+function isDescriptor({ source }: Watched): boolean {
+  return source instanceof EpollSource || source instanceof DescriptorSource;
+}
+
+/**
+ * Keeps a spare selector with its epoll instance open once descriptors are
+ * in play, so that a select() that must wait has one even if every call
+ * before it found something ready at once (and so never waited).
+ */
+function reserveSelector(): void {
+  if (spareSelectors.length > 0) return;
+  const selector = borrowSelector();
+  try {
+    Descriptors.of(selector.registry).open();
+  } catch (error) {
+    // Out of descriptors already: a wait then says so.
+    if (!isOutOfDescriptors(error)) throw error;
+    return;
+  }
+  spareSelectors.push(selector);
 }
 
 function returnSelector(selector: Selector): void {
@@ -337,6 +361,11 @@ function toFd(name: string, item: FileLike): number {
  */
 export class Poll {
   #registered = new Map<number, number>();
+
+  /** An empty set; on the epoll backend a waiting selector is kept ready. */
+  constructor() {
+    if (descriptorsWatchable()) reserveSelector();
+  }
 
   /**
    * Watches a socket for the events in `eventmask`; registering it again

@@ -1,5 +1,4 @@
-// A server at the descriptor limit: the README's echo server (and the
-// select() one, which accepts by hand) runs under
+// A server at the descriptor limit: the README's echo server runs under
 // `ulimit -n 64` (this process holds the clients, with its own limit), is
 // sent more clients than it can hold, and must keep serving the ones it has,
 // say once that it is out of descriptors, take the waiting ones as the first
@@ -14,7 +13,7 @@ import {
   ROOT,
   text,
 } from "./_examples_helpers.ts";
-import { Peer, within } from "./_helpers.ts";
+import { fixture, Peer, within } from "./_helpers.ts";
 
 const CLIENTS = 100;
 const OUT_OF_DESCRIPTORS =
@@ -30,7 +29,7 @@ async function skipTo(server: Peer, wanted: string): Promise<string[]> {
   }
 }
 
-for (const example of ["asyncore_echo_server.ts", "select_echo_server.ts"]) {
+for (const example of ["asyncore_echo_server.ts"]) {
   Deno.test(`descriptor limit: ${example} under ulimit -n 64 serves 100 clients in turn and lives`, async () => {
     await using server = new Peer("sh", [
       "-c",
@@ -93,3 +92,35 @@ for (const example of ["asyncore_echo_server.ts", "select_echo_server.ts"]) {
     assertEquals(exited, null, "the server is still running");
   });
 }
+
+Deno.test("descriptor limit: select() waits in a process out of descriptors, and the listener accepts again once one is freed", async () => {
+  // On the epoll backend a select() that waits needs an epoll instance,
+  // which out of descriptors it could not open (select(2) needs none).
+  await using server = new Peer("sh", [
+    "-c",
+    'ulimit -n 64 && exec "$0" "$@"',
+    Deno.execPath(),
+    "run",
+    ...permissionArgs(),
+    fixture("select_at_limit.ts"),
+  ]);
+  const port = Number((await server.line(20_000)).match(/^port (\d+)$/)![1]);
+  const clients: Deno.Conn[] = [];
+  try {
+    // More than the server can hold; it accepts what it can.
+    for (let i = 0; i < 80; i++) clients.push(await connect(port));
+    assertEquals(await server.line(20_000), "accept: EMFILE");
+    assertEquals(
+      await server.line(),
+      "select while out of descriptors: readable 0",
+    );
+    assertEquals(
+      await server.line(),
+      "select once one is freed: readable true",
+    );
+    assertEquals(await server.line(), "accepted again: true");
+    assertEquals((await server.exit()).code, 0);
+  } finally {
+    for (const conn of clients) conn.close();
+  }
+});
