@@ -1,12 +1,12 @@
 // The promise backend's send side: one `Deno.Conn.write()` in flight while
-// there is something to send, what one turn's `send()` calls accepted
-// coalesced into one write, and lingering after close.
+// there is something to send, everything waiting (what one turn's `send()`
+// calls accepted, up to the buffer's bound) coalesced into one write, and
+// lingering after close.
 
 import { SendBuffer } from "./_send_buffer.ts";
 import type { ConnSource } from "./_conn_source.ts";
 import { restated } from "./_libc.ts";
 
-const MAX_WRITE_SIZE = 65536;
 const DEFAULT_LINGER_TIMEOUT = 30_000;
 
 /** A socket's send buffer and the write that drains it. */
@@ -79,11 +79,11 @@ export class WritePump {
       (count) => this.#onWrite(count),
       (error) => this.#onWriteError(error),
     ];
-    conn.write(
-      this.tx.peek(
-        plain ? Math.min(this.plainTx, MAX_WRITE_SIZE) : MAX_WRITE_SIZE,
-      ),
-    ).then(...this.#callbacks);
+    // All that waits: `send` bounds it. A response just over a cap would
+    // leave in two writes, the second a full write round trip (and a pass of
+    // the loop) after the first.
+    conn.write(this.tx.peek(plain ? this.plainTx : this.tx.length))
+      .then(...this.#callbacks);
   }
 
   /** Drops what waits: the connection failed. */

@@ -7,9 +7,16 @@ const MIN_CAPACITY = 512;
 
 /** Bytes waiting to be written, kept contiguous so one write takes them all. */
 export class SendBuffer {
-  #buffer = EMPTY;
+  #buffer: Uint8Array<ArrayBuffer> = EMPTY;
   #start = 0;
   #end = 0;
+  // A write in flight reads its region in place, so bytes appended past the
+  // region's end move to another one. The region the write read is taken
+  // back once it is over (`discard`), and the next move reuses it: a socket
+  // that streams while its writes are in flight swaps between two regions
+  // instead of leaving one region of garbage per move.
+  #retired: Uint8Array<ArrayBuffer> | null = null;
+  #spare: Uint8Array<ArrayBuffer> | null = null;
 
   /** The number of bytes waiting. */
   get length(): number {
@@ -28,9 +35,14 @@ export class SendBuffer {
       } else {
         let capacity = Math.max(this.#buffer.length, MIN_CAPACITY);
         while (capacity < length + bytes.length) capacity *= 2;
-        const grown = new Uint8Array(capacity);
-        grown.set(this.#buffer.subarray(this.#start, this.#end));
-        this.#buffer = grown;
+        const spare = this.#spare;
+        this.#spare = null;
+        const moved = spare !== null && spare.length >= capacity
+          ? spare
+          : new Uint8Array(capacity);
+        moved.set(this.#buffer.subarray(this.#start, this.#end));
+        if (inFlight) this.#retired = this.#buffer;
+        this.#buffer = moved;
       }
       this.#start = 0;
       this.#end = length;
@@ -47,15 +59,23 @@ export class SendBuffer {
     );
   }
 
-  /** Drops `count` bytes from the front. */
+  /** Drops `count` bytes from the front: the write that took them is over. */
   discard(count: number): void {
     this.#start = Math.min(this.#start + count, this.#end);
-    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+      // Nothing waits: an idle connection keeps one region, as before.
+      this.#retired = this.#spare = null;
+    } else if (this.#retired !== null) {
+      this.#spare = this.#retired;
+      this.#retired = null;
+    }
   }
 
   /** Drops everything and lets go of the memory. */
   clear(): void {
     this.#buffer = EMPTY;
+    this.#retired = this.#spare = null;
     this.#start = this.#end = 0;
   }
 }

@@ -13,7 +13,8 @@
  * log line (Common Log Format, on stdout unless `--quiet`) once the last
  * byte is produced, inside a `GlobbingProducer` so that a small response
  * leaves in one send. The body is read from the file only as the socket
- * takes more, so a slow client holds one block in memory, not the file.
+ * takes more, so a slow client holds a block and its socket's send buffer
+ * in memory, not the file.
  *
  * It serves GET and HEAD of files under `--root`: `Content-Type` by
  * extension (`@std/media-types`), `Content-Length`, `Last-Modified`, 304 for
@@ -120,6 +121,14 @@ const BLOCK = 65536;
  * is: copying it costs more than the send it saves.
  */
 const GATHERED = 16384;
+/**
+ * The send buffer of a connection on the default backend, which keeps its
+ * own (64 KiB unless told): room for a block and the head before it, so
+ * that a 64 KiB file leaves in one write instead of two (the second, its
+ * last few hundred bytes, a write round trip later). On the epoll backend
+ * the kernel's buffer, which grows as it needs, is left alone.
+ */
+const SEND_BUFFER = 2 * BLOCK;
 /** Files up to this size are kept in memory... */
 const CACHED_FILE = 131072;
 /** ...up to this many bytes in all. */
@@ -188,6 +197,7 @@ export class HttpChannel extends AsyncChat {
   #timer: DelayedCall | null = null;
 
   constructor(config: ServerConfig, sock: Socket, addr: Deno.Addr) {
+    if (sock.backend === "deno") sock.sendBufferSize = SEND_BUFFER;
     super(sock);
     this.config = config;
     this.client = addr.transport === "tcp" ? addr.hostname : "-";
