@@ -6,6 +6,7 @@
 
 import { assertEquals } from "@std/assert";
 import { runPython } from "./_examples_helpers.ts";
+import { seeded } from "./_helpers.ts";
 import { AddressError, parseSmtpAddress } from "../examples/_smtp_address.ts";
 import {
   hasPythonSmtpd,
@@ -21,18 +22,6 @@ const SEED = Number(
 const NO_SMTPD = hasPythonSmtpd
   ? ""
   : " (ignored: python3 has no smtpd, CPython 3.11 or older)";
-
-/** mulberry32: a small seeded generator, for replayable inputs. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pick<T>(next: () => number, items: readonly T[]): T {
   return items[Math.floor(next() * items.length)];
@@ -95,7 +84,7 @@ Deno.test({
   name: `_smtp_address.ts reads addresses as CPython's parser does${NO_SMTPD}`,
   ignore: !hasPythonSmtpd,
   async fn() {
-    const next = random(SEED);
+    const next = seeded(SEED);
     const inputs = [...ADDRESSES];
     while (inputs.length < 3000) {
       let input = next() < 0.5 ? "<" : "";
@@ -225,7 +214,7 @@ async function compareSessions(
   seed: number,
   sessions: number,
 ): Promise<void> {
-  const next = random(seed);
+  const next = seeded(seed);
   for (let i = 0; i < sessions; i++) {
     const lines = session(next);
     const expected = await replies(reference.port, lines);
