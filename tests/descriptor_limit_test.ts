@@ -1,8 +1,9 @@
-// A server at the descriptor limit: the README's echo server runs under
-// `ulimit -n 64` (this process holds the clients, with its own limit), is
-// sent more clients than it can hold, and must keep serving the ones it has,
-// say once that it is out of descriptors, take the waiting ones as the first
-// leave, and never die (Deno 2.9 panics if a stack is formatted then).
+// A server at the descriptor limit: the README's echo server (and the
+// select() one, which accepts by hand) runs under `ulimit -n 64` (this
+// process holds the clients, with its own limit), is sent more clients than
+// it can hold, and must keep serving the ones it has, say once that it is
+// out of descriptors, take the waiting ones as the first leave, and never
+// die (Deno 2.9 panics if a stack is formatted then).
 
 import { assertEquals, assertNotMatch } from "@std/assert";
 import {
@@ -29,7 +30,7 @@ async function skipTo(server: Peer, wanted: string): Promise<string[]> {
   }
 }
 
-for (const example of ["asyncore_echo_server.ts"]) {
+for (const example of ["asyncore_echo_server.ts", "select_echo_server.ts"]) {
   Deno.test(`descriptor limit: ${example} under ulimit -n 64 serves 100 clients in turn and lives`, async () => {
     await using server = new Peer("sh", [
       "-c",
