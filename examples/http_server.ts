@@ -12,7 +12,11 @@
  * body (a file producer), inside a `HookedProducer` that writes the access
  * log line (Common Log Format, on stdout unless `--quiet`) once the last
  * byte is produced, inside a `GlobbingProducer` so that a small response
- * leaves in one send. The body is read from the file only as the socket
+ * leaves in one send. A larger body's producer puts the head in front of
+ * its first block, in one array the channel keeps for these, so that a
+ * response of up to 64 KiB leaves in one send on the epoll backend too,
+ * where each array sent is a system call of its own (a head sent alone
+ * cost one per response). The body is read from the file only as the socket
  * takes more, so a slow client holds a block and its socket's send buffer
  * in memory, not the file.
  *
@@ -87,7 +91,9 @@ import {
   FileRangeProducer,
   findFile,
   type Found,
+  HeadAndBytesProducer,
   parseRange,
+  PieceBuffer,
   SmallFileCache,
 } from "./http/files.ts";
 import {
@@ -117,16 +123,20 @@ export interface ServerConfig {
 const BLOCK = 65536;
 /**
  * A body up to this size leaves in one send with its head (a
- * `GlobbingProducer` copies the two together); a larger one after it, as it
- * is: copying it costs more than the send it saves.
+ * `GlobbingProducer` copies the two together, into a fresh array). A
+ * larger one read from a file is read behind its head, a block at a time,
+ * into the channel's one buffer (`PieceBuffer`); a cached one is copied
+ * there behind its head on the epoll backend, and on the default backend,
+ * whose send buffer joins the two anyway, sent as it is.
  */
 const GATHERED = 16384;
 /**
  * The send buffer of a connection on the default backend, which keeps its
- * own (64 KiB unless told): room for a block and the head before it, so
- * that a 64 KiB file leaves in one write instead of two (the second, its
- * last few hundred bytes, a write round trip later). On the epoll backend
- * the kernel's buffer, which grows as it needs, is left alone.
+ * own (64 KiB unless told), and the most a channel sends at once
+ * (`acOutBufferSize`, 64 KiB unless told): room for a block and the head
+ * before it, so that a 64 KiB file leaves in one write instead of two (the
+ * second, its last few hundred bytes, a write round trip later). On the
+ * epoll backend the kernel's buffer, which grows as it needs, is left alone.
  */
 const SEND_BUFFER = 2 * BLOCK;
 /** Files up to this size are kept in memory... */
@@ -138,6 +148,13 @@ const MAX_QUEUED_RESPONSES = 8;
 /** ...or this many bytes. */
 const HIGH_WATER = 262144;
 const decoder = new TextDecoder();
+
+/**
+ * A body of a length the head gives that produces the head too, in front
+ * of its first block and in the same piece: one send, not two, for a body
+ * of up to a block.
+ */
+type HeadedBody = (head: Uint8Array) => Producer;
 
 /** Where a channel is in its input. */
 type State =
@@ -195,13 +212,23 @@ export class HttpChannel extends AsyncChat {
   /** When the connection is timed out (performance.now() ms), or Infinity. */
   #deadline = Infinity;
   #timer: DelayedCall | null = null;
+  /** The array the pieces of its large responses are put together in. */
+  #pieces = new PieceBuffer();
+  /**
+   * Whether each array sent is a send of its own (the epoll backend), so
+   * that a cached body is worth copying behind its head; the default
+   * backend copies what one turn sends into one write anyway.
+   */
+  #sendsEachPiece: boolean;
 
   constructor(config: ServerConfig, sock: Socket, addr: Deno.Addr) {
     if (sock.backend === "deno") sock.sendBufferSize = SEND_BUFFER;
     super(sock);
+    this.#sendsEachPiece = sock.backend !== "deno";
     this.config = config;
     this.client = addr.transport === "tcp" ? addr.hostname : "-";
     this.maxRecordSize = MAX_HEAD_PART + 1; // a line and its CR
+    this.acOutBufferSize = SEND_BUFFER;
     this.setTerminator("\n");
     this.#setDeadline(config.idleTimeout);
   }
@@ -388,7 +415,7 @@ export class HttpChannel extends AsyncChat {
       return this.#send(request, status, fields, null, keepAlive);
     }
     const cached = this.config.cache.get(found);
-    if (cached !== null) {
+    if (cached !== null && (length <= GATHERED || !this.#sendsEachPiece)) {
       const piece = cached.subarray(start, start + length);
       const body = new SimpleProducer(piece, piece.length);
       const small = length <= GATHERED;
@@ -402,8 +429,21 @@ export class HttpChannel extends AsyncChat {
         small,
       );
     }
-    const body = new FileRangeProducer(found.path, start, length, BLOCK);
-    // Its blocks go to the channel as read, not gathered (see the class).
+    // The pieces of these bodies go to the channel as they are, not
+    // gathered: they are put together in the channel's one buffer.
+    const body: HeadedBody = cached !== null
+      ? (head) =>
+        new HeadAndBytesProducer(
+          head,
+          cached.subarray(start, start + length),
+          this.#pieces,
+          BLOCK,
+        )
+      : (head) =>
+        new FileRangeProducer(found.path, start, length, BLOCK, {
+          head,
+          buffer: this.#pieces,
+        });
     this.#send(request, status, fields, body, keepAlive, request.line, false);
   }
 
@@ -437,24 +477,26 @@ export class HttpChannel extends AsyncChat {
     request: Request | null,
     status: number,
     fields: string[],
-    body: Producer | null,
+    body: Producer | HeadedBody | null,
     keepAlive: boolean,
     line = request?.line ?? "",
     glob = true,
   ): void {
-    const hasLength = body === null ||
+    const hasLength = body === null || typeof body === "function" ||
       fields.some((f) => f.startsWith("Content-Length:"));
     if (!hasLength && request !== null && request.minor >= 1) {
       fields.push("Transfer-Encoding: chunked");
-      body = new ChunkedProducer(body!);
+      body = new ChunkedProducer(body as Producer);
     } else if (!hasLength) {
       keepAlive = false; // the end of the body is the end of the connection
     }
     if (!keepAlive) fields.push("Connection: close");
     else if (request?.minor === 0) fields.push("Connection: keep-alive");
     const head = responseHead(status, fields);
-    const parts: Producer[] = [new SimpleProducer(head, head.length)];
-    if (body !== null) parts.push(body);
+    const parts: Producer[] = typeof body === "function"
+      ? [body(head)]
+      : [new SimpleProducer(head, head.length)];
+    if (body !== null && typeof body !== "function") parts.push(body);
     this.#queued++;
     const logged = new HookedProducer(
       new CompositeProducer(parts),

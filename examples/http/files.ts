@@ -221,6 +221,70 @@ export function parseRange(
 }
 
 /**
+ * One array handed out again and again, grown when asked for more: the
+ * pieces a channel's responses produce, each sent whole before the next is
+ * asked for (a channel pulls a producer's next piece only once it has sent
+ * the last, and its responses one after another), so one array per channel
+ * serves them all. A fresh 64 KiB array per piece cost more than filling it
+ * (V8 zero-fills it).
+ */
+export class PieceBuffer {
+  #bytes = new Uint8Array(0);
+
+  /** An array of at least `size` bytes, the same one while it is enough. */
+  get(size: number): Uint8Array {
+    if (this.#bytes.length < size) this.#bytes = new Uint8Array(size);
+    return this.#bytes;
+  }
+}
+
+/**
+ * Produces a response's head and a body held in memory: the first piece is
+ * the head and up to `blockSize` bytes of the body copied together into
+ * `buffer`, so that a body of up to a block leaves in one send with its
+ * head (the epoll backend sends each piece with a system call of its own);
+ * the rest of the body follows as it is, not copied.
+ *
+ * It must be pulled by a channel directly, not through a producer that
+ * gathers pieces (see {@linkcode PieceBuffer}).
+ */
+export class HeadAndBytesProducer implements Producer {
+  #head: Uint8Array | null;
+  #body: Uint8Array;
+  #buffer: PieceBuffer;
+  #blockSize: number;
+
+  constructor(
+    head: Uint8Array,
+    body: Uint8Array,
+    buffer: PieceBuffer,
+    blockSize = 65536,
+  ) {
+    this.#head = head;
+    this.#body = body;
+    this.#buffer = buffer;
+    this.#blockSize = blockSize;
+  }
+
+  more(): Uint8Array {
+    const head = this.#head;
+    if (head === null) {
+      const rest = this.#body;
+      this.#body = new Uint8Array(0);
+      return rest;
+    }
+    this.#head = null;
+    const first = this.#body.subarray(0, this.#blockSize);
+    this.#body = this.#body.subarray(first.length);
+    const piece = this.#buffer.get(head.length + first.length)
+      .subarray(0, head.length + first.length);
+    piece.set(head);
+    piece.set(first, head.length);
+    return piece;
+  }
+}
+
+/**
  * Produces `length` bytes of a file from `start`, a block at a time:
  * Medusa's `file_producer` for a range. The file is opened when the first
  * block is asked for, so responses queued behind another hold no
@@ -228,25 +292,37 @@ export function parseRange(
  * turns out shorter than promised throws, so the channel closes rather than
  * leave the client waiting for bytes the head announced.
  *
- * Every block is read into the same buffer: a channel asks for more only
- * once it has sent the last piece, so it must be pulled by a channel
- * directly, not through a producer that gathers pieces (a
- * `GlobbingProducer`). A fresh 64 KiB array per block cost more than the
- * read (V8 zero-fills it).
+ * Given the response's `head`, it produces it too, in front of the first
+ * block and in the same piece, so that a body of up to a block leaves in
+ * one send with its head.
+ *
+ * Every block is read into the same buffer (`buffer`, else one of its own):
+ * a channel asks for more only once it has sent the last piece, so it must
+ * be pulled by a channel directly, not through a producer that gathers
+ * pieces (a `GlobbingProducer`).
  */
 export class FileRangeProducer implements Producer, Disposable {
   readonly path: string;
   #start: number;
   #left: number;
   #blockSize: number;
+  #head: Uint8Array | null;
+  #buffers: PieceBuffer;
   #file: Deno.FsFile | null = null;
-  #buffer: Uint8Array | null = null;
 
-  constructor(path: string, start: number, length: number, blockSize = 65536) {
+  constructor(
+    path: string,
+    start: number,
+    length: number,
+    blockSize = 65536,
+    options: { head?: Uint8Array; buffer?: PieceBuffer } = {},
+  ) {
     this.path = path;
     this.#start = start;
     this.#left = length;
     this.#blockSize = blockSize;
+    this.#head = options.head ?? null;
+    this.#buffers = options.buffer ?? new PieceBuffer();
   }
 
   more(): Uint8Array {
@@ -265,19 +341,21 @@ export class FileRangeProducer implements Producer, Disposable {
       if (this.#start > 0) {
         this.#file.seekSync(this.#start, Deno.SeekMode.Start);
       }
-      this.#buffer = new Uint8Array(Math.min(this.#blockSize, this.#left));
     }
-    const whole = this.#buffer!;
-    const buffer = this.#left < whole.length
-      ? whole.subarray(0, this.#left)
-      : whole;
-    const count = this.#file.readSync(buffer);
+    const headLength = this.#head?.length ?? 0;
+    const size = Math.min(this.#blockSize, this.#left);
+    const whole = this.#buffers.get(headLength + size);
+    if (this.#head !== null) whole.set(this.#head);
+    const count = this.#file.readSync(
+      whole.subarray(headLength, headLength + size),
+    );
     if (count === null || count === 0) {
       throw new Error(`${this.path} ended ${this.#left} bytes early`);
     }
+    this.#head = null;
     this.#left -= count;
     if (this.#left === 0) this.close();
-    return count === buffer.length ? buffer : buffer.subarray(0, count);
+    return whole.subarray(0, headLength + count);
   }
 
   /** Closes the file (if open); `more()` then returns nothing. */
