@@ -68,6 +68,25 @@ const FAMILIES: Record<Family, number> = {
 };
 
 const EMPTY = new Uint8Array(0);
+// What accept4(2) can fail with on Linux (EAGAIN, EBADF, ECONNABORTED,
+// EFAULT, EINTR, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOMEM, ENOTSOCK,
+// EOPNOTSUPP, EPERM, EPROTO).
+const ACCEPT_ERRORS: ReadonlySet<number> = new Set([
+  11,
+  9,
+  103,
+  14,
+  4,
+  22,
+  24,
+  23,
+  105,
+  12,
+  88,
+  95,
+  1,
+  71,
+]);
 // recv(bufsize) reads into this, then copies out only what came: one buffer
 // for every socket, so an idle connection holds no receive memory at all.
 const SHARED_RECV_SIZE = 65536;
@@ -300,6 +319,7 @@ export class FdSocket {
   accept(): [FdSocket, Deno.Addr] {
     const fd = this.#open("accept");
     const c = libc();
+    let misread = 0;
     for (;;) {
       lengthCell[0] = SOCKADDR_STORAGE_SIZE;
       const conn = c.accept4(
@@ -318,6 +338,10 @@ export class FdSocket {
       const code = errno();
       // A connection reset while queued, or a signal: try the next one.
       if (code === ECONNABORTED || code === EINTR) continue;
+      // An errno accept4(2) never sets (ENOENT was seen once, as a loop was
+      // interrupted with SIGINT): something on this thread changed errno
+      // before it was read. Ask again rather than report it.
+      if (!ACCEPT_ERRORS.has(code) && misread++ < 3) continue;
       throw code === EAGAIN
         ? new Deno.errors.WouldBlock("accept: no connection is pending")
         : errnoError("accept", code);
