@@ -13,7 +13,7 @@ import { describe } from "./_validate.ts";
 export type Backend = "deno" | "epoll";
 
 /** The environment variable that sets the default backend. */
-export const BACKEND_VARIABLE = "ASYNCORE_BACKEND";
+const BACKEND_VARIABLE = "ASYNCORE_BACKEND";
 
 let chosen: Backend | undefined;
 // Checked once per process when it passes: every accepted socket asks, and a

@@ -62,7 +62,7 @@ function checkUint(name: string, value: unknown, max: number): number {
 }
 
 /** Checks an fd number: an integer in 0..2^31-1. */
-export function checkFd(fd: unknown): number {
+function checkFd(fd: unknown): number {
   return checkUint("fd", fd, 0x7fffffff);
 }
 

@@ -9,7 +9,7 @@ import { Heap } from "./_heap.ts";
 
 const FIRST = 3;
 /** Above any descriptor Linux hands out (fs.nr_open is at most 2^30 - 64). */
-export const HIGH_FIRST = 0x40000000;
+const HIGH_FIRST = 0x40000000;
 
 /** Hands out the lowest free number and maps live numbers to their owners. */
 export class FdTable<T> {
@@ -26,7 +26,7 @@ export class FdTable<T> {
 
   /**
    * Registers `owner` under the lowest free number (from
-   * {@linkcode HIGH_FIRST} up when `high`) and returns it.
+   * `HIGH_FIRST` up when `high`) and returns it.
    */
   allocate(owner: T, high = false): number {
     const free = high ? this.#highFree : this.#free;

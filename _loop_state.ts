@@ -11,7 +11,7 @@ import type { ChannelMap, Dispatcher } from "./asyncore.ts";
 export const defaultMap: ChannelMap = new Map();
 
 /** The token of a loop's waker: no socket has a negative number. */
-export const WAKER_TOKEN = -1;
+const WAKER_TOKEN = -1;
 
 /** A scheduled run of a call; cancelling or rescheduling kills it. */
 export interface TimerEntry {
