@@ -208,6 +208,17 @@ const ERRNO: Record<number, [string, string, ErrorClass]> = {
 export function errnoError(operation: string, errno: number): Error {
   const [name, description, ErrorClass] = ERRNO[errno] ??
     [`errno ${errno}`, "unknown error", Error];
+  return osError(ErrorClass, operation, description, name, errno);
+}
+
+/** `operation: description (NAME, os error N)`, with `code` set as Deno sets it. */
+function osError(
+  ErrorClass: ErrorClass,
+  operation: string,
+  description: string,
+  name: string,
+  errno: number,
+): Error {
   const error = new ErrorClass(
     `${operation}: ${description} (${name}, os error ${errno})`,
   );
@@ -239,17 +250,13 @@ export function restated(operation: string, error: unknown): unknown {
   const text = error.message.slice(0, match.index);
   const description = known?.[1] ??
     text.charAt(0).toLowerCase() + text.slice(1);
-  const ErrorClass = error.constructor as ErrorClass;
-  const mapped = new ErrorClass(
-    `${operation}: ${description} (${name}, os error ${errno})`,
+  return osError(
+    error.constructor as ErrorClass,
+    operation,
+    description,
+    name,
+    errno,
   );
-  Object.defineProperty(mapped, "code", {
-    value: name,
-    enumerable: true,
-    writable: true,
-    configurable: true,
-  });
-  return mapped;
 }
 
 /** Why the epoll backend cannot run in this process, or `null` if it can. */
