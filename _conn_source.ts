@@ -20,7 +20,7 @@ import {
 import { ReadPump } from "./_conn_read.ts";
 import { WritePump } from "./_conn_write.ts";
 import { AcceptPump } from "./_conn_accept.ts";
-import { descriptorFreed } from "./_descriptor_limit.ts";
+import { descriptorFreedNextTurn } from "./_descriptor_limit.ts";
 import { clientHandshake, TlsSplice } from "./_tls.ts";
 import type { TlsOptions } from "./socket.ts";
 import type { DenoAddressOptions } from "./_validate.ts";
@@ -542,9 +542,7 @@ export class ConnSource<T extends Accepted = Accepted>
     // A STARTTLS splice closes the raw connection once the TLS side is done.
     this.splice?.release();
     this.splice = null;
-    // Deno frees the descriptor once the read waiting on it is cancelled,
-    // in the next turn of the event loop, not within close().
-    if (conn !== null) setTimeout(descriptorFreed, 0);
+    if (conn !== null) descriptorFreedNextTurn();
     this.checkReleased();
   }
 

@@ -42,6 +42,16 @@ export function descriptorFreed(): void {
   for (const resume of resumes) resume();
 }
 
+/**
+ * {@linkcode descriptorFreed} a turn from now, for the promise backend:
+ * Deno lets a closed connection's descriptor go once the read waiting on it
+ * is cancelled, in the next turn. Nothing is scheduled while no listener
+ * waits.
+ */
+export function descriptorFreedNextTurn(): void {
+  if (waiting.size > 0) setTimeout(descriptorFreed, 0);
+}
+
 function stopRetrying(): void {
   if (retry === undefined) return;
   clearInterval(retry);
