@@ -10,7 +10,7 @@
 
 import type { ChannelMap, DebugOptions, Dispatcher } from "./asyncore.ts";
 import { runTimers, timerCalls } from "./_loop_state.ts";
-import { ERROR, type Events, READABLE, WRITABLE } from "./_selector.ts";
+import { ERROR, type Events, READABLE, WRITABLE } from "./_readiness.ts";
 import type { Socket } from "./socket.ts";
 import { describe } from "./_validate.ts";
 

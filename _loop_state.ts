@@ -4,7 +4,7 @@
 // (callLater), which must not import each other.
 
 import { Heap } from "./_heap.ts";
-import { Selector, Waker } from "./_selector.ts";
+import { Selector, Waker } from "./_readiness.ts";
 import type { ChannelMap, Dispatcher } from "./asyncore.ts";
 
 /** The default channel map (asyncore's `socketMap`). */

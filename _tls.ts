@@ -14,7 +14,7 @@
 
 import { describe } from "./_validate.ts";
 import type { TlsOptions } from "./socket.ts";
-import type { RawConn } from "./_fd_conn.ts";
+import type { RawConn } from "./_epoll/fd_conn.ts";
 
 /** Checks `value` as {@linkcode TlsOptions}; returns a copy. */
 export function checkTlsOptions(name: string, value: unknown): TlsOptions {

@@ -95,9 +95,9 @@ import {
   READABLE,
   type Registry,
   WRITABLE,
-} from "./_selector.ts";
+} from "./_readiness.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
-import { sourceOf } from "./_sockets.ts";
+import { sourceOf } from "./_socket_table.ts";
 import { isOutOfDescriptors } from "./_descriptor_limit.ts";
 import { type DebugSession, debugSession } from "./_debug.ts";
 import {

@@ -30,7 +30,7 @@
  */
 
 import { Socket } from "./socket.ts";
-import { sockets, type SocketSource, sourceOf } from "./_sockets.ts";
+import { sockets, type SocketSource, sourceOf } from "./_socket_table.ts";
 import {
   ERROR,
   Events,
@@ -39,13 +39,13 @@ import {
   READABLE,
   Selector,
   WRITABLE,
-} from "./_selector.ts";
-import { DescriptorSource, EpollSource } from "./_epoll_source.ts";
+} from "./_readiness.ts";
+import { DescriptorSource, EpollSource } from "./_epoll/source.ts";
 import { isOutOfDescriptors } from "./_descriptor_limit.ts";
-import { Descriptors } from "./_descriptors.ts";
-import { unsupportedReason } from "./_libc.ts";
-import { defaultBackend } from "./_backend.ts";
-import { pollDescriptor } from "./_fd_socket.ts";
+import { Descriptors } from "./_epoll/descriptors.ts";
+import { unsupportedReason } from "./_epoll/libc.ts";
+import { defaultBackend } from "./_backends.ts";
+import { pollDescriptor } from "./_epoll/fd_socket.ts";
 import { passWithoutWait } from "./_turns.ts";
 import { checkTimeout, describe } from "./_validate.ts";
 

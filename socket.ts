@@ -26,19 +26,19 @@
  * @module
  */
 
-import { ConnSource } from "./_conn_source.ts";
-import type { BufferLimits, SocketBackend } from "./_socket_backend.ts";
+import { ConnSource } from "./_deno/source.ts";
+import type { BufferLimits, SocketBackend } from "./_backend_api.ts";
 import { checkTlsOptions, isServerSide } from "./_tls.ts";
-import { setSourceAccessor, sockets } from "./_sockets.ts";
+import { setSourceAccessor, sockets } from "./_socket_table.ts";
 import {
   type Backend,
   checkBackend,
   checkEpollSupported,
   defaultBackend,
   setDefault,
-} from "./_backend.ts";
-import { EpollSource } from "./_epoll_source.ts";
-import { FdSocket } from "./_fd_socket.ts";
+} from "./_backends.ts";
+import { EpollSource } from "./_epoll/source.ts";
+import { FdSocket } from "./_epoll/fd_socket.ts";
 import {
   checkAddress,
   checkBytes,
@@ -101,7 +101,7 @@ export interface TlsOptions {
   caCerts?: string[];
 }
 
-export type { Backend } from "./_backend.ts";
+export type { Backend } from "./_backends.ts";
 
 /**
  * Sets the backend of the sockets made from now on without a

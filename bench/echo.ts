@@ -62,7 +62,7 @@ import {
   parseLoadgenChoice,
   resolveLoadgen,
 } from "./_loadgen.ts";
-import { unsupportedReason } from "../_libc.ts";
+import { unsupportedReason } from "../_epoll/libc.ts";
 import {
   cpuPerRt,
   type IdleResult,

@@ -2,9 +2,9 @@
 // waits for readiness, and connected FdSocket pairs.
 
 import { AssertionError } from "@std/assert";
-import { type Epoll, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
-import { type Family as SocketFamily, FdSocket } from "../_fd_socket.ts";
-import { IPPROTO_TCP, libc, unsupportedReason } from "../_libc.ts";
+import { type Epoll, EPOLLIN, EPOLLOUT } from "../_epoll/epoll.ts";
+import { type Family as SocketFamily, FdSocket } from "../_epoll/fd_socket.ts";
+import { IPPROTO_TCP, libc, unsupportedReason } from "../_epoll/libc.ts";
 import { hasIPv6, unixEndpoint } from "./_helpers.ts";
 
 /** Why the epoll tests cannot run here, or `null`. */

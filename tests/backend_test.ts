@@ -20,7 +20,7 @@ import {
   setDefaultBackend,
   Socket,
 } from "../select.ts";
-import { unsupportedReason } from "../_libc.ts";
+import { unsupportedReason } from "../_epoll/libc.ts";
 import { fixture, Peer, within } from "./_helpers.ts";
 
 const unsupported = unsupportedReason();

@@ -8,16 +8,16 @@ import {
   assertInstanceOf,
   assertThrows,
 } from "@std/assert";
-import { Epoll, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT } from "../_epoll.ts";
-import { FdSocket } from "../_fd_socket.ts";
-import { errnoError, isOwned } from "../_libc.ts";
+import { Epoll, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT } from "../_epoll/epoll.ts";
+import { FdSocket } from "../_epoll/fd_socket.ts";
+import { errnoError, isOwned } from "../_epoll/libc.ts";
 import {
   decodeAddress,
   encodeAddress,
   formatIPv6,
   parseIPv4,
   parseIPv6,
-} from "../_sockaddr.ts";
+} from "../_epoll/sockaddr.ts";
 import {
   CLIENT,
   connectedPair,

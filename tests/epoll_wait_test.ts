@@ -3,9 +3,9 @@
 // own event loop while an epoll loop is busy.
 
 import { assert, assertEquals, assertFalse, assertRejects } from "@std/assert";
-import { Epoll, EPOLLIN, EPOLLOUT, EventLoopShare } from "../_epoll.ts";
-import { FdSocket } from "../_fd_socket.ts";
-import { isOwned } from "../_libc.ts";
+import { Epoll, EPOLLIN, EPOLLOUT, EventLoopShare } from "../_epoll/epoll.ts";
+import { FdSocket } from "../_epoll/fd_socket.ts";
+import { isOwned } from "../_epoll/libc.ts";
 import {
   connectedPair,
   EPOLL_FAMILIES,

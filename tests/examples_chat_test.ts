@@ -5,7 +5,7 @@
 // channels of one loop (a FileDispatcher and an AsyncChat).
 
 import { assertEquals, assertMatch } from "@std/assert";
-import { unsupportedReason } from "../_libc.ts";
+import { unsupportedReason } from "../_epoll/libc.ts";
 import {
   bytes,
   IO_TIMEOUT,

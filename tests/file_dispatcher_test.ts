@@ -25,7 +25,7 @@ import {
   setDefaultBackend,
   type Socket,
 } from "../socket.ts";
-import { libc } from "../_libc.ts";
+import { libc } from "../_epoll/libc.ts";
 import {
   epollUnsupported,
   O_APPEND,

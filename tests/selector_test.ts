@@ -6,7 +6,7 @@ import { assert, assertEquals } from "@std/assert";
 import { getAvailablePort } from "@std/net";
 import { Socket, type SocketOptions } from "../socket.ts";
 import { select } from "../select.ts";
-import { sourceOf } from "../_sockets.ts";
+import { sourceOf } from "../_socket_table.ts";
 import {
   CLOSED,
   ERROR,
@@ -17,7 +17,7 @@ import {
   SENT,
   Waker,
   WRITABLE,
-} from "../_selector.ts";
+} from "../_readiness.ts";
 import { within } from "./_helpers.ts";
 
 /** A connected pair over loopback TCP, and the listener; closed on dispose. */

@@ -3,7 +3,7 @@
 // while that write is in flight, and the write's end discards what it took.
 
 import { assert, assertEquals } from "@std/assert";
-import { SendBuffer } from "../_send_buffer.ts";
+import { SendBuffer } from "../_deno/send_buffer.ts";
 
 /** Streams `total` bytes through `tx` in `piece`-sized sends, bounded by `limit`. */
 function stream(

@@ -17,8 +17,8 @@
  * @module
  */
 
-import { Epoll, EPOLLIN, EPOLLOUT } from "../../_epoll.ts";
-import { FdSocket } from "../../_fd_socket.ts";
+import { Epoll, EPOLLIN, EPOLLOUT } from "../../_epoll/epoll.ts";
+import { FdSocket } from "../../_epoll/fd_socket.ts";
 
 const BUFFER_SIZE = 64 * 1024;
 const MAX_ACCEPTS_PER_EVENT = 64;

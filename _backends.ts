@@ -3,7 +3,7 @@
 // else Deno's own sockets. Asked for epoll where it cannot work, it throws an
 // error naming the reason and the fix: it never falls back silently.
 
-import { unsupportedReason } from "./_libc.ts";
+import { unsupportedReason } from "./_epoll/libc.ts";
 import { describe } from "./_validate.ts";
 
 /**

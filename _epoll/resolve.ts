@@ -3,8 +3,8 @@
 // then DNS, as the system is configured), taking the first address. It also
 // reads the short numeric forms inet_aton(3) accepts (`127.1`, `0x7f.1`).
 
-import { libc, SOCK_STREAM } from "./_libc.ts";
-import { decodeAddress, SOCKADDR_STORAGE_SIZE } from "./_sockaddr.ts";
+import { libc, SOCK_STREAM } from "./libc.ts";
+import { decodeAddress, SOCKADDR_STORAGE_SIZE } from "./sockaddr.ts";
 
 const encoder = new TextEncoder();
 // struct addrinfo (Linux, x86_64 and aarch64): ai_flags i32 | ai_family i32

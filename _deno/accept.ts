@@ -7,14 +7,14 @@
 // is full, not per connection: a loop then serves the whole burst in one pass
 // instead of asking every channel what it wants once per connection.
 
-import type { ConnSource } from "./_conn_source.ts";
+import type { ConnSource } from "./source.ts";
 import {
   isOutOfDescriptors,
   stopWaiting,
   waitForDescriptor,
-} from "./_descriptor_limit.ts";
-import { afterTurn } from "./_turns.ts";
-import { restated } from "./_libc.ts";
+} from "../_descriptor_limit.ts";
+import { afterTurn } from "../_turns.ts";
+import { restated } from "../_epoll/libc.ts";
 
 /** Connections taken in ahead of `accept()`, wrapped as `T`. */
 export class AcceptPump<T extends { close(): void }> {

@@ -17,9 +17,9 @@ import {
   libc,
   own,
   POLLIN,
-} from "./_libc.ts";
-import { FdSocket, pollDescriptor } from "./_fd_socket.ts";
-import { checkSize, describe } from "./_validate.ts";
+} from "./libc.ts";
+import { FdSocket, pollDescriptor } from "./fd_socket.ts";
+import { checkSize, describe } from "../_validate.ts";
 
 /** Readable (`EPOLLIN`). */
 export const EPOLLIN = 0x001;

@@ -6,8 +6,8 @@
 // descriptor can wait both ways at once), each waited on by one worker thread
 // only while something waits: many connections cost no thread each.
 
-import { Epoll, EPOLLIN, EPOLLOUT } from "./_epoll.ts";
-import type { FdSocket } from "./_fd_socket.ts";
+import { Epoll, EPOLLIN, EPOLLOUT } from "./epoll.ts";
+import type { FdSocket } from "./fd_socket.ts";
 
 /** The part of `Deno.Conn` the promise backend and the TLS splice use. */
 export interface RawConn {

@@ -6,7 +6,7 @@
 // backend on OS descriptors (_epoll_source.ts).
 
 import type { DenoAddressOptions } from "./_validate.ts";
-import type { SocketSource } from "./_sockets.ts";
+import type { SocketSource } from "./_socket_table.ts";
 import type { TlsOptions } from "./socket.ts";
 
 /** Where a socket is in its life. */

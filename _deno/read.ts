@@ -1,10 +1,10 @@
 // The promise backend's receive side: one `Deno.Conn.read()` in flight while
 // the receive buffer has room, landing in regions of shared arenas.
 
-import { ByteQueue } from "./_byte_queue.ts";
-import { allocateRegion } from "./_read_arena.ts";
-import type { ConnSource } from "./_conn_source.ts";
-import { restated } from "./_libc.ts";
+import { ByteQueue } from "../_byte_queue.ts";
+import { allocateRegion } from "../_read_arena.ts";
+import type { ConnSource } from "./source.ts";
+import { restated } from "../_epoll/libc.ts";
 
 // Reads start small so an idle connection pins little memory, and double
 // while the peer keeps filling them.

@@ -14,7 +14,7 @@ import {
   EPOLLIN,
   EPOLLOUT,
   EventLoopShare,
-} from "./_epoll.ts";
+} from "./epoll.ts";
 import {
   CLOSED,
   type DescriptorSide,
@@ -26,9 +26,9 @@ import {
   type Registry,
   type Token,
   WRITABLE,
-} from "./_selector.ts";
-import { turned } from "./_turns.ts";
-import { libc, POLLNVAL, POLLOUT } from "./_libc.ts";
+} from "../_readiness.ts";
+import { turned } from "../_turns.ts";
+import { libc, POLLNVAL, POLLOUT } from "./libc.ts";
 
 // What epoll has for a descriptor (an entry of Descriptors' table, indexed
 // by descriptor), for the write probe (see Descriptors.modify).

@@ -16,16 +16,16 @@ import {
   SENT,
   type Token,
   WRITABLE,
-} from "./_selector.ts";
-import { ReadPump } from "./_conn_read.ts";
-import { WritePump } from "./_conn_write.ts";
-import { AcceptPump } from "./_conn_accept.ts";
-import { descriptorFreedNextTurn } from "./_descriptor_limit.ts";
-import { clientHandshake, TlsSplice } from "./_tls.ts";
-import type { TlsOptions } from "./socket.ts";
-import type { DenoAddressOptions } from "./_validate.ts";
-import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
-import { ECONNREFUSED, errnoError, restated } from "./_libc.ts";
+} from "../_readiness.ts";
+import { ReadPump } from "./read.ts";
+import { WritePump } from "./write.ts";
+import { AcceptPump } from "./accept.ts";
+import { descriptorFreedNextTurn } from "../_descriptor_limit.ts";
+import { clientHandshake, TlsSplice } from "../_tls.ts";
+import type { TlsOptions } from "../socket.ts";
+import type { DenoAddressOptions } from "../_validate.ts";
+import type { BufferLimits, SocketBackend, State } from "../_backend_api.ts";
+import { ECONNREFUSED, errnoError, restated } from "../_epoll/libc.ts";
 
 /** A connection made by `accept()`, as the public layer wraps it. */
 export interface Accepted {

@@ -3,9 +3,9 @@
 // calls accepted, up to the buffer's bound) coalesced into one write, and
 // lingering after close.
 
-import { SendBuffer } from "./_send_buffer.ts";
-import type { ConnSource } from "./_conn_source.ts";
-import { restated } from "./_libc.ts";
+import { SendBuffer } from "./send_buffer.ts";
+import type { ConnSource } from "./source.ts";
+import { restated } from "../_epoll/libc.ts";
 
 const DEFAULT_LINGER_TIMEOUT = 30_000;
 

@@ -11,9 +11,9 @@
 //   sockaddr_un  110 bytes: family u16 | path[108] (NUL-terminated here; an abstract name, a leading NUL, is not)
 //   sockaddr_storage 128 bytes: room for any of them.
 
-import { AF_INET, AF_INET6, AF_UNIX } from "./_libc.ts";
-import type { Address } from "./socket.ts";
-import { checkAddress, describe } from "./_validate.ts";
+import { AF_INET, AF_INET6, AF_UNIX } from "./libc.ts";
+import type { Address } from "../socket.ts";
+import { checkAddress, describe } from "../_validate.ts";
 
 /** Room for any address (`sizeof(struct sockaddr_storage)`). */
 export const SOCKADDR_STORAGE_SIZE = 128;

@@ -8,14 +8,14 @@
 // descriptor select() and Poll are given (DescriptorSource), which is only
 // ever watched: never read, written or closed.
 
-import { Descriptors, readinessOf } from "./_descriptors.ts";
+import { Descriptors, readinessOf } from "./descriptors.ts";
 import {
   descriptorFreed,
   isOutOfDescriptors,
   stopWaiting,
   waitForDescriptor,
-} from "./_descriptor_limit.ts";
-import { FdSocket, pollDescriptor } from "./_fd_socket.ts";
+} from "../_descriptor_limit.ts";
+import { FdSocket, pollDescriptor } from "./fd_socket.ts";
 import {
   FIONREAD,
   libc,
@@ -24,7 +24,7 @@ import {
   POLLIN,
   POLLNVAL,
   POLLOUT,
-} from "./_libc.ts";
+} from "./libc.ts";
 import {
   ERROR,
   HUP,
@@ -34,15 +34,15 @@ import {
   type Source,
   type Token,
   WRITABLE,
-} from "./_selector.ts";
-import { encodeAddress } from "./_sockaddr.ts";
-import { resolveHost } from "./_resolve.ts";
-import type { BufferLimits, SocketBackend, State } from "./_socket_backend.ts";
-import { type Accepted, ConnSource } from "./_conn_source.ts";
-import { FdConn } from "./_fd_conn.ts";
-import { probeTlsEngine } from "./_tls.ts";
-import type { TlsOptions } from "./socket.ts";
-import type { DenoAddressOptions } from "./_validate.ts";
+} from "../_readiness.ts";
+import { encodeAddress } from "./sockaddr.ts";
+import { resolveHost } from "./resolve.ts";
+import type { BufferLimits, SocketBackend, State } from "../_backend_api.ts";
+import { type Accepted, ConnSource } from "../_deno/source.ts";
+import { FdConn } from "./fd_conn.ts";
+import { probeTlsEngine } from "../_tls.ts";
+import type { TlsOptions } from "../socket.ts";
+import type { DenoAddressOptions } from "../_validate.ts";
 
 const EMPTY = new Uint8Array(0);
 // The listen queue asked for: the kernel caps it at net.core.somaxconn (4096

@@ -47,16 +47,16 @@ import {
   SOCK_STREAM,
   SOL_SOCKET,
   TCP_NODELAY,
-} from "./_libc.ts";
+} from "./libc.ts";
 import {
   decodeAddress,
   encodeAddress,
   SOCKADDR_STORAGE_SIZE,
-} from "./_sockaddr.ts";
-import type { Address } from "./socket.ts";
-import { checkCount, checkSize, describe } from "./_validate.ts";
-import { allocateRegion } from "./_read_arena.ts";
-import { byteLengthOf, isUint8Array } from "./_view.ts";
+} from "./sockaddr.ts";
+import type { Address } from "../socket.ts";
+import { checkCount, checkSize, describe } from "../_validate.ts";
+import { allocateRegion } from "../_read_arena.ts";
+import { byteLengthOf, isUint8Array } from "../_view.ts";
 
 /** The address family of an {@linkcode FdSocket}. */
 export type Family = "ipv4" | "ipv6" | "unix";

@@ -4,7 +4,7 @@
 // rather than a public member.
 
 import { FdTable } from "./_fd_table.ts";
-import type { Source } from "./_selector.ts";
+import type { Source } from "./_readiness.ts";
 import type { Socket } from "./socket.ts";
 
 /** What the layers above see of a socket's backend (either one). */

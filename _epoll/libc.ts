@@ -9,7 +9,7 @@
 // results are declared `i32`: Linux moves at most MAX_RW_COUNT (2^31 - 4096)
 // bytes per call, so every count fits.
 
-import { FdSet } from "./_fd_set.ts";
+import { FdSet } from "../_fd_set.ts";
 
 /**
  * Symbols this backend calls; every pointer is a buffer this code sized.
