@@ -5,28 +5,14 @@
 // by every poll for as long as it is ready for what it was registered for.
 // Errors, hang-ups and closure are always reported.
 //
-// The seam between backends is `Source` (mio's `event::Source`): each backend's
-// socket source registers itself with a registry.
-//
-// - The promise backend (_conn_source.ts) keeps a `Registration` (selector,
-//   token, interest) per registry and pushes every readiness change to it
-//   with `Registry.changed()`. The registry keeps the registrations that are
-//   ready in a queue (as a kernel keeps epoll's ready list), so a poll looks
-//   at what is ready, not at everything registered.
-// - The epoll backend (_epoll_source.ts), and any other OS descriptor
-//   select() is given, registers descriptors on the registry's
-//   `DescriptorSide` (_descriptors.ts): an epoll instance made with the first
-//   descriptor. `Selector.poll()` then also runs `epoll_wait(0)`
-//   synchronously when it drains; with nothing ready it waits a moment on
-//   the JS thread (`DescriptorSide.linger()`, bounded by the share of the
-//   thread Deno is owed), and then races an `epoll_wait` on a
-//   worker thread against the promise side's wake-up; whichever ends first
-//   wakes the poll (the other is ended before it returns, so no wait
-//   outlives it), and both sides are drained into the same `Events`. A poll
-//   that keeps finding descriptors ready hands the thread to Deno's event
-//   loop about every millisecond instead of `passWithoutWait()`.
-//   Nothing above this file changes: asyncore and select() only see tokens
-//   and readiness.
+// This is the seam between the layers above (asyncore, select) and the
+// backends below (_deno/, _epoll/). A backend's sockets are `Source`s; each
+// backend keeps its registrations on its own `ReadinessSide` of the registry
+// (`Registry.side(Kind)`, made on first use): the promise backend a queue of
+// what is ready in user space, the epoll backend an epoll instance. A poll
+// asks every side the same three things: drain what is ready, wait until
+// something may be, and stop waiting. Nothing here knows which backends
+// exist.
 
 import { type Alarm, passWithoutWait, turned } from "./_turns.ts";
 
@@ -133,76 +119,56 @@ export interface Source {
   deregister(registry: Registry): void;
 }
 
-/** A registry's OS descriptors (see the file comment; _descriptors.ts). */
-export interface DescriptorSide {
-  /** Whether a descriptor is registered (or a CLOSED event is pending). */
+/**
+ * One backend's part of a registry: where its sources' registrations live
+ * and how readiness is found for them (mio's `sys::Selector`). Every poll
+ * asks each side the same way: `drain()` (waiting a moment if the side can
+ * and nothing else is ready), then, with nothing found, `idle()` until any
+ * side calls its `wake`, then `drain()` again.
+ */
+export interface ReadinessSide {
+  /**
+   * Whether `drain()` may wait on this thread: such a side is drained after
+   * the others, so that it waits only when they have nothing.
+   */
+  readonly blocking: boolean;
+  /** Whether anything is registered here (or an event is pending). */
   readonly active: boolean;
-  /** Moves what is ready into `events` (`again`: a second time in one poll). */
-  drain(events: Events, again?: boolean): void;
-  /** Waits until a descriptor is ready; `null` when none is registered. */
-  idle(timeout: number | undefined): Promise<void> | null;
-  /** drain(), for a poll with nothing else ready: it may wait a moment on this thread. */
-  linger(events: Events, timeout: number | undefined): void;
-  /** Ends a pending `idle()`. */
-  wake(): void;
-  /** A turn of Deno's event loop when a busy poll owes one. */
+  /**
+   * Moves what is ready into `events`. With nothing ready, a blocking side
+   * may wait up to `linger` ms for something (0: not at all). `again`: the
+   * second drain of one poll, after a turn of the event loop.
+   */
+  drain(events: Events, linger: number, again: boolean): void;
+  /**
+   * Starts waiting until something may be ready or `timeout` ms pass, and
+   * then calls `wake`. Returns what must settle before the poll returns (a
+   * wait on another thread), or `null`.
+   */
+  idle(timeout: number | undefined, wake: () => void): Promise<void> | null;
+  /** Ends the wait `idle()` started for `wake`; `wake` is not called after. */
+  stopIdle(wake: () => void): void;
+  /**
+   * A poll found something ready without waiting: a turn of Deno's event
+   * loop if a busy loop owes one now, else `undefined`.
+   */
   turn(): Promise<void> | undefined;
-  /** A wait has just ended. */
+  /** A wait this side took part in has ended. */
   waited(): void;
 }
 
-/** What a promise-side source tells its registrations: its readiness now. */
-export interface PushSource {
-  /** The readiness bits the source has now. */
-  readiness(): number;
-}
-
-const LIVE = 0;
-const CLOSING = 1;
-const DEAD = 2;
-const WOKEN = 3;
-
-/**
- * A promise-side source's registration with one registry: the source keeps
- * it and reports each readiness change with {@linkcode Registry.changed}.
- */
-export class Registration {
-  /** The registry. */
-  readonly registry: Registry;
-  /** The source. */
-  readonly source: PushSource;
-  /** The token events carry. */
-  token: Token;
-  /** What it asks for. */
-  interest: Interest;
-  /** Whether it is in its registry's ready queue. */
-  queued = false;
-  /** LIVE, CLOSING (one CLOSED event to report), DEAD or WOKEN (one event of `wokenBits`). */
-  state = LIVE;
-  /** What a WOKEN registration reports. */
-  wokenBits = 0;
-
-  constructor(
-    registry: Registry,
-    source: PushSource,
-    token: Token,
-    interest: Interest,
-  ) {
-    this.registry = registry;
-    this.source = source;
-    this.token = token;
-    this.interest = interest;
-  }
-}
+/** What makes a side: a class with a constructor of no arguments. */
+export type SideKind<T extends ReadinessSide> = new () => T;
 
 /** Where sources are registered: mio's `Registry`. */
 export class Registry {
-  /** The registrations that may be ready (checked again when drained). */
-  #ready: Registration[] = [];
-  /** The polls waiting now: called when something is queued. */
+  // The sides, non-blocking ones first; by kind.
+  #sides: ReadinessSide[] = [];
+  #kinds = new Map<SideKind<ReadinessSide>, ReadinessSide>();
+  /** The polls waiting now: called to end their wait. */
   #waiters: (() => void)[] = [];
-  /** The OS descriptors registered here, once there have been any. */
-  descriptors: DescriptorSide | null = null;
+  /** The tokens of the wakers woken since the last drain. */
+  #woken: Token[] = [];
 
   /** Registers `source` under `token` for `interest`. */
   register(source: Source, token: Token, interest: Interest): void {
@@ -219,49 +185,26 @@ export class Registry {
     source.deregister(this);
   }
 
-  // The promise side: what PushSources call.
-
-  /** Makes a registration for a promise-side source; reports it if ready now. */
-  track(source: PushSource, token: Token, interest: Interest): Registration {
-    const registration = new Registration(this, source, token, interest);
-    this.changed(registration);
-    return registration;
-  }
-
-  /** The source's readiness or the registration's interest changed. */
-  changed(registration: Registration): void {
-    if (
-      (registration.source.readiness() & (registration.interest | ERROR)) === 0
-    ) return;
-    this.#enqueue(registration);
-  }
-
-  /** The source was closed: one CLOSED event, then the registration is gone. */
-  closed(registration: Registration): void {
-    registration.state = CLOSING;
-    this.#enqueue(registration);
-  }
-
-  /** One event of `bits` (a waker's, or SENT), then the registration is live again. */
-  woken(registration: Registration, bits: number): void {
-    if (registration.state !== LIVE) return;
-    registration.state = WOKEN;
-    registration.wokenBits = bits;
-    this.#enqueue(registration);
-  }
-
-  /** Queues `registration` for the next drain (once) and wakes the polls. */
-  #enqueue(registration: Registration): void {
-    if (!registration.queued) {
-      registration.queued = true;
-      this.#ready.push(registration);
+  /** The side of kind `kind` (a backend's), made on first use. */
+  side<T extends ReadinessSide>(kind: SideKind<T>): T {
+    let side = this.#kinds.get(kind) as T | undefined;
+    if (side === undefined) {
+      side = new kind();
+      this.#kinds.set(kind, side);
+      if (side.blocking) this.#sides.push(side);
+      else this.#sides.unshift(side);
     }
-    this.#wake();
+    return side;
   }
 
-  /** The registration is withdrawn. */
-  dropped(registration: Registration): void {
-    registration.state = DEAD;
+  /** The side of kind `kind` if it has been made. */
+  existingSide<T extends ReadinessSide>(kind: SideKind<T>): T | undefined {
+    return this.#kinds.get(kind) as T | undefined;
+  }
+
+  /** The sides, in the order they are drained. */
+  get sides(): readonly ReadinessSide[] {
+    return this.#sides;
   }
 
   /** Whether a poll is waiting on this registry now. */
@@ -270,35 +213,35 @@ export class Registry {
   }
 
   /**
-   * Moves what is ready into `events`. Level-triggered: a registration still
-   * ready stays queued for the next poll; one no longer ready leaves.
+   * Moves what is ready into `events`: the woken wakers, then each side's
+   * (the blocking side may wait up to `linger` ms when none has anything).
    */
-  drain(events: Events): void {
-    const ready = this.#ready;
-    let kept = 0;
-    for (let i = 0; i < ready.length; i++) {
-      const registration = ready[i];
-      if (registration.state !== LIVE) {
-        if (registration.state === CLOSING) {
-          events.push(registration.token, CLOSED);
-          registration.state = DEAD;
-        } else if (registration.state === WOKEN) {
-          events.push(registration.token, registration.wokenBits);
-          registration.state = LIVE;
-        }
-        registration.queued = false;
-        continue;
-      }
-      const readiness = registration.source.readiness();
-      const bits = readiness & (registration.interest | ERROR);
-      if (bits === 0) {
-        registration.queued = false;
-        continue;
-      }
-      events.push(registration.token, bits | (readiness & HUP));
-      ready[kept++] = registration;
+  drain(events: Events, linger: number, again: boolean): void {
+    const woken = this.#woken;
+    if (woken.length > 0) {
+      for (let i = 0; i < woken.length; i++) events.push(woken[i], READABLE);
+      woken.length = 0;
     }
-    ready.length = kept;
+    const sides = this.#sides;
+    for (let i = 0; i < sides.length; i++) {
+      const side = sides[i];
+      if (side.active) {
+        side.drain(events, events.length === 0 ? linger : 0, again);
+      }
+    }
+  }
+
+  /**
+   * A turn of Deno's event loop when a poll that found something ready owes
+   * one: the side drained last says when (a side that blocks the thread
+   * knows best when the event loop last turned).
+   */
+  turn(): Promise<void> | undefined {
+    const sides = this.#sides;
+    for (let i = sides.length - 1; i >= 0; i--) {
+      if (sides[i].active) return sides[i].turn();
+    }
+    return passWithoutWait();
   }
 
   /** Adds a waiting poll's wake-up. */
@@ -313,17 +256,19 @@ export class Registry {
   }
 
   /**
-   * Wakes the polls waiting now, for a change no event shows (a descriptor
-   * source's lookup or connect failed before the kernel saw it).
+   * Ends the waits of the polls waiting now, for a change no event shows (a
+   * descriptor source's lookup or connect failed before the kernel saw it).
    */
   wakeWaiters(): void {
-    this.descriptors?.wake();
-    this.#wake();
+    const waiters = this.#waiters;
+    for (let i = waiters.length - 1; i >= 0; i--) waiters[i]();
   }
 
-  #wake(): void {
-    const waiters = this.#waiters;
-    for (let i = 0; i < waiters.length; i++) waiters[i]();
+  /** A waker's wake-up: one `(token, READABLE)` event, if a poll waits. */
+  wakeWith(token: Token): void {
+    if (this.#waiters.length === 0) return;
+    if (!this.#woken.includes(token)) this.#woken.push(token);
+    this.wakeWaiters();
   }
 }
 
@@ -342,8 +287,8 @@ export class Selector {
    * with no events (timeout, abort, wake).
    *
    * Finding something ready without waiting, it lets the event loop turn now
-   * and then first (see _turns.ts), so that a source that is always ready
-   * cannot starve the others.
+   * and then first (see `Registry.turn()`), so that a source that is always
+   * ready cannot starve the others.
    *
    * @param alarm The caller's long-lived timer for `timeout`, instead of a
    *   timer per wait.
@@ -355,30 +300,24 @@ export class Selector {
     alarm?: Alarm,
   ): Promise<void> {
     const registry = this.registry;
-    const descriptors = registry.descriptors;
     events.clear();
-    registry.drain(events);
-    if (descriptors?.active) {
-      if (events.length > 0 || timeout === 0 || signal?.aborted) {
-        descriptors.drain(events);
-      } else {
-        descriptors.linger(events, timeout);
-      }
-    }
+    registry.drain(
+      events,
+      timeout === undefined ? Infinity : signal?.aborted ? 0 : timeout,
+      false,
+    );
     if (events.length > 0 || timeout === 0) {
-      const turn = descriptors?.active ? descriptors.turn() : passWithoutWait();
+      const turn = registry.turn();
       if (turn !== undefined) {
         await turn;
         events.clear();
-        registry.drain(events);
-        if (descriptors?.active) descriptors.drain(events, true);
+        registry.drain(events, 0, true);
       }
       return;
     }
     if (signal?.aborted) return;
     await waitOn(registry, timeout, signal, alarm);
-    registry.drain(events);
-    if (descriptors?.active) descriptors.drain(events);
+    registry.drain(events, 0, false);
   }
 }
 
@@ -410,9 +349,10 @@ function waitOn(
   return new Promise((resolve) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let woken = false;
-    let idled = false;
-    const descriptors = registry.descriptors;
-    const idling = descriptors?.idle(timeout) ?? null;
+    // The sides waiting, and what the first of them to return one must
+    // settle (a wait on another thread) before the poll returns.
+    const sides = registry.sides;
+    let idling: Promise<void> | null = null;
     // A timeout's timer keeps the process alive by itself.
     if (timeout === undefined) holdProcess();
     // Resolves once; its continuation runs after every other completion that
@@ -426,20 +366,24 @@ function waitOn(
       alarm?.detach(wake);
       signal?.removeEventListener("abort", wake);
       turned();
+      for (let i = 0; i < sides.length; i++) sides[i].stopIdle(wake);
       if (idling === null) return resolve();
-      // The descriptor wait on its worker thread ends before the poll does
-      // (unless it is what ended, and needs no waking).
-      if (!idled) descriptors!.wake();
       idling.then(() => {
-        descriptors!.waited();
+        for (let i = 0; i < sides.length; i++) sides[i].waited();
         resolve();
       });
     };
-    idling?.then(() => {
-      idled = true;
-      wake();
-    });
     registry.addWaiter(wake);
+    for (let i = 0; i < sides.length && !woken; i++) {
+      const side = sides[i];
+      if (!side.active) continue;
+      const settles = side.idle(timeout, wake);
+      if (settles !== null) {
+        idling = idling === null ? settles : Promise.all([idling, settles])
+          .then(() => {});
+      }
+    }
+    if (woken) return;
     if (timeout !== undefined) {
       if (alarm !== undefined) alarm.attach(wake, performance.now() + timeout);
       else timer = setTimeout(wake, timeout);
@@ -453,24 +397,18 @@ function waitOn(
  * poll waits is dropped: the next poll is about to look at everything anyway
  * (a loop gathers before it waits, with no await between).
  */
-export class Waker implements PushSource {
-  #registration: Registration;
+export class Waker {
+  #registry: Registry;
+  #token: Token;
 
   /** Makes a waker whose wake-ups show as one `(token, READABLE)` event each. */
   constructor(registry: Registry, token: Token) {
-    this.#registration = registry.track(this, token, Interest.NONE);
+    this.#registry = registry;
+    this.#token = token;
   }
 
   /** Wakes the polls waiting on the registry now, if any. */
   wake(): void {
-    const registration = this.#registration;
-    if (registration.registry.waiting) {
-      registration.registry.woken(registration, READABLE);
-    }
-  }
-
-  /** A waker is never ready but when woken. */
-  readiness(): number {
-    return 0;
+    this.#registry.wakeWith(this.#token);
   }
 }

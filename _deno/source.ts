@@ -11,12 +11,12 @@ import {
   HUP,
   Interest,
   READABLE,
-  type Registration,
   type Registry,
   SENT,
   type Token,
   WRITABLE,
 } from "../_readiness.ts";
+import { ReadyQueue, type Registration } from "./ready_queue.ts";
 import { ReadPump } from "./read.ts";
 import { WritePump } from "./write.ts";
 import { AcceptPump } from "./accept.ts";
@@ -120,18 +120,18 @@ export class ConnSource<T extends Accepted = Accepted>
       }
       registration.token = token;
       registration.interest = interest;
-      registry.changed(registration);
+      registration.queue.changed(registration, this.readiness());
       return;
     }
     if (this.closed) return;
-    registrations.push(registry.track(this, token, interest));
+    registrations.push(ReadyQueue.track(registry, this, token, interest));
   }
 
   deregister(registry: Registry): void {
     const registrations = this.#registrations;
     for (let i = 0; i < registrations.length; i++) {
       if (registrations[i].registry !== registry) continue;
-      registry.dropped(registrations[i]);
+      registrations[i].queue.dropped(registrations[i]);
       registrations.splice(i, 1);
       return;
     }
@@ -143,7 +143,7 @@ export class ConnSource<T extends Accepted = Accepted>
     for (let i = 0; i < registrations.length; i++) {
       const registration = registrations[i];
       if (registration.interest & Interest.OUTPUT) {
-        registration.registry.woken(registration, SENT);
+        registration.queue.woken(registration, SENT);
       }
     }
   }
@@ -151,8 +151,10 @@ export class ConnSource<T extends Accepted = Accepted>
   /** Reports a change of readiness to every registry this is registered with. */
   changed(): void {
     const registrations = this.#registrations;
+    if (registrations.length === 0) return;
+    const readiness = this.readiness();
     for (let i = 0; i < registrations.length; i++) {
-      registrations[i].registry.changed(registrations[i]);
+      registrations[i].queue.changed(registrations[i], readiness);
     }
   }
 
@@ -511,7 +513,7 @@ export class ConnSource<T extends Accepted = Accepted>
     const registrations = this.#registrations;
     this.#registrations = [];
     for (const registration of registrations) {
-      registration.registry.closed(registration);
+      registration.queue.closed(registration);
     }
     this.checkReleased();
   }

@@ -17,12 +17,12 @@ import {
 } from "./epoll.ts";
 import {
   CLOSED,
-  type DescriptorSide,
   ERROR,
   type Events,
   HUP,
   type Interest,
   READABLE,
+  type ReadinessSide,
   type Registry,
   type Token,
   WRITABLE,
@@ -61,11 +61,14 @@ export function readinessOf(bits: number): number {
 }
 
 /** The descriptors of one registry, on one epoll instance. */
-export class Descriptors implements DescriptorSide {
+export class Descriptors implements ReadinessSide {
   /** The registry's descriptor side, made on first use. */
   static of(registry: Registry): Descriptors {
-    return (registry.descriptors ??= new Descriptors()) as Descriptors;
+    return registry.side(Descriptors);
   }
+
+  /** Its drain may wait on this thread (see `drain()`). */
+  readonly blocking = true;
 
   #epoll: Epoll | null = null;
   /**
@@ -177,12 +180,15 @@ export class Descriptors implements DescriptorSide {
   }
 
   /**
-   * Moves what is ready into `events`; `again` for a second drain in one
-   * poll (after a turn of Deno's event loop), which probes again what the
-   * first probed instead of handing it to epoll.
+   * Moves what is ready into `events`. With `linger` > 0 (nothing else is
+   * ready), it may first wait a moment for epoll on this thread (see
+   * `#linger()`). `again` for a second drain in one poll (after a turn of
+   * Deno's event loop), which probes again what the first probed instead of
+   * handing it to epoll.
    */
-  drain(events: Events, again = false): void {
-    this.#collect(events, again, 0);
+  drain(events: Events, linger: number, again: boolean): void {
+    if (linger > 0) this.#linger(events, linger);
+    else this.#collect(events, again, 0);
   }
 
   /** drain(), waiting up to `wait` ms for epoll when nothing else is ready. */
@@ -320,10 +326,10 @@ export class Descriptors implements DescriptorSide {
    * which cannot run while the thread is blocked), so the next 1, 3, 7 ...
    * 63 polls do not wait; one that finds an event resets that.
    */
-  linger(events: Events, timeout: number | undefined): void {
+  #linger(events: Events, timeout: number): void {
     let ms = 0;
     if (this.#lingerSkips > 0) this.#lingerSkips--;
-    else ms = Math.min(share.remaining(), timeout ?? Infinity);
+    else ms = Math.min(share.remaining(), timeout);
     if (!(ms >= MIN_LINGER)) ms = 0;
     const count = this.#collect(events, false, ms);
     if (ms === 0) return;
@@ -337,9 +343,13 @@ export class Descriptors implements DescriptorSide {
 
   /**
    * Waits on a worker thread until a descriptor is ready, `timeout` ms pass
-   * or {@linkcode Descriptors.wake}; `null` when nothing is registered.
+   * or {@linkcode Descriptors.stopIdle}, then calls `wake`; `null` when
+   * nothing is registered.
    */
-  idle(timeout: number | undefined): Promise<void> | null {
+  idle(
+    timeout: number | undefined,
+    wake: () => void,
+  ): Promise<void> | null {
     const epoll = this.#epoll;
     if (epoll === null || this.#count === 0) return null;
     if (this.#idling === null) {
@@ -347,12 +357,13 @@ export class Descriptors implements DescriptorSide {
         this.#idling = null;
       });
     }
+    this.#idling.then(wake);
     return this.#idling;
   }
 
-  /** Ends a pending {@linkcode Descriptors.idle}. */
-  wake(): void {
-    this.#epoll?.wake();
+  /** Ends a pending {@linkcode Descriptors.idle} (the wait on its thread). */
+  stopIdle(_wake: () => void): void {
+    if (this.#idling !== null) this.#epoll?.wake();
   }
 
   /** A turn of Deno's event loop when a busy loop owes one, else `undefined`. */
