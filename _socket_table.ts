@@ -1,31 +1,31 @@
 // The live sockets: their numbers (as POSIX descriptors, lowest free first;
-// the epoll backend's are their OS descriptors) and, for the layers above
-// socket.ts, each socket's backend source, reached through a private field
-// rather than a public member.
+// the epoll backend's are their OS descriptors), and each socket's backend
+// as the readiness layer sees it, which socket.ts records here for the
+// layers above it (asyncore's loop, select()) rather than exposing it as a
+// public member.
 
 import { FdTable } from "./_fd_table.ts";
-import type { Source } from "./_readiness.ts";
-import type { Socket } from "./socket.ts";
+import type { SocketSource } from "./_backend_api.ts";
 
-/** What the layers above see of a socket's backend (either one). */
-export interface SocketSource extends Source {
-  /** The readiness bits now: READABLE, WRITABLE, ERROR, HUP. */
-  readiness(): number;
-  /** Grows whenever bytes move in or out (idle timeouts watch it). */
-  readonly activity: number;
+/** What the table knows of a socket. */
+export interface LiveSocket {
+  /** Whether the socket has been closed. */
+  readonly closed: boolean;
+  /** Its number. */
+  fileno(): number;
 }
 
 /** Every live socket, by number. */
-export const sockets: FdTable<Socket> = new FdTable<Socket>();
+export const sockets: FdTable<LiveSocket> = new FdTable<LiveSocket>();
 
-let accessor: ((sock: Socket) => SocketSource) | undefined;
+const sources = new WeakMap<LiveSocket, SocketSource>();
 
-/** The backend source behind `sock`: what registries and idle checks use. */
-export function sourceOf(sock: Socket): SocketSource {
-  return accessor!(sock);
+/** Records `source` as the backend behind `sock` (socket.ts does). */
+export function setSource(sock: LiveSocket, source: SocketSource): void {
+  sources.set(sock, source);
 }
 
-/** Called once by socket.ts with the way to reach a socket's source. */
-export function setSourceAccessor(get: (sock: Socket) => SocketSource): void {
-  accessor = get;
+/** The backend behind `sock`: what registries and idle checks use. */
+export function sourceOf(sock: LiveSocket): SocketSource {
+  return sources.get(sock)!;
 }

@@ -30,7 +30,8 @@
  */
 
 import { Socket } from "./socket.ts";
-import { sockets, type SocketSource, sourceOf } from "./_socket_table.ts";
+import { type LiveSocket, sockets, sourceOf } from "./_socket_table.ts";
+import type { RawDescriptor, SocketSource } from "./_backend_api.ts";
 import {
   ERROR,
   Events,
@@ -40,12 +41,15 @@ import {
   Selector,
   WRITABLE,
 } from "./_readiness.ts";
-import { DescriptorSource, EpollSource } from "./_epoll/source.ts";
 import { isOutOfDescriptors } from "./_descriptor_limit.ts";
-import { Descriptors } from "./_epoll/descriptors.ts";
-import { unsupportedReason } from "./_epoll/libc.ts";
-import { defaultBackend } from "./_backends.ts";
-import { pollDescriptor } from "./_epoll/fd_socket.ts";
+import {
+  descriptorsWatchable,
+  isDescriptor,
+  keepDescriptorWaits,
+  pollNow,
+  releaseDescriptorWaits,
+  watchDescriptor,
+} from "./_backends.ts";
 import { passWithoutWait } from "./_turns.ts";
 import { checkTimeout, describe } from "./_validate.ts";
 
@@ -73,17 +77,9 @@ export type FileLike = number | { fileno(): number };
 
 /** Something select() waits on: a socket's source, or another descriptor's. */
 interface Watched {
-  source: SocketSource | DescriptorSource;
+  source: SocketSource | RawDescriptor;
   token: number;
   closed(): boolean;
-}
-
-/**
- * Whether numbers that name no socket are OS descriptors: when the default
- * backend is epoll (socket numbers are descriptors, or out of their range).
- */
-function descriptorsWatchable(): boolean {
-  return defaultBackend() === "epoll" && unsupportedReason() === null;
 }
 
 /** Options for {@linkcode select} and {@linkcode Poll.poll}. */
@@ -92,7 +88,7 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
-function watchSocket(sock: Socket): Watched {
+function watchSocket(sock: LiveSocket): Watched {
   return {
     source: sourceOf(sock),
     token: sock.fileno(),
@@ -127,7 +123,7 @@ function resolveSocket(name: string, item: FileLike): Watched {
   if (sock !== undefined) return watchSocket(sock);
   if (Number.isInteger(fd) && fd >= 0 && fd <= 0x7fffffff) {
     if (descriptorsWatchable()) {
-      const source = new DescriptorSource(fd);
+      const source = watchDescriptor(fd);
       if (source.open) {
         return { source, token: fd, closed: () => !source.open };
       }
@@ -204,7 +200,9 @@ export async function select<
   const isEmpty = ([r, w, x]: [R[], W[], X[]]) =>
     r.length === 0 && w.length === 0 && x.length === 0;
   const result = scan();
-  if ([rs, ws, xs].some((list) => list.some(isDescriptor))) reserveSelector();
+  if (
+    [rs, ws, xs].some((list) => list.some(({ source }) => isDescriptor(source)))
+  ) reserveSelector();
   if (!isEmpty(result) || limit === 0) {
     const turn = passWithoutWait();
     return turn ? turn.then(scan) : result;
@@ -252,12 +250,8 @@ function borrowSelector(): Selector {
   const spare = spareSelectors.pop();
   if (spare !== undefined) return spare;
   const selector = new Selector();
-  Descriptors.of(selector.registry).keepOpen = true;
+  keepDescriptorWaits(selector.registry, false);
   return selector;
-}
-
-function isDescriptor({ source }: Watched): boolean {
-  return source instanceof EpollSource || source instanceof DescriptorSource;
 }
 
 /**
@@ -269,7 +263,7 @@ function reserveSelector(): void {
   if (spareSelectors.length > 0) return;
   const selector = borrowSelector();
   try {
-    Descriptors.of(selector.registry).open();
+    keepDescriptorWaits(selector.registry, true);
   } catch (error) {
     // Out of descriptors already: a wait then says so.
     if (!isOutOfDescriptors(error)) throw error;
@@ -282,7 +276,7 @@ function returnSelector(selector: Selector): void {
   if (spareSelectors.length < MAX_SPARE_SELECTORS) {
     spareSelectors.push(selector);
   } else {
-    Descriptors.of(selector.registry).release();
+    releaseDescriptorWaits(selector.registry);
   }
 }
 
@@ -425,14 +419,12 @@ export class Poll {
     }
     const selector = borrowSelector();
     const { registry } = selector;
-    const watched: (SocketSource | DescriptorSource)[] = [];
+    const watched: (SocketSource | RawDescriptor)[] = [];
     const watchable = descriptorsWatchable();
     for (const [fd, mask] of this.#registered) {
       const sock = sockets.get(fd);
       if (sock === undefined && !watchable) continue;
-      const source = sock === undefined
-        ? new DescriptorSource(fd)
-        : sourceOf(sock);
+      const source = sock === undefined ? watchDescriptor(fd) : sourceOf(sock);
       // POLLPRI never shows on a stream socket: it asks for nothing.
       try {
         registry.register(
@@ -476,7 +468,7 @@ export class Poll {
       const sock = sockets.get(fd);
       if (sock === undefined) {
         const revents = watchable
-          ? pollDescriptor(fd, mask & (POLLIN | POLLPRI | POLLOUT))
+          ? pollNow(fd, mask & (POLLIN | POLLPRI | POLLOUT))
           : POLLNVAL;
         if (revents !== 0) events.push([fd, revents]);
         continue;

@@ -26,19 +26,19 @@
  * @module
  */
 
-import { ConnSource } from "./_deno/source.ts";
-import type { BufferLimits, SocketBackend } from "./_backend_api.ts";
+import type { SocketBackend } from "./_backend_api.ts";
 import { checkTlsOptions, isServerSide } from "./_tls.ts";
-import { setSourceAccessor, sockets } from "./_socket_table.ts";
+import { setSource, sockets } from "./_socket_table.ts";
 import {
-  type Backend,
   checkBackend,
-  checkEpollSupported,
+  connSocket,
   defaultBackend,
+  fileSocket,
+  openSocket,
   setDefault,
+  startTls,
 } from "./_backends.ts";
-import { EpollSource } from "./_epoll/source.ts";
-import { FdSocket } from "./_epoll/fd_socket.ts";
+import type { Address, Backend, TlsOptions } from "./_types.ts";
 import {
   checkAddress,
   checkBytes,
@@ -49,59 +49,7 @@ import {
   toBytes,
 } from "./_validate.ts";
 
-/**
- * A network address: TCP host and port, or a Unix socket path.
- *
- * @example Either kind
- * ```ts
- * import type { Address } from "@asyncore/asyncore/socket";
- *
- * const tcp: Address = { hostname: "127.0.0.1", port: 8080 };
- * const unix: Address = { path: "/tmp/echo.sock" };
- * ```
- */
-export type Address = { hostname?: string; port: number } | { path: string };
-
-/**
- * TLS settings for a {@linkcode Socket}: `cert` and `key` for the server's
- * side of the handshake, `hostname` and `caCerts` for the client's.
- *
- * @example Options for each side
- * ```ts
- * import type { TlsOptions } from "@asyncore/asyncore/socket";
- *
- * const server: TlsOptions = {
- *   cert: "-----BEGIN CERTIFICATE-----\n…",
- *   key: "-----BEGIN PRIVATE KEY-----\n…",
- * };
- * const client: TlsOptions = {
- *   hostname: "localhost",
- *   caCerts: ["-----BEGIN CERTIFICATE-----\n…"],
- * };
- * ```
- */
-export interface TlsOptions {
-  /**
-   * The server's certificate chain, PEM-encoded. With `key`, a listening
-   * socket accepts TLS connections and `startTls()` takes the server's side.
-   */
-  cert?: string;
-  /** The private key of `cert`, PEM-encoded (RSA, EC or PKCS #8). */
-  key?: string;
-  /**
-   * The name the server's certificate must carry (and the name sent as SNI).
-   *
-   * @default {the hostname connected to}
-   */
-  hostname?: string;
-  /**
-   * Root certificates (PEM) trusted besides the default ones, e.g. the CA of
-   * a self-signed test certificate.
-   */
-  caCerts?: string[];
-}
-
-export type { Backend } from "./_backends.ts";
+export type { Address, Backend, TlsOptions } from "./_types.ts";
 
 /**
  * Sets the backend of the sockets made from now on without a
@@ -226,9 +174,9 @@ function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
 }
 
-// An accepted descriptor, or a FileWrapper's duplicate, for the Socket being
-// made (epoll backend).
-let adopting: FdSocket | null = null;
+// The options objects this module makes for a Socket over a backend made
+// elsewhere (accept(), fromConn(), FileWrapper), with that backend.
+const adopted = new WeakMap<SocketOptions, SocketBackend>();
 
 /**
  * A non-blocking stream socket (TCP over IPv4 or IPv6, or Unix) with
@@ -282,14 +230,10 @@ let adopting: FdSocket | null = null;
  * ```
  */
 export class Socket {
-  static {
-    setSourceAccessor((sock) => sock.#io);
-  }
-
   readonly #transport: "tcp" | "unix";
   #fd: number;
-  // The backend: the promise backend's source, or the epoll one's.
-  #io: SocketBackend<Socket>;
+  // The backend (_backends.ts makes it): all the socket does but checking.
+  #io: SocketBackend;
   #tls: TlsOptions | null = null;
   // The hostname connected to: the name a client's STARTTLS verifies.
   #peerName = "";
@@ -328,51 +272,47 @@ export class Socket {
       }
       this.#tls = checkTlsOptions("options.tls", options.tls);
     }
-    const backend = options.backend !== undefined
-      ? checkBackend("options.backend", options.backend)
-      : this.#tls !== null
-      ? "deno"
-      : defaultBackend();
-    if (backend === "epoll") {
-      if (this.#tls !== null) {
+    let io = adopted.get(options);
+    if (io === undefined) {
+      const backend = options.backend !== undefined
+        ? checkBackend("options.backend", options.backend)
+        : this.#tls !== null
+        ? "deno"
+        : defaultBackend();
+      if (backend === "epoll" && this.#tls !== null) {
         throw new Deno.errors.NotSupported(
           'options.tls needs the "deno" backend; an "epoll" socket can use startTls()',
         );
       }
-      checkEpollSupported();
-      const accepted = adopting;
-      adopting = null;
-      const sock = accepted ??
-        FdSocket.open(transport === "unix" ? "unix" : "ipv4");
-      try {
-        // A number the promise backend handed out is not this descriptor's.
-        while (sockets.has(sock.fd)) sock.renumber(sock.fd + 1);
-      } catch (error) {
-        sock.close();
-        throw error;
-      }
-      this.#io = new EpollSource<Socket>(
-        sock,
+      io = openSocket(
+        backend,
+        transport,
         recvBufferSize,
         sendBufferSize,
-        accepted === null &&
-          (options.recvBufferSize !== undefined ||
-            options.sendBufferSize !== undefined),
-        accepted !== null,
-        adoptDescriptor,
+        options.recvBufferSize !== undefined ||
+          options.sendBufferSize !== undefined,
       );
-      this.#fd = sock.fd;
-      sockets.claim(sock.fd, this);
-      return;
     }
-    this.#io = new ConnSource<Socket>(
-      recvBufferSize,
-      sendBufferSize,
-      adoptConn,
-    );
-    // With epoll the default, any other number may be a descriptor given to
-    // select(): this socket's must not look like one.
-    this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
+    this.#io = io;
+    if (io.descriptor >= 0) {
+      // Its number is its descriptor, which must not be one the promise
+      // backend has handed out.
+      io.renumber((fd) => sockets.has(fd));
+      this.#fd = io.descriptor;
+      sockets.claim(this.#fd, this);
+    } else {
+      // With epoll the default, any other number may be a descriptor given
+      // to select(): this socket's must not look like one.
+      this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
+    }
+    setSource(this, io);
+  }
+
+  /** A Socket over `io`, a backend made elsewhere. */
+  static #adopt(io: SocketBackend, transport: "tcp" | "unix"): Socket {
+    const options: SocketOptions = { transport };
+    adopted.set(options, io);
+    return new Socket(options);
   }
 
   /**
@@ -411,19 +351,24 @@ export class Socket {
     ) {
       throw new TypeError(`conn must be a Deno.Conn, got ${describe(conn)}`);
     }
-    const transport = conn.localAddr.transport === "unix" ? "unix" : "tcp";
-    const sock = new Socket({
-      recvBufferSize: options.recvBufferSize,
-      sendBufferSize: options.sendBufferSize,
-      transport,
-      backend: "deno",
-    });
-    // A "deno" socket: the promise backend.
-    (sock.#io as ConnSource<Socket>).attach(
-      conn,
-      typeof (conn as Deno.TlsConn).handshake === "function",
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(
+        `options must be an object, got ${describe(options)}`,
+      );
+    }
+    const recvBufferSize = checkSize(
+      "options.recvBufferSize",
+      options.recvBufferSize ?? DEFAULT_BUFFER_SIZE,
     );
-    return sock;
+    const sendBufferSize = checkSize(
+      "options.sendBufferSize",
+      options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
+    );
+    const transport = conn.localAddr.transport === "unix" ? "unix" : "tcp";
+    return Socket.#adopt(
+      connSocket(conn, recvBufferSize, sendBufferSize),
+      transport,
+    );
   }
 
   /**
@@ -449,7 +394,7 @@ export class Socket {
 
   /** The backend the socket lives on (see {@linkcode SocketOptions.backend}). */
   get backend(): Backend {
-    return this.#io instanceof EpollSource ? "epoll" : "deno";
+    return this.#io.kind;
   }
 
   /** The transport this socket was made for. */
@@ -586,7 +531,8 @@ export class Socket {
    */
   accept(): [Socket, Deno.Addr] {
     this.#checkOpen("accept");
-    return this.#io.accept();
+    const [io, address] = this.#io.accept();
+    return [Socket.#adopt(io, this.#transport), address];
   }
 
   /**
@@ -674,7 +620,8 @@ export class Socket {
   startTls(options: TlsOptions = {}): void {
     this.#checkOpen("startTls");
     const tls = checkTlsOptions("options", options);
-    this.#io = this.#io.startTls(tls, this.#peerName);
+    this.#io = startTls(this.#io, tls, this.#peerName);
+    setSource(this, this.#io);
   }
 
   /**
@@ -947,34 +894,10 @@ function adoptFile(fd: number): SocketOptions {
       `fd must be a descriptor number (an integer from 0), got ${describe(fd)}`,
     );
   }
-  checkEpollSupported();
-  adopting = FdSocket.duplicate(fd);
-  return { transport: "unix", backend: "epoll" };
-}
-
-// What a listener's accept() hands out on each backend: a Socket with the
-// listener's buffer sizes. One function for every socket, not a closure each.
-
-function adoptConn(conn: Deno.Conn, listener: BufferLimits): Socket {
-  return Socket.fromConn(conn, {
-    recvBufferSize: listener.recvLimit,
-    sendBufferSize: listener.sendLimit,
-  });
-}
-
-function adoptDescriptor(
-  sock: FdSocket,
-  listener: BufferLimits,
-): Socket {
-  adopting = sock;
-  try {
-    return new Socket({
-      transport: sock.family === "unix" ? "unix" : "tcp",
-      backend: "epoll",
-      recvBufferSize: listener.recvLimit,
-      sendBufferSize: listener.sendLimit,
-    });
-  } finally {
-    adopting = null;
-  }
+  const options: SocketOptions = { transport: "unix" };
+  adopted.set(
+    options,
+    fileSocket(fd, DEFAULT_BUFFER_SIZE, DEFAULT_BUFFER_SIZE),
+  );
+  return options;
 }

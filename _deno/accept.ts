@@ -7,14 +7,14 @@
 // is full, not per connection: a loop then serves the whole burst in one pass
 // instead of asking every channel what it wants once per connection.
 
-import type { ConnSource } from "./source.ts";
+import type { ConnCore } from "./core.ts";
 import {
   isOutOfDescriptors,
   stopWaiting,
   waitForDescriptor,
 } from "../_descriptor_limit.ts";
 import { afterTurn } from "../_turns.ts";
-import { restated } from "../_epoll/libc.ts";
+import { restated } from "../_errors.ts";
 
 /** Connections taken in ahead of `accept()`, wrapped as `T`. */
 export class AcceptPump<T extends { close(): void }> {
@@ -25,7 +25,7 @@ export class AcceptPump<T extends { close(): void }> {
   /** The listener failed: `accept()` throws this once. */
   error: Error | null = null;
 
-  #core: ConnSource;
+  #core: ConnCore;
   #listener: Deno.Listener;
   #wrap: (conn: Deno.Conn) => T;
   #accepting = false;
@@ -43,7 +43,7 @@ export class AcceptPump<T extends { close(): void }> {
   };
 
   constructor(
-    core: ConnSource,
+    core: ConnCore,
     listener: Deno.Listener,
     wrap: (conn: Deno.Conn) => T,
   ) {

@@ -3,8 +3,8 @@
 
 import { ByteQueue } from "../_byte_queue.ts";
 import { allocateRegion } from "../_read_arena.ts";
-import type { ConnSource } from "./source.ts";
-import { restated } from "../_epoll/libc.ts";
+import type { ConnCore } from "./core.ts";
+import { restated } from "../_errors.ts";
 
 // Reads start small so an idle connection pins little memory, and double
 // while the peer keeps filling them.
@@ -31,13 +31,13 @@ export class ReadPump {
   /** The read in flight at a STARTTLS upgrade: its bytes go to the splice. */
   handoff = false;
 
-  #core: ConnSource;
+  #core: ConnCore;
   #readSize = MIN_READ_SIZE;
   #region: Uint8Array | null = null;
   #regionUsed = 0;
   #target: Uint8Array | null = null;
 
-  constructor(core: ConnSource, limit: number) {
+  constructor(core: ConnCore, limit: number) {
     this.#core = core;
     this.limit = limit;
   }

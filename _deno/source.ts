@@ -1,10 +1,10 @@
 // The promise backend: a socket made of Deno's `Deno.Conn`/`Deno.Listener`
 // promises. Deno has no readiness API, so this keeps the buffers a kernel
-// would (receive side in _conn_read.ts, send side in _conn_write.ts, listening
-// side in _conn_accept.ts, STARTTLS splice in _tls.ts), derives readiness from
-// them, and pushes every change of it to the registries it is registered
-// with (_selector.ts). It implements `SocketBackend` (_socket_backend.ts), what the
-// public `Socket` (socket.ts) delegates to.
+// would (receive side in read.ts, send side in write.ts, listening side in
+// accept.ts, STARTTLS splice in tls.ts), derives readiness from them, and
+// reports every change of it to the ready queues of the registries it is
+// registered with (ready_queue.ts). It implements `SocketBackend`
+// (_backend_api.ts), what the public `Socket` delegates to.
 
 import {
   ERROR,
@@ -21,17 +21,12 @@ import { ReadPump } from "./read.ts";
 import { WritePump } from "./write.ts";
 import { AcceptPump } from "./accept.ts";
 import { descriptorFreedNextTurn } from "../_descriptor_limit.ts";
-import { clientHandshake, TlsSplice } from "../_tls.ts";
-import type { TlsOptions } from "../socket.ts";
+import { clientHandshake, TlsSplice } from "./tls.ts";
+import type { TlsOptions } from "../_types.ts";
 import type { DenoAddressOptions } from "../_validate.ts";
-import type { BufferLimits, SocketBackend, State } from "../_backend_api.ts";
-import { ECONNREFUSED, errnoError, restated } from "../_epoll/libc.ts";
-
-/** A connection made by `accept()`, as the public layer wraps it. */
-export interface Accepted {
-  close(): void;
-  getpeername(): Deno.Addr;
-}
+import type { Handover, SocketBackend, State } from "../_backend_api.ts";
+import type { ConnCore } from "./core.ts";
+import { ECONNREFUSED, errnoError, restated } from "../_errors.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -59,8 +54,10 @@ function tcpAddr(addr: Deno.Addr): Deno.Addr {
 }
 
 /** A socket on Deno's promise-based connections. */
-export class ConnSource<T extends Accepted = Accepted>
-  implements SocketBackend<T> {
+export class ConnSource implements SocketBackend, ConnCore {
+  readonly kind = "deno";
+  /** No descriptor of its own: the socket's number is handed out above. */
+  readonly descriptor = -1;
   state: State = "fresh";
   /** The pending error (`SO_ERROR`). */
   error: Error | null = null;
@@ -84,25 +81,52 @@ export class ConnSource<T extends Accepted = Accepted>
   #released: PromiseWithResolvers<void> | null = null;
   readonly reader: ReadPump;
   readonly writer: WritePump;
-  acceptor: AcceptPump<T> | null = null;
+  acceptor: AcceptPump<ConnSource> | null = null;
   #noDelay: boolean | undefined;
   #keepAlive: boolean | undefined;
 
-  // How an accepted connection becomes a T; only a listener needs it.
-  #wrap: ((conn: Deno.Conn, listener: BufferLimits) => T) | undefined;
   // Usually one registration (the loop's); select() and Poll add their own
   // for the length of a wait.
   #registrations: Registration[] = [];
 
-  constructor(
-    recvBufferSize: number,
-    sendBufferSize: number,
-    wrap?: (conn: Deno.Conn, listener: BufferLimits) => T,
-  ) {
+  constructor(recvBufferSize: number, sendBufferSize: number) {
     this.reader = new ReadPump(this, recvBufferSize);
     this.writer = new WritePump(this, sendBufferSize);
-    this.#wrap = wrap;
   }
+
+  /**
+   * A socket on `conn`, made elsewhere; `handshake`: a TLS connection whose
+   * handshake is still to come.
+   */
+  static fromConn(
+    conn: Deno.Conn,
+    recvBufferSize: number,
+    sendBufferSize: number,
+    handshake: boolean,
+  ): ConnSource {
+    const io = new ConnSource(recvBufferSize, sendBufferSize);
+    io.attach(conn, handshake);
+    return io;
+  }
+
+  /**
+   * Carries on a connection another backend hands over at STARTTLS (see
+   * `Handover`): same settings, same registrations.
+   */
+  static takeOver(handover: Handover): ConnSource {
+    const io = new ConnSource(handover.recvLimit, handover.sendLimit);
+    io.lingerTimeout = handover.lingerTimeout;
+    // The promise backend reads and writes a Deno.Conn; a RawConn is the
+    // part of one it uses.
+    io.attach(handover.raw as Deno.Conn);
+    for (const { registry, token, interest } of handover.watches) {
+      io.register(registry, token, interest);
+    }
+    return io;
+  }
+
+  /** Nothing to move: the number is not a descriptor. */
+  renumber(_taken: (fd: number) => boolean): void {}
 
   // Source: registrations with registries.
 
@@ -213,18 +237,23 @@ export class ConnSource<T extends Accepted = Accepted>
       throw new Deno.errors.NotConnected(`listen: the socket is ${state}`);
     }
     this.state = "listening";
-    const wrap = this.#wrap!;
     this.acceptor ??= new AcceptPump(
       this,
       this.listener!,
-      (conn) => wrap(conn, this),
+      (conn) =>
+        ConnSource.fromConn(
+          conn,
+          this.recvLimit,
+          this.sendLimit,
+          typeof (conn as Deno.TlsConn).handshake === "function",
+        ),
     );
     this.acceptor.backlog = backlog;
     this.acceptor.start();
   }
 
   /** Takes a pending connection; the listener's error, once, if any. */
-  accept(): [T, Deno.Addr] {
+  accept(): [ConnSource, Deno.Addr] {
     if (this.state !== "listening") {
       throw new Deno.errors.NotConnected("accept: the socket is not listening");
     }

@@ -4,8 +4,8 @@
 // lingering after close.
 
 import { SendBuffer } from "./send_buffer.ts";
-import type { ConnSource } from "./source.ts";
-import { restated } from "../_epoll/libc.ts";
+import type { ConnCore } from "./core.ts";
+import { restated } from "../_errors.ts";
 
 const DEFAULT_LINGER_TIMEOUT = 30_000;
 
@@ -24,7 +24,7 @@ export class WritePump {
   /** How long a closed socket keeps trying to deliver `tx`. */
   lingerTimeout: number = DEFAULT_LINGER_TIMEOUT;
 
-  #core: ConnSource;
+  #core: ConnCore;
   #lingering = false;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
   #queued = false;
@@ -33,7 +33,7 @@ export class WritePump {
     | [(count: number) => void, (error: Error) => void]
     | undefined;
 
-  constructor(core: ConnSource, limit: number) {
+  constructor(core: ConnCore, limit: number) {
     this.#core = core;
     this.limit = limit;
   }

@@ -1,6 +1,6 @@
 // An epoll-backend socket seen as the `Deno.Conn` the promise backend reads
 // and writes: what STARTTLS needs, since Deno cannot adopt a descriptor and
-// the TLS splice (_tls.ts) runs Deno's TLS engine on a private connection fed
+// the TLS splice (_deno/tls.ts) runs Deno's TLS engine on a private connection fed
 // from this one. A read or write that would block waits for readiness on one
 // of two process-wide epoll instances (one per direction, so that one
 // descriptor can wait both ways at once), each waited on by one worker thread
@@ -8,16 +8,7 @@
 
 import { Epoll, EPOLLIN, EPOLLOUT } from "./epoll.ts";
 import type { FdSocket } from "./fd_socket.ts";
-
-/** The part of `Deno.Conn` the promise backend and the TLS splice use. */
-export interface RawConn {
-  read(p: Uint8Array): Promise<number | null>;
-  write(p: Uint8Array): Promise<number>;
-  closeWrite(): Promise<void>;
-  close(): void;
-  readonly localAddr: Deno.Addr;
-  readonly remoteAddr: Deno.Addr;
-}
+import type { RawConn } from "../_backend_api.ts";
 
 /** A connected {@linkcode FdSocket} as a {@linkcode RawConn}; it closes the socket. */
 export class FdConn implements RawConn {

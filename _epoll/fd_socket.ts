@@ -19,7 +19,6 @@ import {
   EINTR,
   EISCONN,
   errno,
-  errnoError,
   F_DUPFD_CLOEXEC,
   F_GETFL,
   F_SETFL,
@@ -48,12 +47,13 @@ import {
   SOL_SOCKET,
   TCP_NODELAY,
 } from "./libc.ts";
+import { errnoError } from "../_errors.ts";
 import {
   decodeAddress,
   encodeAddress,
   SOCKADDR_STORAGE_SIZE,
 } from "./sockaddr.ts";
-import type { Address } from "../socket.ts";
+import type { Address } from "../_types.ts";
 import { checkCount, checkSize, describe } from "../_validate.ts";
 import { allocateRegion } from "../_read_arena.ts";
 import { byteLengthOf, isUint8Array } from "../_view.ts";

@@ -12,7 +12,7 @@
 //   sockaddr_storage 128 bytes: room for any of them.
 
 import { AF_INET, AF_INET6, AF_UNIX } from "./libc.ts";
-import type { Address } from "../socket.ts";
+import type { Address } from "../_types.ts";
 import { checkAddress, describe } from "../_validate.ts";
 
 /** Room for any address (`sizeof(struct sockaddr_storage)`). */

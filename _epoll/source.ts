@@ -37,11 +37,15 @@ import {
 } from "../_readiness.ts";
 import { encodeAddress } from "./sockaddr.ts";
 import { resolveHost } from "./resolve.ts";
-import type { BufferLimits, SocketBackend, State } from "../_backend_api.ts";
-import { type Accepted, ConnSource } from "../_deno/source.ts";
+import type {
+  Handover,
+  RawDescriptor,
+  SocketBackend,
+  State,
+} from "../_backend_api.ts";
 import { FdConn } from "./fd_conn.ts";
 import { probeTlsEngine } from "../_tls.ts";
-import type { TlsOptions } from "../socket.ts";
+import type { TlsOptions } from "../_types.ts";
 import type { DenoAddressOptions } from "../_validate.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -110,12 +114,9 @@ async function lookup(hostname: string): Promise<string> {
   }
 }
 
-/**
- * A socket on an OS descriptor; `T` is what `accept()` hands out, made by
- * `wrap` from the accepted descriptor and this listener.
- */
-export class EpollSource<T extends Accepted = Accepted>
-  implements SocketBackend<T> {
+/** A socket on an OS descriptor. */
+export class EpollSource implements SocketBackend {
+  readonly kind = "epoll";
   state: State = "fresh";
   /** Grows whenever bytes move in or out (idle timeouts watch it). */
   activity = 0;
@@ -127,7 +128,6 @@ export class EpollSource<T extends Accepted = Accepted>
   #recvLimit: number;
   #sendLimit: number;
   readonly sock: FdSocket;
-  #wrap: ((sock: FdSocket, listener: BufferLimits) => T) | undefined;
   #released: PromiseWithResolvers<void> | null = null;
   #error: Error | null = null;
   // The booleans below (SHUT_READ...), in one field: an idle connection's
@@ -141,9 +141,9 @@ export class EpollSource<T extends Accepted = Accepted>
   #boundPath: string | null = null;
 
   /**
-   * Wraps `sock` (a fresh socket, or one accept() returned, then connected).
-   * The buffer sizes are set on the kernel only when `apply` says so. `wrap`
-   * makes what accept() hands out (only a listener needs it).
+   * Wraps `sock` (a fresh socket, or a connected one: accepted, or a file's
+   * descriptor). The buffer sizes are set on the kernel only when `apply`
+   * says so.
    */
   constructor(
     sock: FdSocket,
@@ -151,12 +151,10 @@ export class EpollSource<T extends Accepted = Accepted>
     sendLimit: number,
     apply: boolean,
     connected = false,
-    wrap?: (sock: FdSocket, listener: BufferLimits) => T,
   ) {
     this.sock = sock;
     this.#recvLimit = recvLimit;
     this.#sendLimit = sendLimit;
-    this.#wrap = wrap;
     if (connected) this.state = "connected";
     if (apply) {
       this.#flags |= BUFFERS_SET;
@@ -168,6 +166,25 @@ export class EpollSource<T extends Accepted = Accepted>
   /** The descriptor: the socket's number. */
   get fd(): number {
     return this.sock.fd;
+  }
+
+  /** The descriptor: the socket's number. */
+  get descriptor(): number {
+    return this.sock.fd;
+  }
+
+  /**
+   * Moves the descriptor up past the numbers `taken` says are in use (the
+   * promise backend's); closes it if that fails.
+   */
+  renumber(taken: (fd: number) => boolean): void {
+    const sock = this.sock;
+    try {
+      while (taken(sock.fd)) sock.renumber(sock.fd + 1);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
   }
 
   // Source: registrations with registries' descriptor sides.
@@ -376,7 +393,7 @@ export class EpollSource<T extends Accepted = Accepted>
    *   then the socket stops reporting readability until one of this
    *   backend's descriptors is closed (or accept() is called again).
    */
-  accept(): [T, Deno.Addr] {
+  accept(): [EpollSource, Deno.Addr] {
     if (this.state !== "listening") {
       throw new Deno.errors.NotConnected("accept: the socket is not listening");
     }
@@ -390,12 +407,10 @@ export class EpollSource<T extends Accepted = Accepted>
     }
     this.activity++;
     const [sock, address] = accepted;
-    try {
-      return [this.#wrap!(sock, this), address];
-    } catch (error) {
-      sock.close();
-      throw error;
-    }
+    return [
+      new EpollSource(sock, this.#recvLimit, this.#sendLimit, false, true),
+      address,
+    ];
   }
 
   /** Connects; TLS never reaches this backend (`tls` is always null). */
@@ -509,11 +524,12 @@ export class EpollSource<T extends Accepted = Accepted>
   }
 
   /**
-   * STARTTLS: from now on the socket is driven by the promise backend over
-   * its descriptor (_fd_conn.ts), which the TLS splice feeds; the number and
-   * the registrations stay. Returns that backend.
+   * STARTTLS: this backend has no TLS engine, so from now on the socket is
+   * driven by the promise backend over its descriptor (fd_conn.ts), which
+   * the TLS splice feeds; the number and the registrations stay. Returns
+   * what that backend takes over (see _backends.ts).
    */
-  startTls(tls: TlsOptions, hostname: string): SocketBackend<T> {
+  startTls(tls: TlsOptions, _hostname: string): Handover {
     // Reading the error first notices a connect that has completed.
     const error = this.error;
     if (error) throw error;
@@ -530,16 +546,14 @@ export class EpollSource<T extends Accepted = Accepted>
     // What makes the upgrade fail at once (no permission for 127.0.0.1, a
     // bad certificate or key) is thrown while the socket is unchanged.
     probeTlsEngine(tls);
-    const watches = this.#detach();
-    const io = new ConnSource<T>(this.#recvLimit, this.#sendLimit);
-    io.lingerTimeout = this.lingerTimeout;
-    // The promise backend reads and writes a Deno.Conn; FdConn is the part
-    // of one it uses.
-    io.attach(new FdConn(this.sock) as unknown as Deno.Conn);
-    for (const { registry, token, interest } of watches) {
-      io.register(registry, token, interest);
-    }
-    return io.startTls(tls, hostname);
+    return {
+      handover: true,
+      raw: new FdConn(this.sock),
+      recvLimit: this.#recvLimit,
+      sendLimit: this.#sendLimit,
+      lingerTimeout: this.lingerTimeout,
+      watches: this.#detach(),
+    };
   }
 
   /**
@@ -734,7 +748,7 @@ function unlinkQuietly(path: string): void {
  * Any other descriptor given to select() or Poll (a pipe, standard input):
  * watched through epoll, never read, written or closed.
  */
-export class DescriptorSource implements Source {
+export class DescriptorSource implements RawDescriptor {
   readonly fd: number;
   #registries: Registry[] = [];
 

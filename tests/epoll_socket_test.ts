@@ -8,9 +8,16 @@ import {
   assertInstanceOf,
   assertThrows,
 } from "@std/assert";
-import { Epoll, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT } from "../_epoll/epoll.ts";
+import {
+  Epoll,
+  EPOLLERR,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+} from "../_epoll/epoll.ts";
 import { FdSocket } from "../_epoll/fd_socket.ts";
-import { errnoError, isOwned } from "../_epoll/libc.ts";
+import { isOwned } from "../_epoll/libc.ts";
+import { errnoError } from "../_errors.ts";
 import {
   decodeAddress,
   encodeAddress,
