@@ -31,7 +31,6 @@ import {
   type Interest,
   READABLE,
   type Registry,
-  type Source,
   type Token,
   WRITABLE,
 } from "../_readiness.ts";
