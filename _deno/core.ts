@@ -22,8 +22,11 @@ export interface ConnCore {
   readonly error: Error | null;
   /** Grows whenever bytes move in or out. */
   activity: number;
-  /** Its readiness may have changed. */
-  changed(): void;
+  /**
+   * Its readiness changed: `bits` it may have gained (the pump knows), else
+   * the socket works them out.
+   */
+  changed(bits?: number): void;
   /** Bytes left the send buffer. */
   sent(): void;
   /** The connection failed with `error`. */

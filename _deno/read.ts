@@ -2,6 +2,7 @@
 // the receive buffer has room, landing in regions of shared arenas.
 
 import { ByteQueue } from "../_byte_queue.ts";
+import { READABLE } from "../_readiness.ts";
 import { allocateRegion } from "../_read_arena.ts";
 import type { ConnCore } from "./core.ts";
 import { restated } from "../_errors.ts";
@@ -76,6 +77,30 @@ export class ReadPump {
     conn.read(target).then(this.#onRead, this.#onReadError);
   }
 
+  /** Whether `recv` will not block for want of data: data, or the end of it. */
+  get readable(): boolean {
+    return this.rx.length > 0 || this.eof || this.shutRead;
+  }
+
+  /**
+   * Up to `max` received bytes (then reads again if that made room), or
+   * `null` when none are buffered.
+   */
+  take(max: number): Uint8Array | null {
+    if (this.rx.length === 0) return null;
+    const data = this.rx.take(max);
+    this.start();
+    return data;
+  }
+
+  /** Fills `buffer` from what was received; `-1` when nothing is buffered. */
+  takeInto(buffer: Uint8Array): number {
+    if (this.rx.length === 0) return -1;
+    const count = this.rx.takeInto(buffer);
+    this.start();
+    return count;
+  }
+
   /** Lets go of the region: the socket is closed. */
   release(): void {
     this.rx.clear();
@@ -99,7 +124,7 @@ export class ReadPump {
     if (count === null) {
       this.eof = true;
       this.#region = this.#target = null;
-      core.changed();
+      core.changed(READABLE);
       return;
     }
     const target = this.#target!;
@@ -115,7 +140,7 @@ export class ReadPump {
     } else if (count < this.#readSize >> 2 && this.#readSize > MIN_READ_SIZE) {
       this.#readSize >>= 1;
     }
-    core.changed();
+    if (!this.shutRead) core.changed(READABLE);
     this.start();
   };
 

@@ -172,13 +172,18 @@ export class ConnSource implements SocketBackend, ConnCore {
     }
   }
 
-  /** Reports a change of readiness to every registry this is registered with. */
-  changed(): void {
+  /**
+   * Reports a change of readiness to every registry this is registered with:
+   * `bits` it may have gained, as the pump that changed it knows (a read
+   * completed: READABLE), else the readiness now. Each registry's drain then
+   * asks `readiness()` once.
+   */
+  changed(gained?: number): void {
     const registrations = this.#registrations;
     if (registrations.length === 0) return;
-    const readiness = this.readiness();
+    const bits = gained ?? this.readiness();
     for (let i = 0; i < registrations.length; i++) {
-      registrations[i].queue.changed(registrations[i], readiness);
+      registrations[i].queue.changed(registrations[i], bits);
     }
   }
 
@@ -191,9 +196,7 @@ export class ConnSource implements SocketBackend, ConnCore {
       const reader = this.reader;
       const writer = this.writer;
       let bits = 0;
-      if (reader.rx.length > 0 || reader.eof || reader.shutRead) {
-        bits |= READABLE;
-      }
+      if (reader.readable) bits |= READABLE;
       if (writer.shutWrite || !writer.full) bits |= WRITABLE;
       // The peer has ended its stream and nothing is left to read.
       if (
@@ -344,23 +347,15 @@ export class ConnSource implements SocketBackend, ConnCore {
   }
 
   recv(max: number): Uint8Array {
-    const rx = this.reader.rx;
-    if (rx.length > 0) {
-      const data = rx.take(max);
-      this.reader.start();
-      return data;
-    }
+    const data = this.reader.take(max);
+    if (data !== null) return data;
     this.#nothingToRecv("recv");
     return EMPTY;
   }
 
   recvInto(buffer: Uint8Array): number {
-    const rx = this.reader.rx;
-    if (rx.length > 0) {
-      const count = rx.takeInto(buffer);
-      this.reader.start();
-      return count;
-    }
+    const count = this.reader.takeInto(buffer);
+    if (count >= 0) return count;
     this.#nothingToRecv("recvInto");
     return 0;
   }

@@ -55,7 +55,7 @@ function closeQuietly(conn: RawConn | null): void {
 export interface SpliceOptions {
   /**
    * The connection that carried the plaintext so far: a `Deno.Conn`, or an
-   * epoll-backend socket's descriptor (_fd_conn.ts).
+   * epoll-backend socket's descriptor (_epoll/fd_conn.ts).
    */
   raw: RawConn;
   /** The TLS settings; `cert` and `key` make this the server's side. */

@@ -1,9 +1,9 @@
-// The epoll side of a Registry (_selector.ts): OS descriptors (the epoll
+// The epoll side of a Registry (_readiness.ts): OS descriptors (the epoll
 // backend's sockets, and any other descriptor select() is given) registered
 // on an epoll instance that the registry opens with its first descriptor and
 // closes with its last, so that a registry with nothing on it holds nothing
 // and an idle wait never outlives its work. Also the process-wide share of
-// the JS thread with Deno's event loop for a loop that stays busy (_epoll.ts,
+// the JS thread with Deno's event loop for a loop that stays busy (epoll.ts,
 // EventLoopShare): its loopback pair is open only while some registry has a
 // descriptor.
 

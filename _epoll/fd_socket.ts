@@ -4,7 +4,7 @@
 // an empty array at end of stream and throws Deno.errors.WouldBlock when
 // nothing is there; send returns the count taken or throws WouldBlock;
 // accept throws WouldBlock when none is pending. Errors are the classes
-// Deno's own sockets throw for the same errno (_libc.ts).
+// Deno's own sockets throw for the same errno (libc.ts, _errors.ts).
 
 import {
   AF_INET,

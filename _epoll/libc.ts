@@ -60,7 +60,7 @@ const SYMBOLS = {
   // (NUL-terminated path)
   unlink: { parameters: ["buffer"], result: "i32" },
   // (NUL-terminated node, service NULL, struct addrinfo* hints,
-  // struct addrinfo** out): a host name's addresses (_resolve.ts).
+  // struct addrinfo** out): a host name's addresses (resolve.ts).
   getaddrinfo: {
     parameters: ["buffer", "pointer", "buffer", "buffer"],
     result: "i32",

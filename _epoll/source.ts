@@ -1,12 +1,13 @@
 // The epoll backend: a socket on an OS descriptor (FdSocket, through libc),
-// registered with a registry's descriptor side (_descriptors.ts). It keeps no
+// registered with a registry's descriptor side (descriptors.ts). It keeps no
 // buffers: recv and send go straight to the kernel, whose buffers are the
-// socket's. It implements `SocketBackend` (_socket_backend.ts), what the
+// socket's. It implements `SocketBackend` (_backend_api.ts), what the
 // public Socket (socket.ts) delegates to; the state errors are the public
 // API's wherever the kernel's differ (accept() on a socket that is not
-// listening is NotConnected, not EINVAL), so that both backends behave alike. Also the source for any other
-// descriptor select() and Poll are given (DescriptorSource), which is only
-// ever watched: never read, written or closed.
+// listening is NotConnected, not EINVAL), so that both backends behave
+// alike. Also the source for any other descriptor select() and Poll are
+// given (DescriptorSource), which is only ever watched: never read, written
+// or closed.
 
 import { Descriptors, readinessOf } from "./descriptors.ts";
 import {
