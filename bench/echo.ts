@@ -27,7 +27,9 @@
  * raw Deno reference always runs), `--scenarios=ID,...`,
  * `--idle=N` (idle connections, default 10000), `--loadgen=auto|c|node`,
  * `--out=PATH` (Markdown report; a full run writes `bench/results/latest.md`,
- * a partial one `bench/results/last-partial.md`), `--help`.
+ * a partial one `bench/results/last-partial.md`), `--compare=DIR` (each of
+ * our servers also runs from DIR, another checkout such as a git worktree of
+ * the commit before, as `ID@base` in the same rounds), `--help`.
  *
  * @module
  */
@@ -94,6 +96,11 @@ export interface ServerSpec {
   script: string;
   /** Extra arguments after the port. */
   extraArgs?: string[];
+  /**
+   * The `bench/` folder of another checkout of this project the script is
+   * taken from (`--compare`), instead of this one.
+   */
+  benchDir?: string;
   /** Deno's permission flags for it; `["--allow-net"]` when absent. */
   permissions?: string[];
   /** Scenarios it runs in; all when absent. */
@@ -248,6 +255,7 @@ interface Options {
   quick: boolean;
   repeat: number;
   loadgen: LoadgenChoice;
+  compare: string | null;
 }
 
 const USAGE = `Usage: deno task bench [options]
@@ -265,7 +273,10 @@ const USAGE = `Usage: deno task bench [options]
 }
   --idle=N             connections in the idle scenario (default 10000)
 ${loadgenUsage(23)}
-  --out=PATH           where to write the Markdown report`;
+  --out=PATH           where to write the Markdown report
+  --compare=DIR        also run each of our servers from DIR, another
+                       checkout of this project (e.g. a git worktree of
+                       the commit before), as ID@base in the same rounds`;
 
 function parseOptions(args: string[]): Options {
   const flags = parseFlags(args, USAGE, {
@@ -278,6 +289,7 @@ function parseOptions(args: string[]): Options {
       "scenarios",
       "out",
       "loadgen",
+      "compare",
     ],
   });
   const quick = flags.boolean("quick");
@@ -312,6 +324,7 @@ function parseOptions(args: string[]): Options {
       ? null
       : listOf("--scenarios", scenarios, SCENARIOS.map((s) => s.id)),
     out: flags.string("out") ?? null,
+    compare: flags.string("compare") ?? null,
     quick,
     loadgen: parseLoadgenChoice(flags.string("loadgen")),
   };
@@ -372,7 +385,7 @@ function serverCommand(
   server: ServerSpec,
   runtimes: Runtimes,
 ): { cmd: string; args: string[] } | { skip: string } {
-  const script = `${BENCH_DIR}servers/${server.script}`;
+  const script = `${server.benchDir ?? BENCH_DIR}servers/${server.script}`;
   const extra = server.extraArgs ?? [];
   switch (server.runtime) {
     case "deno":
@@ -914,6 +927,15 @@ async function main(): Promise<void> {
   };
   const servers = SERVERS.filter((s) =>
     s.id === REFERENCE || opts.only === null || opts.only.includes(s.id)
+  ).flatMap((s) =>
+    s.group === "ours" && opts.compare !== null
+      ? [s, {
+        ...s,
+        id: `${s.id}@base`,
+        label: `${s.label}, from ${opts.compare}`,
+        benchDir: `${opts.compare.replace(/\/$/, "")}/bench/`,
+      }]
+      : [s]
   );
   const scenarios = SCENARIOS.filter((s) =>
     opts.scenarios === null || opts.scenarios.includes(s.id)
@@ -1032,7 +1054,8 @@ async function main(): Promise<void> {
   console.log(
     "\n" + markdown.split("## Targets")[1]?.replace(/^/, "## Targets"),
   );
-  const full = opts.only === null && opts.scenarios === null && !opts.quick;
+  const full = opts.only === null && opts.scenarios === null && !opts.quick &&
+    opts.compare === null;
   const out = opts.out ??
     `${BENCH_DIR}results/${full ? "latest" : "last-partial"}.md`;
   await Deno.mkdir(out.slice(0, out.lastIndexOf("/") + 1) || ".", {
