@@ -9,22 +9,16 @@ import {
 } from "./_helpers.ts";
 
 export {
+  bytes,
   connectAddress,
   type Endpoint,
   FAMILIES,
   type Family,
   hasIPv6,
   pattern,
+  text,
   within,
 } from "./_helpers.ts";
-
-export const encoder: TextEncoder = new TextEncoder();
-export const decoder: TextDecoder = new TextDecoder();
-
-/** UTF-8 bytes of `text`. */
-export const bytes = (text: string): Uint8Array => encoder.encode(text);
-/** `data` decoded as UTF-8. */
-export const text = (data: Uint8Array): string => decoder.decode(data);
 
 /** The seed for randomised tests: `$ASYNCHAT_SEED`, or a fresh one. */
 export function testSeed(): number {

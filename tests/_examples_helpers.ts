@@ -7,8 +7,15 @@
  */
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "@std/assert";
-import { concat } from "@std/bytes";
-import { BACKEND, probe, within } from "./_helpers.ts";
+import {
+  BACKEND,
+  killQuietly,
+  probe,
+  readToEnd,
+  text,
+  within,
+  writeAll,
+} from "./_helpers.ts";
 
 export { hasPython3, within } from "./_helpers.ts";
 
@@ -63,19 +70,6 @@ export const ROOT: string = new URL("../", import.meta.url).pathname;
 export const START_TIMEOUT = 15_000;
 /** How long any one exchange with an example may take. */
 export const IO_TIMEOUT = 10_000;
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** UTF-8 bytes of `text`. */
-export function bytes(text: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(text);
-}
-
-/** UTF-8 text of `data`. */
-export function text(data: Uint8Array): string {
-  return decoder.decode(data);
-}
 
 /**
  * The flags an example runs with: the ones its README line gives, plus
@@ -199,11 +193,7 @@ export class RunningExample implements AsyncDisposable {
   /** Sends SIGINT and waits (bounded) for the exit and the last output. */
   async stop(): Promise<Finished> {
     if (!this.#finished) {
-      try {
-        this.child.kill("SIGINT");
-      } catch {
-        // Already exited.
-      }
+      killQuietly(this.child, "SIGINT");
     }
     return await this.wait();
   }
@@ -228,11 +218,7 @@ export class RunningExample implements AsyncDisposable {
   /** Kills the example if it still runs, and releases its streams. */
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.#finished) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
+      killQuietly(this.child, "SIGKILL");
       await this.#status;
       this.#finished = true;
     }
@@ -353,29 +339,9 @@ export async function assertUsageError(
   assertMatch(stderr, new RegExp(`^usage: deno run .*examples/${name}`, "m"));
 }
 
-/** Closes a connection unless a timed-out read closed it already. */
-export function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch (error) {
-    if (!(error instanceof Deno.errors.BadResource)) throw error;
-  }
-}
-
 /** Connects to a port on 127.0.0.1. */
 export function connect(port: number, hostname = "127.0.0.1") {
   return Deno.connect({ hostname, port });
-}
-
-/** Writes all of `data`. */
-export async function writeAll(
-  conn: Deno.Conn,
-  data: Uint8Array,
-): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    offset += await conn.write(data.subarray(offset));
-  }
 }
 
 /**
@@ -408,28 +374,6 @@ export async function readExactly(
     () => conn.close(),
   );
   return out;
-}
-
-/** Reads until the peer closes; fails after `ms` (closing the connection). */
-export async function readToEnd(
-  conn: Deno.Conn,
-  ms: number = IO_TIMEOUT,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  await within(
-    ms,
-    "reading to the end of the stream",
-    (async () => {
-      for (;;) {
-        const buffer = new Uint8Array(65536);
-        const count = await conn.read(buffer);
-        if (count === null) return;
-        chunks.push(buffer.subarray(0, count));
-      }
-    })(),
-    () => conn.close(),
-  );
-  return concat(chunks);
 }
 
 /** Whether the peer closed: the next read sees end of stream (or a reset). */

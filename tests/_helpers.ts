@@ -1,8 +1,10 @@
-// Shared helpers for the core test suite: address families, bounded waits,
-// bounded loops and spawned peers (CPython, Node).
+// Shared helpers for the whole test suite: address families, connected
+// socket pairs, bounded waits and reads, bounded loops, seeded randomness and
+// spawned peers (CPython, Node).
 
 import { AssertionError } from "@std/assert";
 import { deadline } from "@std/async";
+import { concat } from "@std/bytes";
 import { TextLineStream } from "@std/streams";
 import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
 import type { Address } from "../select.ts";
@@ -253,6 +255,87 @@ export async function runLoop(
   }
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** UTF-8 bytes of `text`. */
+export function bytes(text: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(text);
+}
+
+/** UTF-8 text of `data`. */
+export function text(data: Uint8Array): string {
+  return decoder.decode(data);
+}
+
+/** How long {@linkcode readToEnd} waits for the end of stream by default. */
+export const READ_TIMEOUT = 10_000;
+
+/**
+ * Writes all of `data` to `conn` (`Deno.Conn.write` may take part of it).
+ * Not `conn.writable`: a stream's writer keeps the connection locked.
+ */
+export async function writeAll(
+  conn: Deno.Conn,
+  data: Uint8Array,
+): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    offset += await conn.write(data.subarray(offset));
+  }
+}
+
+/**
+ * Reads from `conn` until the peer closes; fails after `ms`, closing the
+ * connection to cancel the read. Not `toBytes(conn.readable)` (@std/streams):
+ * that closes `conn` at end of stream, and the callers close it themselves.
+ */
+export async function readToEnd(
+  conn: Deno.Conn,
+  ms: number = READ_TIMEOUT,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const chunks: Uint8Array[] = [];
+  await within(
+    ms,
+    "reading to the end of the stream",
+    (async () => {
+      for (;;) {
+        const buffer = new Uint8Array(65536);
+        const count = await conn.read(buffer);
+        if (count === null) return;
+        chunks.push(buffer.subarray(0, count));
+      }
+    })(),
+    () => conn.close(),
+  );
+  return concat(chunks);
+}
+
+/**
+ * Closes `resource` (a connection, a listener) unless it is closed already,
+ * e.g. by a timed-out read.
+ */
+export function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BadResource)) throw error;
+  }
+}
+
+/** Sends `signal` to `child` unless it has exited already. */
+export function killQuietly(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal = "SIGTERM",
+): void {
+  try {
+    child.kill(signal);
+  } catch (error) {
+    // Deno's "Child process has already terminated".
+    if (!(error instanceof TypeError)) throw error;
+  }
+}
+
 /** `size` bytes of a pattern with period 251 (a prime, so shifts show). */
 export function pattern(size: number, offset = 0): Uint8Array {
   const bytes = new Uint8Array(size);
@@ -376,11 +459,7 @@ export class Peer implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.#exited) {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // It exited in the meantime.
-      }
+      killQuietly(this.#child, "SIGKILL");
     }
     await this.status;
     await this.#lines.cancel().catch(() => {});

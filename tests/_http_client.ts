@@ -5,7 +5,8 @@
 
 import { assert } from "@std/assert";
 import { concat } from "@std/bytes";
-import { IO_TIMEOUT, text, within } from "./_examples_helpers.ts";
+import { IO_TIMEOUT, within } from "./_examples_helpers.ts";
+import { closeQuietly, text, writeAll } from "./_helpers.ts";
 
 /** One response as read off the connection. */
 export interface Response {
@@ -36,9 +37,7 @@ export class HttpConn implements Disposable {
     const bytes = typeof data === "string"
       ? new TextEncoder().encode(data)
       : data;
-    for (let at = 0; at < bytes.length;) {
-      at += await this.conn.write(bytes.subarray(at));
-    }
+    await writeAll(this.conn, bytes);
   }
 
   /** Reads more into the buffer; false at end of stream (or a reset). */
@@ -125,11 +124,7 @@ export class HttpConn implements Disposable {
   }
 
   close(): void {
-    try {
-      this.conn.close();
-    } catch {
-      // Closed already.
-    }
+    closeQuietly(this.conn);
   }
 
   [Symbol.dispose](): void {

@@ -17,7 +17,7 @@ import {
   loop,
 } from "../asyncore.ts";
 import type { Socket } from "../select.ts";
-import { portOf, type Random } from "./_helpers.ts";
+import { portOf, type Random, writeAll } from "./_helpers.ts";
 
 export { portOf, type Random, seeded, within } from "./_helpers.ts";
 
@@ -236,19 +236,12 @@ export async function settled(
   }
 }
 
-/** Writes all of `data` to `conn`. */
-export async function writeAll(conn: Deno.Conn, data: Uint8Array) {
-  let offset = 0;
-  while (offset < data.length) {
-    offset += await conn.write(data.subarray(offset));
-  }
-}
-
 /**
  * Reads from `conn` until end of stream (or a disconnect error, which is
- * reported rather than thrown), hashing what arrives.
+ * reported rather than thrown), hashing what arrives and keeping the first
+ * `limit` bytes. For the bytes alone, see `readToEnd` in _helpers.ts.
  */
-export async function readToEnd(
+export async function hashToEnd(
   conn: Deno.Conn,
   limit = Infinity,
 ): Promise<{ hash: StreamHash; bytes: Uint8Array[]; error: Error | null }> {

@@ -10,16 +10,20 @@
 import { assert, assertEquals } from "@std/assert";
 import { concat } from "@std/bytes";
 import {
-  closeQuietly,
   IO_TIMEOUT,
   type RunningExample,
   START_TIMEOUT,
   startServer,
-  text,
   within,
-  writeAll,
 } from "./_examples_helpers.ts";
-import { hasPython3, probe } from "./_helpers.ts";
+import {
+  closeQuietly,
+  hasPython3,
+  killQuietly,
+  probe,
+  text,
+  writeAll,
+} from "./_helpers.ts";
 
 /** `python3` has CPython's smtpd (3.11 or older). */
 export const hasPythonSmtpd: boolean = hasPython3 &&
@@ -297,11 +301,7 @@ export async function startReference(
     }
   })();
   const stop = async () => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited
-    }
+    killQuietly(child, "SIGKILL");
     await child.status;
     await drained;
   };

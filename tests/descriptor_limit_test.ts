@@ -6,15 +6,15 @@
 // die (Deno 2.9 panics if a stack is formatted then).
 
 import { assertEquals, assertNotMatch } from "@std/assert";
+import { connect, echo, permissionArgs, ROOT } from "./_examples_helpers.ts";
 import {
   bytes,
-  connect,
-  echo,
-  permissionArgs,
-  ROOT,
+  closeQuietly,
+  fixture,
+  Peer,
   text,
-} from "./_examples_helpers.ts";
-import { fixture, Peer, within } from "./_helpers.ts";
+  within,
+} from "./_helpers.ts";
 
 const CLIENTS = 100;
 const OUT_OF_DESCRIPTORS =
@@ -75,11 +75,7 @@ for (const example of ["asyncore_echo_server.ts", "select_echo_server.ts"]) {
       }));
     } finally {
       for (const conn of clients) {
-        try {
-          conn.close();
-        } catch {
-          // Closed above.
-        }
+        closeQuietly(conn);
       }
     }
     // And once they have gone, a new client is served.

@@ -15,7 +15,7 @@ import {
   skipNote,
   target,
 } from "./_epoll_helpers.ts";
-import { isPattern, pattern, Peer, within } from "./_helpers.ts";
+import { isPattern, pattern, Peer, within, writeAll } from "./_helpers.ts";
 
 const ignore = epollUnsupported !== null;
 const IPV4 = EPOLL_FAMILIES[0];
@@ -238,9 +238,7 @@ Deno.test({
     const echo = async (size: number) => {
       using conn = await Deno.connect({ hostname: "127.0.0.1", port });
       const message = pattern(size);
-      const writing = (async () => {
-        for (let n = 0; n < size;) n += await conn.write(message.subarray(n));
-      })();
+      const writing = writeAll(conn, message);
       const received = new Uint8Array(size);
       let got = 0;
       while (got < size) {

@@ -7,13 +7,13 @@
 import { assertEquals, assertMatch } from "@std/assert";
 import { unsupportedReason } from "../_epoll/libc.ts";
 import {
-  bytes,
   IO_TIMEOUT,
   ROOT,
   startServer,
   stopCleanly,
   within,
 } from "./_examples_helpers.ts";
+import { bytes, killQuietly } from "./_helpers.ts";
 
 const unsupported = unsupportedReason();
 const skip = unsupported === null
@@ -102,11 +102,7 @@ class ChatClient implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill();
-    } catch {
-      // Exited already.
-    }
+    killQuietly(this.child);
     await this.stdin.close().catch(() => {});
     await this.child.status;
     await this.#drained;

@@ -6,22 +6,19 @@ import { delay } from "@std/async";
 import {
   assertClosedByPeer,
   assertUsageError,
-  bytes,
-  closeQuietly,
   connect,
   echo,
   INTERRUPTED,
   permissionArgs,
-  readToEnd,
   ROOT,
   runExample,
   RunningExample,
   START_TIMEOUT,
   startServer,
   stopCleanly,
-  text,
   within,
 } from "./_examples_helpers.ts";
+import { bytes, closeQuietly, readToEnd, text } from "./_helpers.ts";
 
 /** Every server example, the arguments it needs and its default port. */
 const SERVERS: {
@@ -311,7 +308,7 @@ async function echoLine(port: number): Promise<void> {
 }
 
 /** Connects, sends `send`, and reads whatever comes until the server closes. */
-async function readAll(port: number, send = ""): Promise<void> {
+async function sendAndDrain(port: number, send = ""): Promise<void> {
   const conn = await connect(port);
   try {
     if (send !== "") await conn.write(bytes(send));
@@ -368,27 +365,27 @@ const LOGGING_SERVERS: LoggingServer[] = [
     args: [],
     read: true,
     logs: /^Sending \d+ bytes of poetry to /m,
-    serve: (port) => readAll(port),
+    serve: (port) => sendAndDrain(port),
   },
   {
     name: "transform_server.ts",
     args: [],
     logs: /^Rejected /m,
-    serve: (port) => readAll(port, "not a netstring"),
+    serve: (port) => sendAndDrain(port, "not a netstring"),
   },
   {
     name: "stream_relay_server.ts",
     args: ["examples/poetry/sonnet_18.txt"],
     read: true,
     logs: /^relaying /m,
-    serve: (port) => readAll(port),
+    serve: (port) => sendAndDrain(port),
   },
   {
     name: "tls_echo_server.ts",
     args: [],
     read: true,
     logs: /^Connected from /m,
-    serve: (port) => readAll(port, "QUIT\r\n"),
+    serve: (port) => sendAndDrain(port, "QUIT\r\n"),
   },
 ];
 

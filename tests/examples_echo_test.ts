@@ -7,8 +7,6 @@ import { getAvailablePort } from "@std/net";
 import {
   assertClosedByPeer,
   assertLines,
-  bytes,
-  closeQuietly,
   connect,
   echo,
   hasPython3,
@@ -21,11 +19,11 @@ import {
   START_TIMEOUT,
   startServer,
   stopCleanly,
-  text,
   twistedClient,
   twistedPython,
   within,
 } from "./_examples_helpers.ts";
+import { bytes, closeQuietly, killQuietly, text } from "./_helpers.ts";
 
 interface EchoServer {
   name: string;
@@ -371,11 +369,7 @@ Deno.test('README.md\'s "Use it" server echoes and logs each client as host:port
       conn.close();
     }
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
+    killQuietly(child, "SIGKILL");
     await output.catch(() => {});
   }
 });

@@ -9,7 +9,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "@std/assert";
-import { hasIPv6, probe } from "./_helpers.ts";
+import { hasIPv6, probe, text } from "./_helpers.ts";
 import {
   assertUsageError,
   hasPython3,
@@ -18,7 +18,6 @@ import {
   runPython,
   startServer,
   stopCleanly,
-  text,
   within,
 } from "./_examples_helpers.ts";
 import { get, HttpConn } from "./_http_client.ts";

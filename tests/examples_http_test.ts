@@ -1,15 +1,12 @@
 // End-to-end tests of examples/http_client.ts against a local Deno.serve.
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
-import { Peer } from "./_helpers.ts";
+import { bytes, Peer, text, writeAll } from "./_helpers.ts";
 import {
   assertUsageError,
-  bytes,
   hasPython3,
   pattern,
   runExample,
-  text,
-  writeAll,
 } from "./_examples_helpers.ts";
 
 /** One `--- URL (N bytes)` section of http_client.ts's output. */

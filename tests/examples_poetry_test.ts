@@ -13,24 +13,26 @@ import {
   assertClosedByPeer,
   assertLines,
   assertUsageError,
-  bytes,
-  closeQuietly,
   connect,
   hasPython3,
-  readToEnd,
   ROOT,
   runExample,
   runPython,
   START_TIMEOUT,
   startServer,
   stopCleanly,
-  text,
   twistedClient,
   twistedPython,
   twistedServer,
-  writeAll,
 } from "./_examples_helpers.ts";
-import { Peer } from "./_helpers.ts";
+import {
+  bytes,
+  closeQuietly,
+  Peer,
+  readToEnd,
+  text,
+  writeAll,
+} from "./_helpers.ts";
 
 const DONNE = Deno.readFileSync(
   `${ROOT}examples/poetry/death_be_not_proud.txt`,

@@ -2,24 +2,26 @@
 // proxy to a local echo server.
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
-import { probe } from "./_helpers.ts";
-import { Peer } from "./_helpers.ts";
+import {
+  bytes,
+  closeQuietly,
+  Peer,
+  probe,
+  readToEnd,
+  text,
+  writeAll,
+} from "./_helpers.ts";
 import {
   assertClosedByPeer,
   assertLines,
   assertUsageError,
-  bytes,
-  closeQuietly,
   connect,
   echo,
   hasPython3,
   INTERRUPTED,
-  readToEnd,
   runPython,
   startServer,
   stopCleanly,
-  text,
-  writeAll,
 } from "./_examples_helpers.ts";
 
 const hasCurl = probe("curl", ["--version"]);
@@ -40,10 +42,7 @@ function echoServer() {
         const count = await conn.read(buffer);
         if (count === null) break;
         all += text(buffer.subarray(0, count));
-        let offset = 0;
-        while (offset < count) {
-          offset += await conn.write(buffer.subarray(offset, count));
-        }
+        await writeAll(conn, buffer.subarray(0, count));
         if (all.endsWith("bye\n")) break;
       }
     } catch (error) {
@@ -69,11 +68,7 @@ function echoServer() {
     port: listener.addr.port,
     received,
     async close(): Promise<string[]> {
-      try {
-        listener.close();
-      } catch {
-        // Closed already.
-      }
+      closeQuietly(listener);
       await accepting;
       return await Promise.all(received);
     },

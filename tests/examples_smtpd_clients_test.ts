@@ -6,8 +6,8 @@
 // epoll backend too (its descriptor is handed to the TLS splice).
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
-import { runPython, stopCleanly, text } from "./_examples_helpers.ts";
-import { hasPython3, hasPythonSsl, probe } from "./_helpers.ts";
+import { runPython, stopCleanly } from "./_examples_helpers.ts";
+import { hasPython3, hasPythonSsl, probe, text } from "./_helpers.ts";
 import { SmtpTestClient, startSmtpd, TLS_ARGS } from "./_smtpd_helpers.ts";
 import { SmtpChannel, SmtpServer } from "../examples/smtpd.ts";
 import { type ChannelMap, closeAll, loop } from "../asyncore.ts";

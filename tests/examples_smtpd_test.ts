@@ -7,12 +7,11 @@
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import {
   assertUsageError,
-  bytes,
   runExample,
   startServer,
   stopCleanly,
-  text,
 } from "./_examples_helpers.ts";
+import { bytes, text } from "./_helpers.ts";
 import {
   converse,
   hasPythonSmtpd,

@@ -4,13 +4,12 @@
 import { assertEquals, assertStringIncludes } from "@std/assert";
 import {
   assertUsageError,
-  closeQuietly,
   connect,
   pattern,
-  readToEnd,
   startServer,
   stopCleanly,
 } from "./_examples_helpers.ts";
+import { closeQuietly, readToEnd } from "./_helpers.ts";
 
 /** Connects `clients` clients to `port` at once; returns what each read. */
 async function fetchAll(port: number, clients: number): Promise<Uint8Array[]> {

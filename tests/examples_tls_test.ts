@@ -6,7 +6,6 @@ import { assertEquals, assertMatch, assertRejects } from "@std/assert";
 import { concat } from "@std/bytes";
 import {
   assertUsageError,
-  bytes,
   IO_TIMEOUT,
   permissionArgs,
   readExactly,
@@ -14,10 +13,9 @@ import {
   runExample,
   startServer,
   stopCleanly,
-  text,
   within,
-  writeAll,
 } from "./_examples_helpers.ts";
+import { bytes, closeQuietly, text, writeAll } from "./_helpers.ts";
 
 const CA = Deno.readTextFileSync(
   new URL("./fixtures/tls/ca.crt", import.meta.url),
@@ -62,11 +60,7 @@ Deno.test("tls_echo_server.ts echoes concurrent TLS clients byte for byte", asyn
     // A timed-out read has closed its connection already: that failure, not
     // this cleanup, is the one to report.
     for (const conn of [a, b]) {
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
+      closeQuietly(conn);
     }
   }
   const { stdout } = await stopCleanly(server);

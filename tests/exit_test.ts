@@ -5,7 +5,7 @@
 
 import { assert, assertEquals } from "@std/assert";
 import { TextLineStream } from "@std/streams";
-import { BACKEND, within } from "./_helpers.ts";
+import { BACKEND, killQuietly, within } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).href;
 // How long a script that should exit may run before it counts as hung.
@@ -50,11 +50,7 @@ function runScript(source: string, args: string[] = []): Script {
     lines,
     stderr,
     async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Exited already.
-      }
+      killQuietly(child, "SIGKILL");
       await child.status;
       await lines.cancel();
       await stderr;

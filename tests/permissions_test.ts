@@ -9,7 +9,7 @@ import { assert, assertEquals, assertFalse, AssertionError } from "@std/assert";
 import { getAvailablePort } from "@std/net";
 import type { Backend } from "../socket.ts";
 import { epollUnsupported, skipNote } from "./_epoll_helpers.ts";
-import { fixture, pattern, Peer, within } from "./_helpers.ts";
+import { fixture, pattern, Peer, within, writeAll } from "./_helpers.ts";
 
 const CLIENTS = 8;
 const ROUNDS = 1000;
@@ -28,9 +28,7 @@ async function pingPong(port: number, seed: number): Promise<void> {
   const reply = new Uint8Array(SIZE);
   for (let round = 0; round < ROUNDS; round++) {
     const message = pattern(SIZE, seed * ROUNDS + round);
-    for (let sent = 0; sent < SIZE;) {
-      sent += await conn.write(message.subarray(sent));
-    }
+    await writeAll(conn, message);
     for (let got = 0; got < SIZE;) {
       const n = await conn.read(reply.subarray(got));
       if (n === null) throw new Error(`client ${seed}: end of stream`);

@@ -13,8 +13,8 @@ import { AsyncChat, type Producer } from "../asynchat.ts";
 import { Socket } from "../select.ts";
 import {
   EchoHandler,
+  hashToEnd,
   isStreamAt,
-  readToEnd,
   serve,
   Server,
   streamBytes,
@@ -55,7 +55,7 @@ Deno.test("close: close() with a full send buffer delivers every byte", async (t
         const { hash, bytes, error } = await within(
           10_000,
           "the peer reads it all",
-          readToEnd(peer),
+          hashToEnd(peer),
         );
         peer.close();
         assertEquals(error, null);
@@ -111,7 +111,7 @@ Deno.test("close: close() with a full send buffer delivers every byte", async (t
       const results = await within(
         10_000,
         "peers read",
-        Promise.all(conns.map((conn) => readToEnd(conn))),
+        Promise.all(conns.map((conn) => hashToEnd(conn))),
       );
       for (const conn of conns) conn.close();
       // Which accepted socket a connection got is not known; match by content.

@@ -23,10 +23,10 @@ import { AsyncChat, type Producer } from "../asynchat.ts";
 import {
   captureLogs,
   EchoHandler,
+  hashToEnd,
   portOf,
   randInt,
   randomBytes,
-  readToEnd,
   resetPeers,
   resettingPeer,
   seeded,
@@ -37,9 +37,8 @@ import {
   until,
   within,
   withSeed,
-  writeAll,
 } from "./_reliability_helpers.ts";
-import { BACKEND } from "./_helpers.ts";
+import { BACKEND, writeAll } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -152,7 +151,7 @@ Deno.test("peer faults: half-close — the peer ends its writing, the server sti
       const running = serve(map, 30_000, "half-close echo");
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       const data = randomBytes(seeded(1), 1024 * 1024);
-      const reading = readToEnd(conn);
+      const reading = hashToEnd(conn);
       await writeAll(conn, data);
       await conn.closeWrite();
       const { bytes, error } = await within(20_000, "echo back", reading);
@@ -210,7 +209,7 @@ Deno.test("peer faults: half-close — the peer ends its writing, the server sti
         hostname: "127.0.0.1",
         port: server.port,
       });
-      const reading = readToEnd(conn);
+      const reading = hashToEnd(conn);
       await writeAll(conn, encoder.encode("request body"));
       await conn.closeWrite();
       const { bytes, error } = await within(20_000, "reply", reading);
@@ -491,7 +490,7 @@ Deno.test("peer faults: an oversized record", async (t) => {
           hostname: "127.0.0.1",
           port: server.port,
         });
-        const reading = readToEnd(conn);
+        const reading = hashToEnd(conn);
         // 1 MiB with no newline: the server closes long before the end, so
         // writing may fail with a reset; that is the point.
         const writing = writeAll(conn, new Uint8Array(1024 * 1024).fill(120))
@@ -526,7 +525,7 @@ Deno.test("peer faults: an oversized record", async (t) => {
             hostname: "127.0.0.1",
             port: server.port,
           });
-          const reading = readToEnd(conn);
+          const reading = hashToEnd(conn);
           const input = concat([
             encoder.encode("hello\n"),
             new Uint8Array(100_000).fill(120),
@@ -738,7 +737,7 @@ const FAULT_CASES: [string, (ctx: FaultContext) => Promise<void>][] = [
     await until(() => channel()!.socket!.closed, 5000, "closed");
     assertBooms(errors, "handleRead");
     assertClosed(channel(), map);
-    assertEquals((await readToEnd(conn)).hash.length, 0);
+    assertEquals((await hashToEnd(conn)).hash.length, 0);
   }],
   ["handleWrite", async ({ map, errors, faultyServer }) => {
     const { channel } = await faultyServer("handleWrite");
@@ -785,7 +784,7 @@ const FAULT_CASES: [string, (ctx: FaultContext) => Promise<void>][] = [
     assertBooms(errors, "handleAccept");
     assertClosed(listener, map);
     if (conn) {
-      const { hash, error } = await readToEnd(conn);
+      const { hash, error } = await hashToEnd(conn);
       if (error) resetOnEpoll(error);
       assertEquals(hash.length, 0);
       conn.close();
@@ -808,7 +807,7 @@ const FAULT_CASES: [string, (ctx: FaultContext) => Promise<void>][] = [
         });
         await until(() => errors.length === i, 5000, "fault reported");
         // The socket no channel took was closed: the client sees the end.
-        const { hash, error } = await readToEnd(conn);
+        const { hash, error } = await hashToEnd(conn);
         assertEquals([hash.length, error], [0, null]);
         conn.close();
       }
@@ -960,7 +959,7 @@ Deno.test("handler faults: AsyncChat handlers and producers", async (t) => {
         assertInstanceOf(errors[0], Boom);
         assertEquals((errors[0] as Error).message, `boom in ${where}`);
         assertClosed(chat, map);
-        assertEquals((await readToEnd(conn)).error, null);
+        assertEquals((await hashToEnd(conn)).error, null);
         conn.close();
         server.close();
       }));
@@ -1047,7 +1046,7 @@ Deno.test("bounded input: the netstring example refuses an over-long declared le
       hostname: "127.0.0.1",
       port: portOf(factory),
     });
-    const reading = readToEnd(conn);
+    const reading = hashToEnd(conn);
     // Declares 10 MB and starts sending it: the server closes at once,
     // so the body meets a closed connection long before its end.
     let written = 0;

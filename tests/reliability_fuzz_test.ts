@@ -22,11 +22,11 @@ import {
 import { netstring } from "../examples/_netstring.ts";
 import {
   captureLogs,
+  hashToEnd,
   isStreamAt,
   randInt,
   type Random,
   randomBytes,
-  readToEnd,
   seeded,
   serve,
   Server,
@@ -35,8 +35,8 @@ import {
   until,
   within,
   withSeed,
-  writeAll,
 } from "./_reliability_helpers.ts";
+import { writeAll } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -494,7 +494,7 @@ Deno.test("fuzz: garbage into an AsyncChat server never crashes the loop, and ea
             hostname: "127.0.0.1",
             port: server.port,
           });
-          const reading = abrupt ? null : readToEnd(conn);
+          const reading = abrupt ? null : hashToEnd(conn);
           try {
             for (let offset = 0; offset < input.length;) {
               const size = randInt(own, 1, 9000);
@@ -599,7 +599,7 @@ Deno.test("fuzz: garbage into the netstring transform server never crashes the l
             // end; the others leave as soon as they have written.
             const abrupt = own() < 0.3;
             const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-            const reading = abrupt ? null : readToEnd(conn);
+            const reading = abrupt ? null : hashToEnd(conn);
             try {
               for (let offset = 0; offset < input.length;) {
                 const size = randInt(own, 1, 700);
@@ -621,7 +621,7 @@ Deno.test("fuzz: garbage into the netstring transform server never crashes the l
       );
       // The server still answers a good request correctly.
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      const reading = readToEnd(conn);
+      const reading = hashToEnd(conn);
       await writeAll(conn, netstring("reverse.one\ntwo\nthree\n"));
       const { bytes } = await within(10_000, "a good request", reading);
       conn.close();

@@ -19,8 +19,8 @@ import {
   testSeed,
   within,
   withSeed,
-  writeAll,
 } from "./_reliability_helpers.ts";
+import { writeAll } from "./_helpers.ts";
 
 const CLIENTS = 200;
 const PER_CLIENT = 1024 * 1024;

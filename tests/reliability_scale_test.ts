@@ -17,8 +17,8 @@ import {
   Server,
   until,
   within,
-  writeAll,
 } from "./_reliability_helpers.ts";
+import { writeAll } from "./_helpers.ts";
 
 const MANY = 10_000;
 const AT_ONCE = 2_000;

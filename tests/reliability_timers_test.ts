@@ -28,8 +28,8 @@ import { AsyncChat } from "../asynchat.ts";
 import {
   captureLogs,
   EchoHandler,
+  hashToEnd,
   randInt,
-  readToEnd,
   seeded,
   serve,
   Server,
@@ -37,8 +37,8 @@ import {
   until,
   within,
   withSeed,
-  writeAll,
 } from "./_reliability_helpers.ts";
+import { writeAll } from "./_helpers.ts";
 
 /** How late a timer may be on a loaded, shared machine. */
 const LATE = 1500;
@@ -290,12 +290,12 @@ Deno.test("idle timeouts: a silent client is closed on time, active ones are lef
   // Silent after saying its name.
   const silent = await connect();
   await writeAll(silent, new TextEncoder().encode("silent\n"));
-  const silentRead = readToEnd(silent);
+  const silentRead = hashToEnd(silent);
 
   // Speaks every 50 ms for 1 s, then falls silent.
   const talker = await connect();
   await writeAll(talker, new TextEncoder().encode("talker\n"));
-  const talkerRead = readToEnd(talker);
+  const talkerRead = hashToEnd(talker);
   const talking = (async () => {
     for (let i = 0; i < 20; i++) {
       await delay(50);
@@ -307,7 +307,7 @@ Deno.test("idle timeouts: a silent client is closed on time, active ones are lef
   // Only receives.
   const listener = await connect();
   await writeAll(listener, new TextEncoder().encode("listener\n"));
-  const listenerRead = readToEnd(listener);
+  const listenerRead = hashToEnd(listener);
 
   const silentEnd = await within(10_000, "silent closed", silentRead);
   const talkerStopped = await talking;
@@ -348,7 +348,7 @@ Deno.test("idle timeouts: the default handleTimeout() closes; Infinity never doe
     hostname: "127.0.0.1",
     port: server.port,
   });
-  const firstRead = readToEnd(first);
+  const firstRead = hashToEnd(first);
   const second = await Deno.connect({
     hostname: "127.0.0.1",
     port: server.port,

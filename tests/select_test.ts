@@ -31,6 +31,7 @@ import {
 } from "../select.ts";
 import {
   BACKEND,
+  closeQuietly,
   connectAddress,
   denoBackendOnly,
   dial,
@@ -45,6 +46,7 @@ import {
   settlesWithin,
   unixEndpoint,
   within,
+  writeAll,
 } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -796,10 +798,7 @@ Deno.test(RECV_BOUND, async () => {
     const chunk = new Uint8Array(chunkSize);
     while (written < total) {
       for (let i = 0; i < chunkSize; i++) chunk[i] = (written + i) % 251;
-      let offset = 0;
-      while (offset < chunkSize) {
-        offset += await peer.write(chunk.subarray(offset));
-      }
+      await writeAll(peer, chunk);
       written += chunkSize;
     }
     peer.close();
@@ -850,11 +849,7 @@ Deno.test(RECV_BOUND, async () => {
     );
     await within(1000, "the writer", writing);
   } finally {
-    try {
-      peer.close();
-    } catch {
-      // Closed by the writer.
-    }
+    closeQuietly(peer);
     await writing.catch(() => {});
   }
 });

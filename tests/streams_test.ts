@@ -22,13 +22,9 @@ import {
   isPattern,
   pattern,
   runLoop,
-} from "./_helpers.ts";
-import {
-  captureLogs,
-  settled,
-  until,
   writeAll,
-} from "./_reliability_helpers.ts";
+} from "./_helpers.ts";
+import { captureLogs, settled, until } from "./_reliability_helpers.ts";
 
 const PERIOD_CHUNK = pattern(251 * 256); // 64,256 bytes; the pattern repeats
 const MiB = 1024 * 1024;

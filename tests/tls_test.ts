@@ -23,7 +23,7 @@ import {
 import { AsyncChat } from "../asynchat.ts";
 import { LinesProducer } from "../producers.ts";
 import { Poll, POLLIN, POLLOUT, select, Socket } from "../select.ts";
-import { BACKEND, hasPythonSsl, pattern, portOf } from "./_helpers.ts";
+import { BACKEND, hasPythonSsl, pattern, portOf, text } from "./_helpers.ts";
 
 const fixture = (name: string) =>
   Deno.readTextFileSync(new URL(`./fixtures/tls/${name}`, import.meta.url));
@@ -37,8 +37,6 @@ const SERVER_TLS = { cert: CERT, key: KEY };
 const CLIENT_TLS = { hostname: "localhost", caCerts: [CA] };
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const text = (data: Uint8Array) => decoder.decode(data);
 
 /** Waits until `sock` is ready as asked, failing after 10 s. */
 async function ready(
