@@ -7,8 +7,13 @@ import { deadline } from "@std/async";
 import { concat } from "@std/bytes";
 import { TextLineStream } from "@std/streams";
 import { type ChannelMap, closeAll, loop } from "../asyncore.ts";
-import type { Address } from "../select.ts";
-import { type Backend, getDefaultBackend } from "../socket.ts";
+import { type Address, select } from "../select.ts";
+import {
+  type Backend,
+  getDefaultBackend,
+  Socket,
+  type SocketOptions,
+} from "../socket.ts";
 
 /** Whether `command args` runs and succeeds (`false` when it is absent). */
 export function probe(command: string, args: string[]): boolean {
@@ -147,6 +152,77 @@ export function connectAddress(addr: Deno.Addr): Address {
     throw new TypeError(`unexpected transport ${addr.transport}`);
   }
   return { hostname: addr.hostname, port: addr.port };
+}
+
+/** Socket options other than the transport, which an endpoint decides. */
+export type PairSocketOptions = Omit<SocketOptions, "transport">;
+
+/** Options for {@linkcode socketPair}. */
+export interface SocketPairOptions extends PairSocketOptions {
+  /**
+   * Where the listener binds (the caller disposes it).
+   *
+   * @default {TCP on 127.0.0.1}
+   */
+  endpoint?: Endpoint;
+  /** The listener's own options (so the accepted socket's), over the shared ones. */
+  listenerOptions?: PairSocketOptions;
+  /** The client's own options, over the shared ones. */
+  clientOptions?: PairSocketOptions;
+}
+
+/** A listening socket, a client connected to it, and the accepted end. */
+export interface SocketPair extends Disposable {
+  listener: Socket;
+  client: Socket;
+  server: Socket;
+}
+
+/**
+ * Makes a listening `Socket`, connects a client to it and accepts it, each
+ * step waited on with `select()` (at most 10 s). Disposing the pair closes
+ * all three; a caller that needs only the two ends may close the listener at
+ * once. The listener is made before the client, so option factories run in
+ * the order `listenerOptions`, `clientOptions`.
+ */
+export async function socketPair(
+  options: SocketPairOptions = {},
+): Promise<SocketPair> {
+  const {
+    endpoint = tcpEndpoint("127.0.0.1"),
+    listenerOptions,
+    clientOptions,
+    ...shared
+  } = options;
+  const { transport } = endpoint;
+  const listener = new Socket({ ...shared, ...listenerOptions, transport });
+  let client: Socket | null = null;
+  let server: Socket | null = null;
+  const close = () => {
+    server?.close();
+    client?.close();
+    listener.close();
+  };
+  try {
+    listener.bind(endpoint.bindAddress);
+    listener.listen();
+    client = new Socket({ ...shared, ...clientOptions, transport });
+    client.connect(connectAddress(listener.getsockname()));
+    const [readable] = await select([listener], [], [], 10_000);
+    if (readable.length === 0) {
+      throw new AssertionError("the connection did not reach the listener");
+    }
+    [server] = listener.accept();
+    const [, writable] = await select([], [client], [], 10_000);
+    if (writable.length === 0) {
+      throw new AssertionError("the connect did not complete");
+    }
+    if (client.error !== null) throw client.error;
+    return { listener, client, server, [Symbol.dispose]: close };
+  } catch (error) {
+    close();
+    throw error;
+  }
 }
 
 /** Opens a plain `Deno.Conn` to a TCP address (a peer that is not a Socket). */

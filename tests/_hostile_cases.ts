@@ -20,6 +20,7 @@ import { Poll, POLLIN, select, Socket } from "../select.ts";
 import { StreamChannel } from "../streams.ts";
 import type { Backend } from "../socket.ts";
 import { pipe } from "./_epoll_helpers.ts";
+import { socketPair } from "./_helpers.ts";
 
 /** One case: what it does, and the line it must print on each backend. */
 export interface HostileCase {
@@ -189,17 +190,9 @@ async function waitReadable(sock: Socket): Promise<void> {
 
 /** A connected pair: [ours, the peer's]. */
 async function connectedPair(): Promise<[Socket, Socket]> {
-  const server = new Socket();
-  server.bind({ hostname: "127.0.0.1", port: 0 });
-  server.listen();
-  const client = new Socket();
-  client.connect(server.getsockname() as Deno.NetAddr);
-  await waitReadable(server);
-  const [peer] = server.accept();
-  server.close();
-  const [, writable] = await select([], [client], [], 10_000);
-  if (writable.length === 0) throw new Error("no connection within 10 s");
-  return [client, peer];
+  const { listener, client, server } = await socketPair();
+  listener.close();
+  return [client, server];
 }
 
 /** Everything `sock` receives until end of stream, as hex. */

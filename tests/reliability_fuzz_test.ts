@@ -14,7 +14,7 @@ import { delay } from "@std/async";
 import { concat, indexOfNeedle } from "@std/bytes";
 import { type ChannelMap, closeAll, socketMap } from "../asyncore.ts";
 import { AsyncChat } from "../asynchat.ts";
-import { select, Socket } from "../select.ts";
+import { select, type Socket } from "../select.ts";
 import {
   TransformFactory,
   TransformService,
@@ -36,7 +36,7 @@ import {
   within,
   withSeed,
 } from "./_reliability_helpers.ts";
-import { writeAll } from "./_helpers.ts";
+import { socketPair, writeAll } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -78,22 +78,16 @@ function isDisconnect(error: unknown): boolean {
 }
 
 /** Makes a connected pair with random buffer sizes. */
-async function socketPair(random: Random): Promise<[Socket, Socket]> {
+async function randomPair(random: Random): Promise<[Socket, Socket]> {
   const sizes = () => ({
     recvBufferSize: randInt(random, 1, 131072),
     sendBufferSize: randInt(random, 1, 131072),
   });
-  using listener = new Socket(sizes());
-  listener.bind({ hostname: "127.0.0.1", port: 0 });
-  listener.listen(1);
-  const client = new Socket(sizes());
-  client.connect(listener.getsockname() as Deno.NetAddr);
-  const [readable] = await select([listener], [], [], 5000);
-  assertEquals(readable.length, 1, "accept timed out");
-  const [server] = listener.accept();
-  const [, writable] = await select([], [client], [], 5000);
-  assertEquals(writable.length, 1, "connect timed out");
-  assertEquals(client.error, null);
+  const { listener, client, server } = await socketPair({
+    listenerOptions: sizes(),
+    clientOptions: sizes(),
+  });
+  listener.close();
   return [client, server];
 }
 
@@ -107,7 +101,7 @@ const pairStats = { exact: 0, exactBytes: 0, mayLose: 0, errors: 0 };
 /** One random sequence of operations on a fresh pair, then a drain. */
 async function pairSequence(seed: number): Promise<void> {
   const random = seeded(seed);
-  const [sa, sb] = await socketPair(random);
+  const [sa, sb] = await randomPair(random);
   const make = (name: "a" | "b", sock: Socket): End => ({
     name,
     sock,

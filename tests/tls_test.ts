@@ -23,7 +23,15 @@ import {
 import { AsyncChat } from "../asynchat.ts";
 import { LinesProducer } from "../producers.ts";
 import { Poll, POLLIN, POLLOUT, select, Socket } from "../select.ts";
-import { BACKEND, hasPythonSsl, pattern, portOf, text } from "./_helpers.ts";
+import {
+  BACKEND,
+  hasPythonSsl,
+  pattern,
+  portOf,
+  type SocketPair,
+  socketPair,
+  text,
+} from "./_helpers.ts";
 
 const fixture = (name: string) =>
   Deno.readTextFileSync(new URL(`./fixtures/tls/${name}`, import.meta.url));
@@ -101,52 +109,18 @@ async function run(map: ChannelMap, usePoll = false): Promise<void> {
 }
 
 /** A TLS listener, a TLS client connected to it, and the accepted end. */
-async function tlsPair(): Promise<
-  { listener: Socket; client: Socket; server: Socket } & Disposable
-> {
-  const listener = new Socket({ tls: SERVER_TLS });
-  listener.bind({ hostname: "127.0.0.1", port: 0 });
-  listener.listen();
-  const client = new Socket({ tls: CLIENT_TLS });
-  client.connect({ hostname: "127.0.0.1", port: portOf(listener) });
-  await ready(listener, "read");
-  const [server] = listener.accept();
-  await ready(client, "write");
-  await ready(server, "write");
-  return {
-    listener,
-    client,
-    server,
-    [Symbol.dispose]() {
-      server.close();
-      client.close();
-      listener.close();
-    },
-  };
-}
-
-/** A plaintext listener, a client connected to it, and the accepted end. */
-async function plainPair(): Promise<
-  { listener: Socket; client: Socket; server: Socket } & Disposable
-> {
-  const listener = new Socket();
-  listener.bind({ hostname: "127.0.0.1", port: 0 });
-  listener.listen();
-  const client = new Socket();
-  client.connect({ hostname: "127.0.0.1", port: portOf(listener) });
-  await ready(listener, "read");
-  const [server] = listener.accept();
-  await ready(client, "write");
-  return {
-    listener,
-    client,
-    server,
-    [Symbol.dispose]() {
-      server.close();
-      client.close();
-      listener.close();
-    },
-  };
+async function tlsPair(): Promise<SocketPair> {
+  const pair = await socketPair({
+    listenerOptions: { tls: SERVER_TLS },
+    clientOptions: { tls: CLIENT_TLS },
+  });
+  try {
+    await ready(pair.server, "write"); // the server's side of the handshake
+  } catch (error) {
+    pair[Symbol.dispose]();
+    throw error;
+  }
+  return pair;
 }
 
 Deno.test("Socket: echo over a TLS listener and a TLS connect", async () => {
@@ -482,7 +456,7 @@ async function buffered(sock: Socket, count: number): Promise<void> {
 }
 
 Deno.test("Socket.startTls: plaintext and TLS pipelined around the upgrade", async () => {
-  using pair = await plainPair();
+  using pair = await socketPair();
   const { client, server } = pair;
   // The client pipelines plaintext and the command; it waits for the reply.
   const preamble = pattern(50_000, 7);
@@ -519,7 +493,7 @@ Deno.test("Socket.startTls: plaintext and TLS pipelined around the upgrade", asy
 });
 
 Deno.test("Socket.startTls: received bytes not yet taken are TLS input", async () => {
-  using pair = await plainPair();
+  using pair = await socketPair();
   const { client, server } = pair;
   // An eager client: the command, then at once its ClientHello and data.
   client.send("STARTTLS\r\n");
@@ -536,7 +510,7 @@ Deno.test("Socket.startTls: received bytes not yet taken are TLS input", async (
 });
 
 Deno.test("Socket.startTls: plaintext injected after STARTTLS fails the handshake", async () => {
-  using pair = await plainPair();
+  using pair = await socketPair();
   const { client, server } = pair;
   client.send("STARTTLS\r\nINJECTED COMMAND\r\n");
   await buffered(server, 10);
@@ -561,7 +535,7 @@ Deno.test("Socket.startTls: state checks", async () => {
     () => pair.client.startTls(CLIENT_TLS),
     Deno.errors.AlreadyExists,
   );
-  using plain = await plainPair();
+  using plain = await socketPair();
   assertThrows(
     () => plain.client.startTls({ cert: CERT }),
     TypeError,
@@ -580,7 +554,7 @@ Deno.test("Socket.startTls: state checks", async () => {
 });
 
 Deno.test("Socket.startTls: a bad certificate throws and leaves the socket as it was", async () => {
-  using pair = await plainPair();
+  using pair = await socketPair();
   const { client, server } = pair;
   client.send("before");
   await buffered(server, 6);
@@ -593,7 +567,7 @@ Deno.test("Socket.startTls: a bad certificate throws and leaves the socket as it
 });
 
 Deno.test("Socket.startTls: closing during the handshake leaks nothing", async () => {
-  using pair = await plainPair();
+  using pair = await socketPair();
   pair.client.startTls(CLIENT_TLS);
   pair.client.close();
   pair.server.startTls(SERVER_TLS);
@@ -602,7 +576,7 @@ Deno.test("Socket.startTls: closing during the handshake leaks nothing", async (
 });
 
 Deno.test("Socket.startTls: a megabyte each way, then half-closes", async () => {
-  using pair = await plainPair();
+  using pair = await socketPair();
   const { client, server } = pair;
   client.startTls(CLIENT_TLS);
   server.startTls(SERVER_TLS);
