@@ -434,6 +434,53 @@ export function seeded(seed: number): Random {
   };
 }
 
+/** The environment variable that fixes the seed of the seeded tests. */
+export const SEED_VARIABLE = "TEST_SEED";
+
+/**
+ * The seed of a seeded (fuzz or property) test: {@linkcode SEED_VARIABLE}
+ * when set, to replay a failure; otherwise a fresh one in [0, 2^32).
+ * `RELIABILITY_SEED`, the name README.md gives, is read too.
+ */
+export function testSeed(): number {
+  const fixed = Deno.env.get(SEED_VARIABLE) ??
+    Deno.env.get("RELIABILITY_SEED");
+  if (fixed === undefined || fixed === "") {
+    return (Math.random() * 4294967296) >>> 0;
+  }
+  const seed = Number(fixed);
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 4294967296) {
+    throw new TypeError(
+      `${SEED_VARIABLE} must be an integer in [0, 2^32), got "${fixed}"`,
+    );
+  }
+  return seed;
+}
+
+/**
+ * Runs `body` with `seed` (usually {@linkcode testSeed}'s). When it fails,
+ * prints the seed and how to replay it (`TEST_SEED=<seed>`), and puts the
+ * same in front of the error's message. An inner seed derived from an outer
+ * one is given a `label`, and named without the replay hint: the outer
+ * seed's is the one that replays.
+ */
+export async function withSeed<T>(
+  seed: number,
+  body: (seed: number) => Promise<T> | T,
+  label?: string,
+): Promise<T> {
+  try {
+    return await body(seed);
+  } catch (error) {
+    const message = label === undefined
+      ? `failed with seed ${seed} (replay: ${SEED_VARIABLE}=${seed})`
+      : `${label} ${seed} failed`;
+    console.error(message);
+    if (error instanceof Error) error.message = `${message}: ${error.message}`;
+    throw error;
+  }
+}
+
 /** Whether `data` equals `pattern(data.length, offset)`, without a copy. */
 export function isPattern(data: Uint8Array, offset = 0): boolean {
   for (let i = 0; i < data.length; i++) {

@@ -74,38 +74,6 @@ export function isStreamAt(
 }
 
 /**
- * The seed of a randomised test: `RELIABILITY_SEED` from the environment
- * when set (to replay a failure), otherwise a fresh one.
- */
-export function testSeed(): number {
-  const fixed = Deno.env.get("RELIABILITY_SEED");
-  if (fixed !== undefined && fixed !== "") return Number(fixed) >>> 0;
-  return (Math.random() * 4294967296) >>> 0;
-}
-
-/**
- * Runs `body` with `seed` and, when it fails, says which seed to replay
- * (`RELIABILITY_SEED=<seed>`). An inner seed derived from an outer one is
- * given a `label`, and named without the replay hint.
- */
-export async function withSeed<T>(
-  seed: number,
-  body: (seed: number) => Promise<T> | T,
-  label?: string,
-): Promise<T> {
-  try {
-    return await body(seed);
-  } catch (error) {
-    const message = label === undefined
-      ? `failed with seed ${seed} (replay: RELIABILITY_SEED=${seed})`
-      : `${label} ${seed} failed`;
-    console.error(message);
-    if (error instanceof Error) error.message = `${message}: ${error.message}`;
-    throw error;
-  }
-}
-
-/**
  * A streaming 64-bit hash of a byte stream (two independent 32-bit FNV-1a
  * style lanes) with its length: equal digests mean equal streams, for the
  * purpose of catching lost, duplicated, reordered or corrupted bytes.

@@ -3,11 +3,11 @@
 // collected data and terminator calls are the same as for the unchunked
 // stream, and the same as a plain model of Python's algorithm.
 //
-// Reproduce a failure with ASYNCHAT_SEED=<seed printed> deno task test.
+// A failure prints its seed; TEST_SEED=<seed> deno task test replays it.
 
 import { AsyncChat, type Terminator } from "../asynchat.ts";
 import { assert, assertEquals } from "@std/assert";
-import { seeded } from "./_helpers.ts";
+import { seeded, testSeed, withSeed } from "./_helpers.ts";
 
 type Event = string; // "T" for a terminator, "D:<bytes>" for collected data
 
@@ -171,102 +171,102 @@ function describeCase(
   }], stream ${JSON.stringify(latin1(stream))}`;
 }
 
-Deno.test("asynchat property: chunking does not change what is collected", () => {
-  const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = seeded(seed);
-  let terminators = 0;
-  for (let round = 0; round < 400; round++) {
-    const stream = randomBytes(rand, Math.floor(rand() * 300));
-    const initial = randomTerminator(rand);
-    const schedule = Array.from(
-      { length: 1 + Math.floor(rand() * 5) },
-      () => randomTerminator(rand),
-    );
-    try {
-      const expected = normalise(model(stream, initial, schedule));
-      const whole = normalise(new Fed(initial, schedule).feed([stream]));
-      assertEquals(whole, expected, "unchunked differs from the model");
-      for (let chunking = 0; chunking < 6; chunking++) {
-        const chunks = randomChunks(rand, stream);
-        const got = normalise(new Fed(initial, schedule).feed(chunks));
-        assertEquals(
-          got,
-          expected,
-          `chunks of sizes [${chunks.map((c) => c.length)}] differ`,
-        );
-      }
-      terminators += expected.filter((e) => e === "T").length;
-    } catch (error) {
-      console.error(
-        `asynchat property test failed: seed ${seed} (ASYNCHAT_SEED=${seed}), ` +
-          `round ${round}: ${describeCase(initial, schedule, stream)}`,
+Deno.test("asynchat property: chunking does not change what is collected", async () => {
+  await withSeed(testSeed(), (seed) => {
+    const rand = seeded(seed);
+    let terminators = 0;
+    for (let round = 0; round < 400; round++) {
+      const stream = randomBytes(rand, Math.floor(rand() * 300));
+      const initial = randomTerminator(rand);
+      const schedule = Array.from(
+        { length: 1 + Math.floor(rand() * 5) },
+        () => randomTerminator(rand),
       );
-      throw error;
+      try {
+        const expected = normalise(model(stream, initial, schedule));
+        const whole = normalise(new Fed(initial, schedule).feed([stream]));
+        assertEquals(whole, expected, "unchunked differs from the model");
+        for (let chunking = 0; chunking < 6; chunking++) {
+          const chunks = randomChunks(rand, stream);
+          const got = normalise(new Fed(initial, schedule).feed(chunks));
+          assertEquals(
+            got,
+            expected,
+            `chunks of sizes [${chunks.map((c) => c.length)}] differ`,
+          );
+        }
+        terminators += expected.filter((e) => e === "T").length;
+      } catch (error) {
+        console.error(
+          `round ${round}: ${describeCase(initial, schedule, stream)}`,
+        );
+        throw error;
+      }
     }
-  }
-  // The generator must actually exercise terminators.
-  assert(terminators > 1000, `only ${terminators} terminators in 400 rounds`);
+    // The generator must actually exercise terminators.
+    assert(terminators > 1000, `only ${terminators} terminators in 400 rounds`);
+  });
 });
 
-Deno.test("asynchat property: a long terminator split across 1-byte reads", () => {
-  const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = seeded(seed);
-  const boundary = new TextEncoder().encode("\r\n--boundary\r\n");
-  for (let round = 0; round < 50; round++) {
-    // Parts that contain near-misses of the boundary.
-    const parts: Uint8Array[] = [];
-    for (let i = 0; i < 4; i++) {
-      const noise = randomBytes(rand, Math.floor(rand() * 30));
-      const near = boundary.subarray(0, Math.floor(rand() * boundary.length));
-      parts.push(noise, near, new TextEncoder().encode("xyz"), boundary);
+Deno.test("asynchat property: a long terminator split across 1-byte reads", async () => {
+  await withSeed(testSeed(), (seed) => {
+    const rand = seeded(seed);
+    const boundary = new TextEncoder().encode("\r\n--boundary\r\n");
+    for (let round = 0; round < 50; round++) {
+      // Parts that contain near-misses of the boundary.
+      const parts: Uint8Array[] = [];
+      for (let i = 0; i < 4; i++) {
+        const noise = randomBytes(rand, Math.floor(rand() * 30));
+        const near = boundary.subarray(0, Math.floor(rand() * boundary.length));
+        parts.push(noise, near, new TextEncoder().encode("xyz"), boundary);
+      }
+      const stream = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let offset = 0;
+      for (const part of parts) {
+        stream.set(part, offset);
+        offset += part.length;
+      }
+      try {
+        const expected = normalise(model(stream, boundary, [boundary]));
+        const ones = Array.from(stream, (_, i) => stream.subarray(i, i + 1));
+        assertEquals(
+          normalise(new Fed(boundary, [boundary]).feed(ones)),
+          expected,
+        );
+        assertEquals(
+          normalise(
+            new Fed(boundary, [boundary]).feed(randomChunks(rand, stream)),
+          ),
+          expected,
+        );
+        assertEquals(expected.filter((e) => e === "T").length, 4);
+      } catch (error) {
+        console.error(`failed in round ${round}`);
+        throw error;
+      }
     }
-    const stream = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      stream.set(part, offset);
-      offset += part.length;
-    }
-    try {
-      const expected = normalise(model(stream, boundary, [boundary]));
-      const ones = Array.from(stream, (_, i) => stream.subarray(i, i + 1));
-      assertEquals(
-        normalise(new Fed(boundary, [boundary]).feed(ones)),
-        expected,
-      );
-      assertEquals(
-        normalise(
-          new Fed(boundary, [boundary]).feed(randomChunks(rand, stream)),
-        ),
-        expected,
-      );
-      assertEquals(expected.filter((e) => e === "T").length, 4);
-    } catch (error) {
-      console.error(
-        `asynchat property test failed: seed ${seed} (ASYNCHAT_SEED=${seed}), round ${round}`,
-      );
-      throw error;
-    }
-  }
+  });
 });
 
 Deno.test("asynchat property: the byte search agrees with a naive one", async () => {
   const { indexOfBytes, prefixAtEnd } = await import("../_bytes.ts");
-  const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = seeded(seed);
-  const naiveIndex = (h: Uint8Array, n: Uint8Array, from: number) => {
-    outer: for (let i = from; i + n.length <= h.length; i++) {
-      for (let j = 0; j < n.length; j++) if (h[i + j] !== n[j]) continue outer;
-      return i;
-    }
-    return -1;
-  };
-  const naivePrefix = (h: Uint8Array, n: Uint8Array, from: number) => {
-    for (let l = Math.min(n.length - 1, h.length - from); l > 0; l--) {
-      if (h.subarray(h.length - l).every((b, j) => b === n[j])) return l;
-    }
-    return 0;
-  };
-  try {
+  await withSeed(testSeed(), (seed) => {
+    const rand = seeded(seed);
+    const naiveIndex = (h: Uint8Array, n: Uint8Array, from: number) => {
+      outer: for (let i = from; i + n.length <= h.length; i++) {
+        for (let j = 0; j < n.length; j++) {
+          if (h[i + j] !== n[j]) continue outer;
+        }
+        return i;
+      }
+      return -1;
+    };
+    const naivePrefix = (h: Uint8Array, n: Uint8Array, from: number) => {
+      for (let l = Math.min(n.length - 1, h.length - from); l > 0; l--) {
+        if (h.subarray(h.length - l).every((b, j) => b === n[j])) return l;
+      }
+      return 0;
+    };
     for (let round = 0; round < 300; round++) {
       // Two-letter alphabets make candidates dense; long arrays cross the
       // stretch the plain loop scans.
@@ -289,17 +289,13 @@ Deno.test("asynchat property: the byte search agrees with a naive one", async ()
         `round ${round}`,
       );
     }
-  } catch (error) {
-    console.error(`byte search failed: seed ${seed} (ASYNCHAT_SEED=${seed})`);
-    throw error;
-  }
+  });
 });
 
 Deno.test("asynchat property: the word-at-a-time byte search agrees with indexOf", async () => {
   const { indexOfByte } = await import("../_bytes.ts");
-  const seed = Number(Deno.env.get("ASYNCHAT_SEED") ?? Date.now() % 2 ** 31);
-  const rand = seeded(seed);
-  try {
+  await withSeed(testSeed(), (seed) => {
+    const rand = seeded(seed);
     for (let round = 0; round < 500; round++) {
       // Any byte value, matches sparse or absent, views at any alignment.
       const buffer = Uint8Array.from(
@@ -319,8 +315,5 @@ Deno.test("asynchat property: the word-at-a-time byte search agrees with indexOf
         `round ${round}`,
       );
     }
-  } catch (error) {
-    console.error(`byte search failed: seed ${seed} (ASYNCHAT_SEED=${seed})`);
-    throw error;
-  }
+  });
 });

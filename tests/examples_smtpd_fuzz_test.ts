@@ -1,12 +1,12 @@
 // Seeded random differential tests of examples/smtpd.ts against CPython's
 // smtpd: addresses through examples/_smtp_address.ts and CPython's own
 // parser, and random sessions through both servers. A failure prints its
-// seed; SMTPD_SEED=<seed> deno task test tests/examples_smtpd_fuzz_test.ts
+// seed; TEST_SEED=<seed> deno task test tests/examples_smtpd_fuzz_test.ts
 // replays it.
 
 import { assertEquals } from "@std/assert";
 import { runPython } from "./_examples_helpers.ts";
-import { seeded } from "./_helpers.ts";
+import { seeded, testSeed, withSeed } from "./_helpers.ts";
 import { AddressError, parseSmtpAddress } from "../examples/_smtp_address.ts";
 import {
   hasPythonSmtpd,
@@ -16,9 +16,6 @@ import {
   startSmtpd,
 } from "./_smtpd_helpers.ts";
 
-const SEED = Number(
-  Deno.env.get("SMTPD_SEED") ?? Math.floor(Math.random() * 2 ** 31),
-);
 const NO_SMTPD = hasPythonSmtpd
   ? ""
   : " (ignored: python3 has no smtpd, CPython 3.11 or older)";
@@ -84,39 +81,43 @@ Deno.test({
   name: `_smtp_address.ts reads addresses as CPython's parser does${NO_SMTPD}`,
   ignore: !hasPythonSmtpd,
   async fn() {
-    const next = seeded(SEED);
-    const inputs = [...ADDRESSES];
-    while (inputs.length < 3000) {
-      let input = next() < 0.5 ? "<" : "";
-      const length = Math.floor(next() * 16);
-      for (let i = 0; i < length; i++) input += pick(next, ADDRESS_ALPHABET);
-      // RFC 2047 encoded words are the one known difference (not decoded).
-      if (!input.includes("=?")) inputs.push(input);
-    }
-    const file = Deno.makeTempFileSync({ suffix: ".json" });
-    try {
-      Deno.writeTextFileSync(file, JSON.stringify(inputs));
-      const { code, stdout, stderr } = await runPython(PYTHON_GETADDR, [file]);
-      assertEquals(code, 0, stderr);
-      const expected: ([string, string] | null)[] = JSON.parse(stdout);
-      const actual = inputs.map((input) => {
-        try {
-          return parseSmtpAddress(input);
-        } catch (error) {
-          if (error instanceof AddressError) return null;
-          throw error;
-        }
-      });
-      const differing = inputs.flatMap((input, i) =>
-        JSON.stringify(actual[i]) === JSON.stringify(expected[i]) ? [] : [
-          `${JSON.stringify(input)}: ours ${JSON.stringify(actual[i])}, ` +
-          `CPython's ${JSON.stringify(expected[i])}`,
-        ]
-      );
-      assertEquals(differing, [], `SMTPD_SEED=${SEED}`);
-    } finally {
-      Deno.removeSync(file);
-    }
+    await withSeed(testSeed(), async (seed) => {
+      const next = seeded(seed);
+      const inputs = [...ADDRESSES];
+      while (inputs.length < 3000) {
+        let input = next() < 0.5 ? "<" : "";
+        const length = Math.floor(next() * 16);
+        for (let i = 0; i < length; i++) input += pick(next, ADDRESS_ALPHABET);
+        // RFC 2047 encoded words are the one known difference (not decoded).
+        if (!input.includes("=?")) inputs.push(input);
+      }
+      const file = Deno.makeTempFileSync({ suffix: ".json" });
+      try {
+        Deno.writeTextFileSync(file, JSON.stringify(inputs));
+        const { code, stdout, stderr } = await runPython(PYTHON_GETADDR, [
+          file,
+        ]);
+        assertEquals(code, 0, stderr);
+        const expected: ([string, string] | null)[] = JSON.parse(stdout);
+        const actual = inputs.map((input) => {
+          try {
+            return parseSmtpAddress(input);
+          } catch (error) {
+            if (error instanceof AddressError) return null;
+            throw error;
+          }
+        });
+        const differing = inputs.flatMap((input, i) =>
+          JSON.stringify(actual[i]) === JSON.stringify(expected[i]) ? [] : [
+            `${JSON.stringify(input)}: ours ${JSON.stringify(actual[i])}, ` +
+            `CPython's ${JSON.stringify(expected[i])}`,
+          ]
+        );
+        assertEquals(differing, []);
+      } finally {
+        Deno.removeSync(file);
+      }
+    });
   },
 });
 
@@ -227,7 +228,7 @@ async function compareSessions(
     assertEquals(
       actual,
       expected,
-      `session ${i} of SMTPD_SEED=${seed}: ${JSON.stringify(lines)}`,
+      `session ${i} of seed ${seed}: ${JSON.stringify(lines)}`,
     );
   }
 }
@@ -236,11 +237,13 @@ Deno.test({
   name: `smtpd.ts answers random sessions as CPython's smtpd does${NO_SMTPD}`,
   ignore: !hasPythonSmtpd,
   async fn() {
-    await using plain = await startSmtpd();
-    await using plainReference = await startReference(33554432, false);
-    await compareSessions(plain.port, plainReference, SEED, 25);
-    await using utf8 = await startSmtpd(["--smtputf8", "--size", "40"]);
-    await using utf8Reference = await startReference(40, true);
-    await compareSessions(utf8.port, utf8Reference, SEED + 1, 25);
+    await withSeed(testSeed(), async (seed) => {
+      await using plain = await startSmtpd();
+      await using plainReference = await startReference(33554432, false);
+      await compareSessions(plain.port, plainReference, seed, 25);
+      await using utf8 = await startSmtpd(["--smtputf8", "--size", "40"]);
+      await using utf8Reference = await startReference(40, true);
+      await compareSessions(utf8.port, utf8Reference, seed + 1, 25);
+    });
   },
 });

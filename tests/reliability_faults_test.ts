@@ -33,12 +33,10 @@ import {
   serve,
   Server,
   settled,
-  testSeed,
   until,
   within,
-  withSeed,
 } from "./_reliability_helpers.ts";
-import { BACKEND, writeAll } from "./_helpers.ts";
+import { BACKEND, testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -2,7 +2,7 @@
 // documented errors and never lose or corrupt an accepted byte; seeded
 // garbage into an AsyncChat server (checked against a reference model) and
 // into the netstring transform server never crashes the loop. Every test
-// prints its seed on failure; RELIABILITY_SEED=<seed> replays it.
+// prints its seed on failure; TEST_SEED=<seed> replays it.
 
 import {
   assert,
@@ -31,12 +31,10 @@ import {
   serve,
   Server,
   streamBytes,
-  testSeed,
   until,
   within,
-  withSeed,
 } from "./_reliability_helpers.ts";
-import { socketPair, writeAll } from "./_helpers.ts";
+import { socketPair, testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -16,11 +16,9 @@ import {
   serve,
   Server,
   StreamHash,
-  testSeed,
   within,
-  withSeed,
 } from "./_reliability_helpers.ts";
-import { writeAll } from "./_helpers.ts";
+import { testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 const CLIENTS = 200;
 const PER_CLIENT = 1024 * 1024;

@@ -33,12 +33,10 @@ import {
   seeded,
   serve,
   Server,
-  testSeed,
   until,
   within,
-  withSeed,
 } from "./_reliability_helpers.ts";
-import { writeAll } from "./_helpers.ts";
+import { testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 /** How late a timer may be on a loaded, shared machine. */
 const LATE = 1500;
