@@ -1,5 +1,6 @@
-// Dispatchers shared by the core tests: an echo server and client over any
-// address family, and a base class that records instead of printing.
+// Dispatchers shared by the tests: the echo handler (core, TLS and
+// reliability tests), an echo server and client over any address family, and
+// a base class that records instead of printing.
 
 import { concat } from "@std/bytes";
 import {
@@ -25,9 +26,16 @@ export class Quiet extends Dispatcher {
   }
 }
 
-/** Serves one accepted connection: echoes, and closes at end of stream. */
+/**
+ * Serves one accepted connection as the asyncore echo of the sources
+ * (`dispatcher_with_send`) does: echoes what it reads, and closes at end of
+ * stream. Used by the core and TLS tests; see
+ * {@linkcode BoundedEchoHandler} for a server under load.
+ */
 export class EchoHandler extends DispatcherWithSend {
+  /** How many times `handleClose()` ran. */
   closes = 0;
+  /** Called after each `handleClose()`. */
   onClose: () => void = () => {};
 
   override handleRead(): void {
@@ -40,7 +48,59 @@ export class EchoHandler extends DispatcherWithSend {
     this.close();
     this.onClose();
   }
+}
 
+/** How much a {@linkcode BoundedEchoHandler} holds back before it stops reading. */
+export const ECHO_HIGH_WATER = 256 * 1024;
+
+/**
+ * The {@linkcode EchoHandler} with the one change a production server needs:
+ * it stops reading while more than {@linkcode ECHO_HIGH_WATER} bytes wait to
+ * go out (`sendBuffered`), so a peer that writes faster than it reads is
+ * pushed back instead of growing memory. At end of stream it sends what
+ * remains, then closes (a half-close). Used by the reliability tests.
+ */
+export class BoundedEchoHandler extends EchoHandler {
+  /** The most bytes ever queued on this channel. */
+  peakBuffered = 0;
+  /** Whether the peer has ended its stream. */
+  eof = false;
+
+  override readable(): boolean {
+    return !this.eof && this.sendBuffered < ECHO_HIGH_WATER;
+  }
+
+  override writable(): boolean {
+    return super.writable() || this.eof;
+  }
+
+  override handleRead(): void {
+    super.handleRead();
+    if (this.sendBuffered > this.peakBuffered) {
+      this.peakBuffered = this.sendBuffered;
+    }
+  }
+
+  override handleWrite(): void {
+    super.handleWrite();
+    // The socket delivers what it accepted even after close().
+    if (this.eof && this.sendBuffered <= (this.socket?.sendBuffered ?? 0)) {
+      this.close();
+    }
+  }
+
+  override handleClose(): void {
+    // End of stream: finish sending before closing (half-close).
+    if (this.socket?.error || this.socket?.closed) {
+      this.close();
+      return;
+    }
+    this.eof = true;
+  }
+}
+
+/** The echo server's handlers keep quiet, as the rest of its channels do. */
+class QuietEchoHandler extends EchoHandler {
   override logInfo(): void {}
 }
 
@@ -68,7 +128,7 @@ export class EchoServer extends Quiet {
 
   override handleAccepted(sock: Socket, addr: Deno.Addr): void {
     this.accepted.push({ sock, addr, peer: sock.getpeername() });
-    const handler = new EchoHandler(sock, this.map);
+    const handler = new QuietEchoHandler(sock, this.map);
     handler.onClose = () => {
       if (++this.#closed === this.#connections) this.close();
     };

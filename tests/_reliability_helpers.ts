@@ -1,5 +1,5 @@
 // Shared pieces of the reliability suite (tests/reliability_*_test.ts):
-// seeded randomness, a streaming hash, bounded waits, servers used by several
+// seeded randomness, a streaming hash, bounded waits, a server used by several
 // themes, and peers that misbehave on purpose (resets via python3 or node).
 //
 // Run as a program it is the client side of the scale test, so that the
@@ -9,13 +9,7 @@
 import { AssertionError } from "@std/assert";
 import { delay } from "@std/async";
 import { equals } from "@std/bytes";
-import {
-  type ChannelMap,
-  closeAll,
-  Dispatcher,
-  DispatcherWithSend,
-  loop,
-} from "../asyncore.ts";
+import { type ChannelMap, closeAll, Dispatcher, loop } from "../asyncore.ts";
 import type { Socket } from "../select.ts";
 import { portOf, type Random, writeAll } from "./_helpers.ts";
 
@@ -281,58 +275,6 @@ export class Server extends Dispatcher {
   override handleAccepted(sock: Socket): void {
     this.accepted++;
     this.#make(sock, this.#map);
-  }
-}
-
-/** How much an echo channel holds back before it stops reading. */
-export const ECHO_HIGH_WATER = 256 * 1024;
-
-/**
- * The asyncore echo of the sources (`dispatcher_with_send`), with the one
- * change a production server needs: it stops reading while more than
- * {@linkcode ECHO_HIGH_WATER} bytes wait to go out (`sendBuffered`), so a
- * peer that writes faster than it reads is pushed back instead of growing
- * memory. At end of stream it sends what remains, then closes.
- */
-export class EchoHandler extends DispatcherWithSend {
-  /** The most bytes ever queued on this channel. */
-  peakBuffered = 0;
-  /** Whether the peer has ended its stream. */
-  eof = false;
-
-  override readable(): boolean {
-    return !this.eof && this.sendBuffered < ECHO_HIGH_WATER;
-  }
-
-  override writable(): boolean {
-    return super.writable() || this.eof;
-  }
-
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length > 0) {
-      this.send(data);
-      if (this.sendBuffered > this.peakBuffered) {
-        this.peakBuffered = this.sendBuffered;
-      }
-    }
-  }
-
-  override handleWrite(): void {
-    super.handleWrite();
-    // The socket delivers what it accepted even after close().
-    if (this.eof && this.sendBuffered <= (this.socket?.sendBuffered ?? 0)) {
-      this.close();
-    }
-  }
-
-  override handleClose(): void {
-    // End of stream: finish sending before closing (half-close).
-    if (this.socket?.error || this.socket?.closed) {
-      this.close();
-      return;
-    }
-    this.eof = true;
   }
 }
 

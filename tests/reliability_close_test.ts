@@ -12,7 +12,6 @@ import {
 import { AsyncChat, type Producer } from "../asynchat.ts";
 import { Socket } from "../select.ts";
 import {
-  EchoHandler,
   hashToEnd,
   isStreamAt,
   serve,
@@ -22,6 +21,7 @@ import {
   until,
   within,
 } from "./_reliability_helpers.ts";
+import { BoundedEchoHandler } from "./_dispatchers.ts";
 import { BACKEND } from "./_helpers.ts";
 
 Deno.test("close: close() with a full send buffer delivers every byte", async (t) => {
@@ -207,7 +207,10 @@ Deno.test("close: closeAll() on a busy map ends every channel at once, without c
   const CLIENTS = 100;
   for (const from of ["a timer", "outside the loop"]) {
     const map: ChannelMap = new Map();
-    const server = new Server(map, (sock, m) => new EchoHandler(sock, m));
+    const server = new Server(
+      map,
+      (sock, m) => new BoundedEchoHandler(sock, m),
+    );
     const running = serve(map, 30_000, "busy map");
     let streaming = 0;
     const clients = Array.from({ length: CLIENTS }, async (_, seed) => {

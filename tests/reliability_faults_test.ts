@@ -22,7 +22,6 @@ import { POLLPRI, type Socket } from "../select.ts";
 import { AsyncChat, type Producer } from "../asynchat.ts";
 import {
   captureLogs,
-  EchoHandler,
   hashToEnd,
   portOf,
   randInt,
@@ -36,6 +35,7 @@ import {
   until,
   within,
 } from "./_reliability_helpers.ts";
+import { BoundedEchoHandler } from "./_dispatchers.ts";
 import { BACKEND, testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -74,7 +74,7 @@ function echoMap(): {
   port: number;
 } {
   const map: ChannelMap = new Map();
-  const server = new Server(map, (sock, m) => new EchoHandler(sock, m));
+  const server = new Server(map, (sock, m) => new BoundedEchoHandler(sock, m));
   return { map, server, port: server.port };
 }
 
@@ -94,7 +94,7 @@ for (const peer of ["python3", "node"] as const) {
       const errors: unknown[] = [];
       const created = new Set<Dispatcher>();
       const closed = new Set<Dispatcher>();
-      class Watched extends EchoHandler {
+      class Watched extends BoundedEchoHandler {
         override handleError(error: unknown): void {
           errors.push(error);
           super.handleError(error);

@@ -7,8 +7,6 @@ import { AsyncChat } from "../asynchat.ts";
 import type { Socket } from "../select.ts";
 import type { ChannelMap } from "../asyncore.ts";
 import {
-  ECHO_HIGH_WATER,
-  EchoHandler,
   randInt,
   type Random,
   randomBytes,
@@ -18,6 +16,7 @@ import {
   StreamHash,
   within,
 } from "./_reliability_helpers.ts";
+import { BoundedEchoHandler, ECHO_HIGH_WATER } from "./_dispatchers.ts";
 import { testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 const CLIENTS = 200;
@@ -143,9 +142,9 @@ Deno.test("load: 200 clients × 1 MiB through the asyncore echo come back intact
   const seed = testSeed();
   await withSeed(seed, async () => {
     const map: ChannelMap = new Map();
-    const handlers: EchoHandler[] = [];
+    const handlers: BoundedEchoHandler[] = [];
     const server = new Server(map, (sock, m) => {
-      handlers.push(new EchoHandler(sock, m));
+      handlers.push(new BoundedEchoHandler(sock, m));
     }, 256);
     const started = performance.now();
     const served = serve(map, 120_000, "echo server");

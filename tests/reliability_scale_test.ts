@@ -11,13 +11,13 @@ import { assertEquals, assertLessOrEqual } from "@std/assert";
 import type { ChannelMap, Dispatcher } from "../asyncore.ts";
 import { select } from "../select.ts";
 import {
-  EchoHandler,
   openFileLimit,
   serve,
   Server,
   until,
   within,
 } from "./_reliability_helpers.ts";
+import { BoundedEchoHandler } from "./_dispatchers.ts";
 import { writeAll } from "./_helpers.ts";
 
 const MANY = 10_000;
@@ -60,7 +60,7 @@ Deno.test({
     let firstAccept = 0;
     const server = new Server(map, (sock, m) => {
       if (firstAccept === 0) firstAccept = performance.now();
-      new EchoHandler(sock, m);
+      new BoundedEchoHandler(sock, m);
       peak = Math.max(peak, m.size - 1);
     }, 1024);
     const started = performance.now();
@@ -111,7 +111,11 @@ Deno.test({
   ignore: skipAtOnce !== "",
   async fn() {
     const map: ChannelMap = new Map();
-    const server = new Server(map, (sock, m) => new EchoHandler(sock, m), 5);
+    const server = new Server(
+      map,
+      (sock, m) => new BoundedEchoHandler(sock, m),
+      5,
+    );
     const running = serve(map, 60_000, "backlog server");
     const started = performance.now();
     const conns = await within(

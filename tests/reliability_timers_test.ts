@@ -27,7 +27,6 @@ import type { Socket } from "../select.ts";
 import { AsyncChat } from "../asynchat.ts";
 import {
   captureLogs,
-  EchoHandler,
   hashToEnd,
   randInt,
   seeded,
@@ -36,6 +35,7 @@ import {
   until,
   within,
 } from "./_reliability_helpers.ts";
+import { BoundedEchoHandler } from "./_dispatchers.ts";
 import { testSeed, withSeed, writeAll } from "./_helpers.ts";
 
 /** How late a timer may be on a loaded, shared machine. */
@@ -44,7 +44,7 @@ const LATE = 1500;
 /** A map with a listening channel (so the loop has something to wait on). */
 function listeningMap(): { map: ChannelMap; server: Server } {
   const map: ChannelMap = new Map();
-  const server = new Server(map, (sock, m) => new EchoHandler(sock, m));
+  const server = new Server(map, (sock, m) => new BoundedEchoHandler(sock, m));
   return { map, server };
 }
 
@@ -247,7 +247,7 @@ Deno.test("idle timeouts: a silent client is closed on time, active ones are lef
   const map: ChannelMap = new Map();
   const timedOut = new Map<string, number>();
   const acceptedAt = new Map<string, number>();
-  class Idle extends EchoHandler {
+  class Idle extends BoundedEchoHandler {
     name = "";
     constructor(sock: Socket, m: ChannelMap) {
       super(sock, m);
@@ -337,7 +337,7 @@ Deno.test("idle timeouts: the default handleTimeout() closes; Infinity never doe
   const map: ChannelMap = new Map();
   const channels: Dispatcher[] = [];
   const server = new Server(map, (sock, m) => {
-    const channel = new EchoHandler(sock, m);
+    const channel = new BoundedEchoHandler(sock, m);
     channel.idleTimeout = channels.length === 0 ? 50 : Infinity;
     channels.push(channel);
   });
@@ -370,7 +370,10 @@ Deno.test("loop wake-ups: what other async code adds is served at once, not afte
     const { map } = listeningMap();
     const running = serve(map, 20_000, "added", { timeout: 30_000 });
     await delay(20); // it waits now
-    const server = new Server(map, (sock, m) => new EchoHandler(sock, m));
+    const server = new Server(
+      map,
+      (sock, m) => new BoundedEchoHandler(sock, m),
+    );
     const conn = await Deno.connect({
       hostname: "127.0.0.1",
       port: server.port,
@@ -397,7 +400,7 @@ Deno.test("loop wake-ups: what other async code adds is served at once, not afte
             chat.closeWhenDone();
           };
         } else {
-          const channel = new EchoHandler(sock, m);
+          const channel = new BoundedEchoHandler(sock, m);
           push = (data) => channel.send(data);
         }
       });

@@ -23,6 +23,7 @@ import {
 import { AsyncChat } from "../asynchat.ts";
 import { LinesProducer } from "../producers.ts";
 import { Poll, POLLIN, POLLOUT, select, Socket } from "../select.ts";
+import { EchoHandler } from "./_dispatchers.ts";
 import {
   BACKEND,
   hasPythonSsl,
@@ -257,16 +258,6 @@ Deno.test("Socket: TLS options are checked", () => {
 
 // ---------------------------------------------------------------------------
 // Dispatchers over TLS
-
-class EchoHandler extends Dispatcher {
-  override handleRead(): void {
-    const data = this.recv(8192);
-    if (data.length > 0) this.send(data);
-  }
-  override handleClose(): void {
-    this.close();
-  }
-}
 
 class TlsEchoServer extends Dispatcher {
   accepted: EchoHandler[] = [];
