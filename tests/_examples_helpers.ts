@@ -11,6 +11,7 @@ import {
   BACKEND,
   killQuietly,
   probe,
+  readExactly,
   readToEnd,
   text,
   within,
@@ -342,38 +343,6 @@ export async function assertUsageError(
 /** Connects to a port on 127.0.0.1. */
 export function connect(port: number, hostname = "127.0.0.1") {
   return Deno.connect({ hostname, port });
-}
-
-/**
- * Reads exactly `n` bytes; fails on end of stream, or after `ms` (closing
- * the connection to cancel the read).
- */
-export async function readExactly(
-  conn: Deno.Conn,
-  n: number,
-  ms: number = IO_TIMEOUT,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let offset = 0;
-  await within(
-    ms,
-    () => `reading ${n} bytes (got ${offset})`,
-    (async () => {
-      while (offset < n) {
-        const count = await conn.read(out.subarray(offset));
-        if (count === null) {
-          throw new Error(
-            `end of stream after ${offset} of ${n} bytes: ${
-              JSON.stringify(text(out.subarray(0, offset)))
-            }`,
-          );
-        }
-        offset += count;
-      }
-    })(),
-    () => conn.close(),
-  );
-  return out;
 }
 
 /** Whether the peer closed: the next read sees end of stream (or a reset). */

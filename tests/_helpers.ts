@@ -180,7 +180,7 @@ export interface SocketPair extends Disposable {
 
 /**
  * Makes a listening `Socket`, connects a client to it and accepts it, each
- * step waited on with `select()` (at most 10 s). Disposing the pair closes
+ * step waited on with {@linkcode waitReady}. Disposing the pair closes
  * all three; a caller that needs only the two ends may close the listener at
  * once. The listener is made before the client, so option factories run in
  * the order `listenerOptions`, `clientOptions`.
@@ -208,20 +208,51 @@ export async function socketPair(
     listener.listen();
     client = new Socket({ ...shared, ...clientOptions, transport });
     client.connect(connectAddress(listener.getsockname()));
-    const [readable] = await select([listener], [], [], 10_000);
-    if (readable.length === 0) {
-      throw new AssertionError("the connection did not reach the listener");
-    }
+    await waitReady(listener, "read");
     [server] = listener.accept();
-    const [, writable] = await select([], [client], [], 10_000);
-    if (writable.length === 0) {
-      throw new AssertionError("the connect did not complete");
-    }
+    await waitReady(client, "write");
     if (client.error !== null) throw client.error;
     return { listener, client, server, [Symbol.dispose]: close };
   } catch (error) {
     close();
     throw error;
+  }
+}
+
+/** Waits until `sock` is ready to `want`; fails after `ms`. */
+export async function waitReady(
+  sock: Socket,
+  want: "read" | "write",
+  ms = 10_000,
+): Promise<void> {
+  const [readable, writable] = await select(
+    want === "read" ? [sock] : [],
+    want === "write" ? [sock] : [],
+    [],
+    ms,
+  );
+  if (readable.length + writable.length === 0) {
+    throw new AssertionError(`the socket was not ready to ${want} in ${ms} ms`);
+  }
+}
+
+/** Receives from `sock` until end of stream; fails after `ms`. */
+export async function recvAll(
+  sock: Socket,
+  ms = 10_000,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const chunks: Uint8Array[] = [];
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      throw new AssertionError(`no end of stream within ${ms} ms`);
+    }
+    const [readable] = await select([sock], [], [], left);
+    if (readable.length === 0) continue;
+    const data = sock.recv(65536);
+    if (data.length === 0) return concat(chunks);
+    chunks.push(data.slice());
   }
 }
 
@@ -344,7 +375,7 @@ export function text(data: Uint8Array): string {
   return decoder.decode(data);
 }
 
-/** How long {@linkcode readToEnd} waits for the end of stream by default. */
+/** How long {@linkcode readExactly} and {@linkcode readToEnd} wait by default. */
 export const READ_TIMEOUT = 10_000;
 
 /**
@@ -359,6 +390,38 @@ export async function writeAll(
   while (offset < data.length) {
     offset += await conn.write(data.subarray(offset));
   }
+}
+
+/**
+ * Reads exactly `n` bytes; fails on end of stream, or after `ms` (closing
+ * the connection to cancel the read).
+ */
+export async function readExactly(
+  conn: Deno.Conn,
+  n: number,
+  ms: number = READ_TIMEOUT,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const out = new Uint8Array(n);
+  let offset = 0;
+  await within(
+    ms,
+    () => `reading ${n} bytes (got ${offset})`,
+    (async () => {
+      while (offset < n) {
+        const count = await conn.read(out.subarray(offset));
+        if (count === null) {
+          throw new Error(
+            `end of stream after ${offset} of ${n} bytes: ${
+              JSON.stringify(text(out.subarray(0, offset)))
+            }`,
+          );
+        }
+        offset += count;
+      }
+    })(),
+    () => conn.close(),
+  );
+  return out;
 }
 
 /**
@@ -385,6 +448,20 @@ export async function readToEnd(
     () => conn.close(),
   );
   return concat(chunks);
+}
+
+/** The errors that mean the peer went away (reset, closed, never there). */
+export const DISCONNECTS: readonly (new (message?: string) => Error)[] = [
+  Deno.errors.ConnectionReset,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.BrokenPipe,
+  Deno.errors.UnexpectedEof,
+  Deno.errors.NotConnected,
+];
+
+/** Whether `error` is one of {@linkcode DISCONNECTS}. */
+export function isDisconnect(error: unknown): boolean {
+  return DISCONNECTS.some((kind) => error instanceof kind);
 }
 
 /**

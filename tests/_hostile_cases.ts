@@ -20,7 +20,7 @@ import { Poll, POLLIN, select, Socket } from "../select.ts";
 import { StreamChannel } from "../streams.ts";
 import type { Backend } from "../socket.ts";
 import { pipe } from "./_epoll_helpers.ts";
-import { socketPair } from "./_helpers.ts";
+import { socketPair, waitReady } from "./_helpers.ts";
 
 /** One case: what it does, and the line it must print on each backend. */
 export interface HostileCase {
@@ -183,11 +183,6 @@ function outcome(
 
 // ---- Setting up: real loopback sockets on the suite's backend.
 
-async function waitReadable(sock: Socket): Promise<void> {
-  const [readable] = await select([sock], [], [], 10_000);
-  if (readable.length === 0) throw new Error("not readable within 10 s");
-}
-
 /** A connected pair: [ours, the peer's]. */
 async function connectedPair(): Promise<[Socket, Socket]> {
   const { listener, client, server } = await socketPair();
@@ -200,7 +195,7 @@ async function receiveAll(sock: Socket): Promise<string> {
   const parts: string[] = [];
   let total = 0;
   for (;;) {
-    await waitReadable(sock);
+    await waitReady(sock, "read");
     const data = sock.recv(65536);
     if (data.length === 0) break;
     total += data.length;
@@ -242,7 +237,7 @@ async function received(
 ): Promise<{ count: unknown; array: string }> {
   const [sock, peer] = await connectedPair();
   peer.send(new Uint8Array(65536).fill(0xab));
-  await waitReadable(sock);
+  await waitReady(sock, "read");
   const count = receive(sock, array);
   return { count, array: hex(new Uint8Array(realBytes(array))) };
 }
@@ -395,7 +390,7 @@ cases["AsyncChat.setTerminator(ownLength)"] = {
     peer.send(new Uint8Array([0xab, 0xab, ...sixteen(), 0xcd]));
     peer.close();
     while (records.length === 0 && chat.connected) {
-      await waitReadable(sock);
+      await waitReady(sock, "read");
       chat.handleRead();
     }
     return records;

@@ -33,6 +33,7 @@ import {
   epollUnsupported,
   skipNote,
 } from "./_epoll_helpers.ts";
+import { isDisconnect } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // CPython's test_asynchat, over real sockets.
@@ -75,8 +76,9 @@ function startEchoServer(
               piece = piece.subarray(await conn.write(piece));
             }
           }
-        } catch {
+        } catch (error) {
           // The client may have closed already (closeWhenDone).
+          if (!isDisconnect(error)) throw error;
         }
         return buffer;
       } finally {

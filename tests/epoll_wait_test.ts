@@ -15,7 +15,14 @@ import {
   skipNote,
   target,
 } from "./_epoll_helpers.ts";
-import { isPattern, pattern, Peer, within, writeAll } from "./_helpers.ts";
+import {
+  isPattern,
+  pattern,
+  Peer,
+  readExactly,
+  within,
+  writeAll,
+} from "./_helpers.ts";
 
 const ignore = epollUnsupported !== null;
 const IPV4 = EPOLL_FAMILIES[0];
@@ -239,13 +246,7 @@ Deno.test({
       using conn = await Deno.connect({ hostname: "127.0.0.1", port });
       const message = pattern(size);
       const writing = writeAll(conn, message);
-      const received = new Uint8Array(size);
-      let got = 0;
-      while (got < size) {
-        const n = await conn.read(received.subarray(got));
-        assert(n !== null, `end of stream after ${got} bytes`);
-        got += n;
-      }
+      const received = await readExactly(conn, size, 20_000);
       await writing;
       assert(isPattern(received));
     };

@@ -18,7 +18,14 @@ import {
   stopCleanly,
   within,
 } from "./_examples_helpers.ts";
-import { bytes, closeQuietly, readToEnd, text } from "./_helpers.ts";
+import {
+  bytes,
+  closeQuietly,
+  hasIPv6,
+  isDisconnect,
+  readToEnd,
+  text,
+} from "./_helpers.ts";
 
 /** Every server example, the arguments it needs and its default port. */
 const SERVERS: {
@@ -133,15 +140,6 @@ Deno.test("asyncore_echo_server.ts (deno task start) listens on 127.0.0.1:8881 b
   }
   await stopCleanly(server);
 });
-
-const hasIPv6 = (() => {
-  try {
-    Deno.listen({ hostname: "::1", port: 0 }).close();
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name: "asyncore_echo_server.ts listens on IPv6 with --host ::1",
@@ -335,8 +333,9 @@ function echoUpstream(): { port: number; done: Promise<void> } {
           if (count === null) return;
           await conn.write(buffer.subarray(0, count));
         }
-      } catch {
+      } catch (error) {
         // The proxy reset the connection.
+        if (!isDisconnect(error)) throw error;
       } finally {
         closeQuietly(conn);
       }

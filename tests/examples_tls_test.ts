@@ -8,14 +8,19 @@ import {
   assertUsageError,
   IO_TIMEOUT,
   permissionArgs,
-  readExactly,
   ROOT,
   runExample,
   startServer,
   stopCleanly,
   within,
 } from "./_examples_helpers.ts";
-import { bytes, closeQuietly, text, writeAll } from "./_helpers.ts";
+import {
+  bytes,
+  closeQuietly,
+  readExactly,
+  text,
+  writeAll,
+} from "./_helpers.ts";
 
 const CA = Deno.readTextFileSync(
   new URL("./fixtures/tls/ca.crt", import.meta.url),

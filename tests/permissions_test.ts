@@ -9,7 +9,14 @@ import { assert, assertEquals, assertFalse, AssertionError } from "@std/assert";
 import { getAvailablePort } from "@std/net";
 import type { Backend } from "../socket.ts";
 import { epollUnsupported, skipNote } from "./_epoll_helpers.ts";
-import { fixture, pattern, Peer, within, writeAll } from "./_helpers.ts";
+import {
+  fixture,
+  pattern,
+  Peer,
+  readExactly,
+  within,
+  writeAll,
+} from "./_helpers.ts";
 
 const CLIENTS = 8;
 const ROUNDS = 1000;
@@ -25,15 +32,10 @@ interface Audited {
 async function pingPong(port: number, seed: number): Promise<void> {
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   conn.setNoDelay(true);
-  const reply = new Uint8Array(SIZE);
   for (let round = 0; round < ROUNDS; round++) {
     const message = pattern(SIZE, seed * ROUNDS + round);
     await writeAll(conn, message);
-    for (let got = 0; got < SIZE;) {
-      const n = await conn.read(reply.subarray(got));
-      if (n === null) throw new Error(`client ${seed}: end of stream`);
-      got += n;
-    }
+    const reply = await readExactly(conn, SIZE);
     assertEquals(reply, message, `client ${seed}, round ${round}`);
   }
 }

@@ -34,7 +34,13 @@ import {
   until,
   within,
 } from "./_reliability_helpers.ts";
-import { socketPair, testSeed, withSeed, writeAll } from "./_helpers.ts";
+import {
+  isDisconnect,
+  socketPair,
+  testSeed,
+  withSeed,
+  writeAll,
+} from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -61,18 +67,6 @@ interface End {
   closedDirty: boolean;
   /** Sent bytes after the peer closed (which then resets the connection). */
   sentAfterPeerClosed: boolean;
-}
-
-const DISCONNECTS = [
-  Deno.errors.ConnectionReset,
-  Deno.errors.ConnectionAborted,
-  Deno.errors.BrokenPipe,
-  Deno.errors.UnexpectedEof,
-  Deno.errors.NotConnected,
-];
-
-function isDisconnect(error: unknown): boolean {
-  return DISCONNECTS.some((kind) => error instanceof kind);
 }
 
 /** Makes a connected pair with random buffer sizes. */

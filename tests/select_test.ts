@@ -15,7 +15,6 @@ import {
   assertThrows,
 } from "@std/assert";
 import { delay } from "@std/async";
-import { concat } from "@std/bytes";
 import { getAvailablePort } from "@std/net";
 import {
   Poll,
@@ -41,6 +40,7 @@ import {
   loopbackHostName,
   pattern,
   portOf,
+  recvAll,
   settlesWithin,
   type SocketPair,
   socketPair,
@@ -57,21 +57,6 @@ async function recvSoon(sock: Socket, size = 65536): Promise<Uint8Array> {
   const [readable] = await select([sock], [], [], 5000);
   assertEquals(readable, [sock], "the socket became readable");
   return sock.recv(size);
-}
-
-/** Receives until end of stream (bounded), returning everything. */
-async function recvAll(sock: Socket, ms = 5000): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const left = deadline - performance.now();
-    assert(left > 0, "end of stream did not come in time");
-    const [readable] = await select([sock], [], [], left);
-    if (readable.length === 0) continue;
-    const data = sock.recv(65536);
-    if (data.length === 0) return concat(chunks);
-    chunks.push(data.slice());
-  }
 }
 
 for (const family of FAMILIES) {

@@ -29,9 +29,11 @@ import {
   hasPythonSsl,
   pattern,
   portOf,
+  recvAll,
   type SocketPair,
   socketPair,
   text,
+  waitReady,
 } from "./_helpers.ts";
 
 const fixture = (name: string) =>
@@ -47,26 +49,12 @@ const CLIENT_TLS = { hostname: "localhost", caCerts: [CA] };
 
 const encoder = new TextEncoder();
 
-/** Waits until `sock` is ready as asked, failing after 10 s. */
-async function ready(
-  sock: Socket,
-  want: "read" | "write",
-): Promise<void> {
-  const [r, w] = await select(
-    want === "read" ? [sock] : [],
-    want === "write" ? [sock] : [],
-    [],
-    10_000,
-  );
-  assertEquals(r.length + w.length, 1, `the socket became ready to ${want}`);
-}
-
 /** Reads until `count` bytes have arrived (or end of stream). */
 async function recvExactly(sock: Socket, count: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let got = 0;
   while (got < count) {
-    await ready(sock, "read");
+    await waitReady(sock, "read");
     const data = sock.recv(count - got);
     if (data.length === 0) break;
     chunks.push(data);
@@ -75,22 +63,11 @@ async function recvExactly(sock: Socket, count: number): Promise<Uint8Array> {
   return concat(chunks);
 }
 
-/** Reads until end of stream. */
-async function recvAll(sock: Socket): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for (;;) {
-    await ready(sock, "read");
-    const data = sock.recv(65536);
-    if (data.length === 0) return concat(chunks);
-    chunks.push(data);
-  }
-}
-
 /** Sends all of `data`, waiting for room. */
 async function sendAll(sock: Socket, data: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < data.length) {
-    await ready(sock, "write");
+    await waitReady(sock, "write");
     offset += sock.send(data.subarray(offset));
   }
 }
@@ -116,7 +93,7 @@ async function tlsPair(): Promise<SocketPair> {
     clientOptions: { tls: CLIENT_TLS },
   });
   try {
-    await ready(pair.server, "write"); // the server's side of the handshake
+    await waitReady(pair.server, "write"); // the server's side of the handshake
   } catch (error) {
     pair[Symbol.dispose]();
     throw error;
@@ -135,7 +112,7 @@ Deno.test("Socket: echo over a TLS listener and a TLS connect", async () => {
   const echoed: Uint8Array[] = [];
   let got = 0;
   while (got < message.length) {
-    await ready(server, "read");
+    await waitReady(server, "read");
     const data = server.recv(65536);
     await sendAll(server, data);
     got += data.length;
@@ -160,9 +137,9 @@ Deno.test("Socket: TLS over IPv6 (::1 is in the certificate)", async () => {
   listener.listen();
   using client = new Socket({ tls: { caCerts: [CA] } }); // name: "::1"
   client.connect({ hostname: "::1", port: portOf(listener) });
-  await ready(listener, "read");
+  await waitReady(listener, "read");
   using server = listener.accept()[0];
-  await ready(client, "write");
+  await waitReady(client, "write");
   client.send("over v6");
   assertEquals(text(await recvExactly(server, 7)), "over v6");
 });
@@ -176,7 +153,7 @@ Deno.test("Socket: an accepted TLS connection shows nothing before its handshake
     hostname: "127.0.0.1",
     port: portOf(listener),
   });
-  await ready(listener, "read");
+  await waitReady(listener, "read");
   using server = listener.accept()[0];
   assertFalse(server.secure);
   assertEquals(await select([server], [server], [server], 0), [[], [], []]);
@@ -599,9 +576,9 @@ Deno.test("Socket.startTls: over a Unix socket", async () => {
     listener.listen();
     using client = new Socket({ transport: "unix" });
     client.connect({ path });
-    await ready(listener, "read");
+    await waitReady(listener, "read");
     using server = listener.accept()[0];
-    await ready(client, "write");
+    await waitReady(client, "write");
     client.startTls(CLIENT_TLS); // the name to verify: given, as Unix has none
     server.startTls(SERVER_TLS);
     client.send("secret");
@@ -875,7 +852,7 @@ async function slowClient(
   const chunks: Uint8Array[] = [];
   let got = 0;
   while (got < expected.length) {
-    await ready(client, "read");
+    await waitReady(client, "read");
     const data = client.recv(Math.min(16384, expected.length - got));
     assert(data.length > 0, `end of stream after ${got} plaintext bytes`);
     chunks.push(data);
@@ -934,7 +911,7 @@ Deno.test("AsyncChat.startTls: plaintext a client sends while the upgrade waits 
     using client = new Socket();
     client.connect({ hostname: "127.0.0.1", port: portOf(server) });
     // Injected before the client has read the 220.
-    await ready(client, "write");
+    await waitReady(client, "write");
     client.send("NOOP\r\n");
     await recvExactly(client, LONG_REPLY.length + GO.length);
     client.startTls(CLIENT_TLS);
@@ -969,7 +946,7 @@ Deno.test("AsyncChat.startTls: the rest of the read that held STARTTLS is droppe
   try {
     using client = new Socket();
     client.connect({ hostname: "127.0.0.1", port: portOf(server) });
-    await ready(client, "write");
+    await waitReady(client, "write");
     // Pipelined past STARTTLS in one segment (CVE-2011-0411's injection);
     // the held-back "\r" must not prefix the decrypted input either.
     client.send("STARTTLS\r\nping\r\n\r");
