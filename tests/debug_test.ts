@@ -17,7 +17,7 @@ import {
 } from "../asyncore.ts";
 import type { Socket } from "../socket.ts";
 import { finalized } from "../_debug.ts";
-import { portOf, within } from "./_helpers.ts";
+import { fixture, portOf, within } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -329,10 +329,6 @@ Deno.test("debug: a channel collected while open is reported (finalizer seam)", 
   finalized({ socket, repr: "<Lost at #7>", log });
   assertEquals(messages.length, 1);
 });
-
-function fixture(name: string): string {
-  return new URL(`./fixtures/${name}`, import.meta.url).pathname;
-}
 
 async function run(
   args: string[],

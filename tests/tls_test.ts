@@ -30,6 +30,7 @@ import {
   pattern,
   portOf,
   recvAll,
+  runLoop,
   type SocketPair,
   socketPair,
   text,
@@ -73,17 +74,8 @@ async function sendAll(sock: Socket, data: Uint8Array): Promise<void> {
 }
 
 /** Runs the loop over `map` until it is empty, failing after 10 s. */
-async function run(map: ChannelMap, usePoll = false): Promise<void> {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), 10_000);
-  try {
-    await loop({ map, usePoll, timeout: 1000, signal: controller.signal });
-  } finally {
-    clearTimeout(timer);
-    const left = [...map.values()].map(String);
-    closeAll(map, true);
-    assertEquals(left, [], "every channel closed before the deadline");
-  }
+function run(map: ChannelMap, usePoll = false): Promise<void> {
+  return runLoop(map, { usePoll, bound: 10_000 });
 }
 
 /** A TLS listener, a TLS client connected to it, and the accepted end. */
