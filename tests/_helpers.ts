@@ -517,11 +517,9 @@ export const SEED_VARIABLE = "TEST_SEED";
 /**
  * The seed of a seeded (fuzz or property) test: {@linkcode SEED_VARIABLE}
  * when set, to replay a failure; otherwise a fresh one in [0, 2^32).
- * `RELIABILITY_SEED`, the name README.md gives, is read too.
  */
 export function testSeed(): number {
-  const fixed = Deno.env.get(SEED_VARIABLE) ??
-    Deno.env.get("RELIABILITY_SEED");
+  const fixed = Deno.env.get(SEED_VARIABLE);
   if (fixed === undefined || fixed === "") {
     return (Math.random() * 4294967296) >>> 0;
   }
