@@ -80,6 +80,8 @@ import {
 import { checkCount, checkTimeout, describe, toBytes } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
 import { compactTraceback } from "./_traceback.ts";
+import { EMPTY } from "./_bytes.ts";
+import { className, formatAddr, formatBytes } from "./_repr.ts";
 import { setChannelWaker, wakeChannelLoop } from "./_channel_wake.ts";
 import {
   checkWaitingUpgrade,
@@ -164,57 +166,6 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.BadResource;
 }
 
-function formatAddr(addr: Deno.Addr): string {
-  if (addr.transport === "unix" || addr.transport === "unixpacket") {
-    return addr.path ?? "";
-  }
-  if (addr.transport === "tcp" || addr.transport === "udp") {
-    return addr.hostname.includes(":")
-      ? `[${addr.hostname}]:${addr.port}`
-      : `${addr.hostname}:${addr.port}`;
-  }
-  return String(addr.transport);
-}
-
-const EMPTY = new Uint8Array(0);
-
-/**
- * The name of the class `obj` was made by; for an anonymous class (`new
- * (class extends EchoHandler {})()`), the nearest named class above it.
- */
-function className(obj: object): string {
-  for (
-    let proto = Object.getPrototypeOf(obj);
-    proto !== null;
-    proto = Object.getPrototypeOf(proto)
-  ) {
-    const ctor = Object.getOwnPropertyDescriptor(proto, "constructor")?.value;
-    const name = typeof ctor === "function" ? ctor.name : undefined;
-    if (typeof name === "string" && name !== "") return name;
-  }
-  return "Dispatcher";
-}
-
-/** Bytes as Python's `repr()` shows them, cut short after 64. */
-function formatBytes(bytes: Uint8Array): string {
-  let text = "";
-  for (const byte of bytes.subarray(0, 64)) {
-    text += byte === 0x5c
-      ? "\\\\"
-      : byte === 0x27
-      ? "\\'"
-      : byte >= 0x20 && byte < 0x7f
-      ? String.fromCharCode(byte)
-      : byte === 0x0a
-      ? "\\n"
-      : byte === 0x0d
-      ? "\\r"
-      : byte === 0x09
-      ? "\\t"
-      : `\\x${byte.toString(16).padStart(2, "0")}`;
-  }
-  return `b'${text}'${bytes.length > 64 ? `... (${bytes.length} bytes)` : ""}`;
-}
 // The socket handleAccepted() is being given, and whether a channel took it
 // with setSocket(): if none did when it throws, the socket is closed. (Not a
 // set of every socket ever taken: that held an entry per connection.)
