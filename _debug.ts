@@ -9,7 +9,8 @@
 // runs without this file.
 
 import type { ChannelMap, DebugOptions, Dispatcher } from "./asyncore.ts";
-import { runTimers, timerCalls } from "./_loop_state.ts";
+import { runTimers } from "./_loop_state.ts";
+import type { Channel as TimerChannel } from "./_faults.ts";
 import { ERROR, type Events, READABLE, WRITABLE } from "./_readiness.ts";
 import type { Socket } from "./socket.ts";
 import { describe } from "./_validate.ts";
@@ -72,7 +73,7 @@ const instrumented = new WeakMap<Dispatcher, Instrumented>();
 let depth = 0;
 
 /** The channel as `repr()` shows it; never throws. */
-function reprOf(obj: Dispatcher): string {
+function reprOf(obj: object): string {
   try {
     return String(obj);
   } catch {
@@ -130,23 +131,22 @@ export class DebugSession {
   }
 
   /**
-   * The end of a pass (the pass's one hook): runs the timers that are due,
-   * timing each, writes the pass's trace, and instruments the channels that
-   * joined the map during the pass before the next one asks them.
+   * The end of a pass (the pass's one hook): runs the timers that are due
+   * with `run` (the loop's), timing each, writes the pass's trace, and
+   * instruments the channels that joined the map during the pass before the
+   * next one asks them.
    */
-  endPass(map: ChannelMap, events: Events): void {
-    const run = timerCalls.run;
-    timerCalls.run = (fn, channel) => {
+  endPass(
+    map: ChannelMap,
+    events: Events,
+    run: (fn: () => void, channel: TimerChannel | undefined) => void,
+  ): void {
+    runTimers(map, (fn, channel) => {
       const label = `timer callback ${fn.name || "(anonymous)"}${
         channel === undefined ? "" : ` of ${reprOf(channel)}`
       }`;
       this.#callTimer(label, () => run(fn, channel));
-    };
-    try {
-      runTimers(map);
-    } finally {
-      timerCalls.run = run;
-    }
+    });
     this.#passes++;
     if (this.trace) this.#writeTrace(events);
     map.forEach((obj) => this.#adopt(obj));

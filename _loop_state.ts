@@ -1,14 +1,21 @@
 // What each channel map's loop keeps from pass to pass: its selector, the
 // waker that ends its wait when a channel or a timer is added from outside a
 // pass, and its timer queue. Shared by asyncore.ts (the loop) and timers.ts
-// (callLater), which must not import each other.
+// (callLater), which must not import each other; it knows a map's channels
+// by nothing but their numbers.
 
 import { Heap } from "./_heap.ts";
 import { Selector, Waker } from "./_readiness.ts";
-import type { ChannelMap, Dispatcher } from "./asyncore.ts";
+import type { Channel } from "./_faults.ts";
 
-/** The default channel map (asyncore's `socketMap`). */
-export const defaultMap: ChannelMap = new Map();
+/** A channel map (asyncore's `ChannelMap`), as far as its loop state goes. */
+export type LoopMap = ReadonlyMap<number, unknown>;
+
+/**
+ * The default channel map: asyncore's `socketMap`. Its channels' type is
+ * asyncore's to give (`never` is assignable to any map of channels).
+ */
+export const defaultMap: Map<number, never> = new Map<number, never>();
 
 /** The token of a loop's waker: no socket has a negative number. */
 const WAKER_TOKEN = -1;
@@ -18,7 +25,9 @@ export interface TimerEntry {
   due: number;
   seq: number;
   dead: boolean;
-  fire(): void;
+  fn: () => void;
+  /** The channel whose `handleError()` gets what `fn` throws. */
+  channel: Channel | undefined;
 }
 
 /** One map's loop state. */
@@ -31,11 +40,11 @@ export class LoopState {
   timers: Heap<TimerEntry> | null = null;
 }
 
-const states = new WeakMap<ChannelMap, LoopState>();
+const states = new WeakMap<LoopMap, LoopState>();
 let timerSeq = 0;
 
 /** The loop state of `map`, made on first use. */
-export function loopStateOf(map: ChannelMap): LoopState {
+export function loopStateOf(map: LoopMap): LoopState {
   let state = states.get(map);
   if (state === undefined) {
     state = new LoopState();
@@ -45,17 +54,18 @@ export function loopStateOf(map: ChannelMap): LoopState {
 }
 
 /** Wakes `map`'s loop if it is waiting, so it serves what changed now. */
-export function wakeLoop(map: ChannelMap): void {
+export function wakeLoop(map: LoopMap): void {
   states.get(map)?.waker.wake();
 }
 
-/** Schedules `fire` at `due` on `map`'s loop. */
+/** Schedules `fn` at `due` on `map`'s loop, on behalf of `channel`. */
 export function schedule(
-  map: ChannelMap,
+  map: LoopMap,
   due: number,
-  fire: () => void,
+  fn: () => void,
+  channel: Channel | undefined,
 ): TimerEntry {
-  const entry = { due, seq: timerSeq++, dead: false, fire };
+  const entry = { due, seq: timerSeq++, dead: false, fn, channel };
   const state = loopStateOf(map);
   state.timers ??= new Heap((a, b) =>
     a.due < b.due || (a.due === b.due && a.seq < b.seq)
@@ -66,7 +76,7 @@ export function schedule(
 }
 
 /** When the next live timer of `map` is due; `Infinity` without one. */
-export function nextTimer(map: ChannelMap): number {
+export function nextTimer(map: LoopMap): number {
   const queue = states.get(map)?.timers;
   if (queue == null) return Infinity;
   let top = queue.peek();
@@ -77,8 +87,14 @@ export function nextTimer(map: ChannelMap): number {
   return top?.due ?? Infinity;
 }
 
-/** Runs the timers of `map` that are due; ones they schedule wait for the next pass. */
-export function runTimers(map: ChannelMap): void {
+/**
+ * Runs the timers of `map` that are due, each with `run` (the loop's, which
+ * routes what a call throws); ones they schedule wait for the next pass.
+ */
+export function runTimers(
+  map: LoopMap,
+  run: (fn: () => void, channel: Channel | undefined) => void,
+): void {
   const queue = states.get(map)?.timers;
   if (queue == null || queue.size === 0) return;
   const now = performance.now();
@@ -87,18 +103,8 @@ export function runTimers(map: ChannelMap): void {
     const top = queue.peek();
     if (top === undefined || top.due > now || top.seq >= last) return;
     queue.pop();
-    if (!top.dead) top.fire();
+    if (top.dead) continue;
+    top.dead = true;
+    run(top.fn, top.channel);
   }
 }
-
-/**
- * How a timer's call runs; asyncore.ts sets it: what the call throws goes to
- * the channel's `handleError()`, or is logged (but `ExitNow` ends the loop).
- */
-export const timerCalls: {
-  run(fn: () => void, channel: Dispatcher | undefined): void;
-} = {
-  run(fn) {
-    fn();
-  },
-};

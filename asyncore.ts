@@ -82,6 +82,7 @@ import { ByteQueue } from "./_byte_queue.ts";
 import { compactTraceback } from "./_traceback.ts";
 import { EMPTY } from "./_bytes.ts";
 import { className, formatAddr, formatBytes } from "./_repr.ts";
+import { ExitNow, faultRouting, isDisconnect } from "./_faults.ts";
 import { setChannelWaker, wakeChannelLoop } from "./_channel_wake.ts";
 import {
   checkWaitingUpgrade,
@@ -107,13 +108,14 @@ import {
   loopStateOf,
   nextTimer,
   runTimers,
-  timerCalls,
   wakeLoop,
 } from "./_loop_state.ts";
 
 export { callLater, type CallLaterOptions, DelayedCall } from "./timers.ts";
 
 export { type CompactTraceback, compactTraceback } from "./_traceback.ts";
+
+export { ExitNow } from "./_faults.ts";
 
 export { FileWrapper } from "./socket.ts";
 
@@ -132,39 +134,6 @@ export type ChannelMap = Map<number, Dispatcher>;
  * ```
  */
 export const socketMap: ChannelMap = defaultMap;
-
-/**
- * Thrown by a handler to end {@linkcode loop} at once: the loop rejects with
- * it instead of passing it to `handleError()`.
- *
- * @example
- * ```ts
- * import { ExitNow } from "@asyncore/asyncore/asyncore";
- * import { assertInstanceOf } from "@std/assert";
- *
- * assertInstanceOf(new ExitNow("done"), Error);
- * ```
- */
-export class ExitNow extends Error {
-  /**
-   * Makes the error.
-   *
-   * @param message Why the loop ends.
-   */
-  constructor(message?: string) {
-    super(message);
-    this.name = "ExitNow";
-  }
-}
-
-function isDisconnect(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.UnexpectedEof ||
-    error instanceof Deno.errors.BadResource;
-}
 
 // The socket handleAccepted() is being given, and whether a channel took it
 // with setSocket(): if none did when it throws, the socket is closed. (Not a
@@ -1002,44 +971,9 @@ export class FileDispatcher extends Dispatcher {
   }
 }
 
-/** Runs `handle` for `obj`, sending what it throws to `obj.handleError()`. */
-function guard(obj: Dispatcher, handle: (this: Dispatcher) => void): void {
-  try {
-    // Called on `obj`: a handler method is passed as it is (obj.handleClose),
-    // no closure made per call.
-    handle.call(obj);
-  } catch (error) {
-    fault(obj, error);
-  }
-}
-
-/**
- * Sends `error` to `obj.handleError()`. If that throws too, the failure is
- * logged and the channel closed; should the channel's own `logInfo()` or
- * `close()` throw as well, the plain ones are used, so nothing a channel
- * does can end the loop but `ExitNow`.
- */
-function fault(obj: Dispatcher, error: unknown): void {
-  if (error instanceof ExitNow) throw error;
-  try {
-    obj.handleError(error);
-  } catch (inner) {
-    if (inner instanceof ExitNow) throw inner;
-    const message = `handleError failed, closing channel: ${
-      compactTraceback(inner).value
-    }`;
-    try {
-      obj.logInfo(message, "error");
-    } catch {
-      console.log(`error: ${message}`);
-    }
-    try {
-      obj.close();
-    } catch {
-      Dispatcher.prototype.close.call(obj);
-    }
-  }
-}
+// What a handler throws goes to its channel's handleError(); should that and
+// the channel's close() throw too, Dispatcher's own close() closes it.
+const { guard, fault, runTimer } = faultRouting(Dispatcher.prototype.close);
 
 /**
  * Dispatches a read event to `obj`, as Python's `asyncore.read()`: what a
@@ -1213,7 +1147,7 @@ async function pass(
   if (map.size === 0) {
     // Nothing to serve: return at once, as Python's poll() does (letting the
     // event loop turn now and then, so polling an empty map cannot starve it).
-    runTimers(map);
+    runTimers(map, runTimer);
     const turn = passWithoutWait();
     if (turn) await turn;
     return;
@@ -1295,8 +1229,8 @@ async function pass(
   }
   channels.fill(undefined, 0, count);
   // Debug mode's one hook: it runs the timers itself, timing each.
-  if (buffers.debug === null) runTimers(map);
-  else buffers.debug.endPass(map, events);
+  if (buffers.debug === null) runTimers(map, runTimer);
+  else buffers.debug.endPass(map, events, runTimer);
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
@@ -1502,23 +1436,6 @@ export async function loop(options: LoopOptions = {}): Promise<void> {
     debug?.stop(map);
   }
 }
-
-// A timer's call (timers.ts) routes what it throws like a handler's.
-timerCalls.run = (fn, channel) => {
-  if (channel !== undefined) {
-    guard(channel, fn);
-    return;
-  }
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ExitNow) throw error;
-    const { type, value, info } = compactTraceback(error);
-    console.log(
-      `error: uncaptured exception in a timer (${type}:${value} ${info})`,
-    );
-  }
-};
 
 /**
  * Closes every channel in `map` and empties it.

@@ -17,21 +17,31 @@
  * @module
  */
 
-import type { ChannelMap, Dispatcher } from "./asyncore.ts";
 import {
   defaultMap,
+  type LoopMap,
   schedule,
-  timerCalls,
   type TimerEntry,
 } from "./_loop_state.ts";
 import { checkTimeout, describe } from "./_validate.ts";
 
 /** Options for {@linkcode callLater}. */
 export interface CallLaterOptions {
-  /** The map whose loop runs the call; asyncore's `socketMap` by default. */
-  map?: ChannelMap;
-  /** A channel whose `handleError()` gets what the call throws. */
-  channel?: Dispatcher;
+  /**
+   * The channel map (asyncore's `ChannelMap`) whose loop runs the call;
+   * asyncore's `socketMap` by default.
+   */
+  map?: ReadonlyMap<number, unknown>;
+  /**
+   * A channel (an asyncore `Dispatcher`) whose `handleError()` gets what the
+   * call throws, as it gets what its handlers throw: should that throw too,
+   * the failure goes to its `logInfo()` and the channel is closed.
+   */
+  channel?: {
+    handleError(error: unknown): void;
+    logInfo(message: string, type?: string): void;
+    close(): void;
+  };
 }
 
 /**
@@ -49,8 +59,8 @@ export interface CallLaterOptions {
  */
 export class DelayedCall {
   #fn: () => void;
-  #map: ChannelMap;
-  #channel: Dispatcher | undefined;
+  #map: LoopMap;
+  #channel: CallLaterOptions["channel"];
   #entry: TimerEntry;
 
   /**
@@ -103,10 +113,7 @@ export class DelayedCall {
 
   #schedule(ms: number): TimerEntry {
     const due = performance.now() + checkDelay(ms);
-    return schedule(this.#map, due, () => {
-      this.#entry.dead = true;
-      timerCalls.run(this.#fn, this.#channel);
-    });
+    return schedule(this.#map, due, this.#fn, this.#channel);
   }
 }
 
