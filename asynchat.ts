@@ -66,12 +66,15 @@
 import { type ChannelMap, Dispatcher } from "./asyncore.ts";
 import type { Socket, TlsOptions } from "./select.ts";
 import { checkBytes, checkSize, describe, toBytes } from "./_validate.ts";
-import { wakeChannelLoop } from "./_channel_wake.ts";
+import {
+  checkWaitingUpgrade,
+  holdReads,
+  wakeChannelLoop,
+} from "./_channel_state.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { allocateRegion } from "./_read_arena.ts";
 import { type RecordHandler, Splitter } from "./_terminator.ts";
 import { disposeAll } from "./_dispose.ts";
-import { checkWaitingUpgrade, holdChannelReads } from "./_tls_wait.ts";
 import type { AsyncProducer } from "./producers.ts";
 
 export {
@@ -556,7 +559,7 @@ export class AsyncChat extends Dispatcher {
   #holdFor(mark: TlsMark | null): void {
     if (this.#tlsMark === mark) return;
     this.#tlsMark = mark;
-    holdChannelReads(this, mark !== null);
+    holdReads(this, mark !== null);
   }
 
   /** Sends what the socket takes now: calls `initiateSend()`. */

@@ -83,24 +83,15 @@ import { compactTraceback } from "./_traceback.ts";
 import { EMPTY } from "./_bytes.ts";
 import { className, formatAddr, formatBytes } from "./_repr.ts";
 import { ExitNow, faultRouting, isDisconnect } from "./_faults.ts";
-import { setChannelWaker, wakeChannelLoop } from "./_channel_wake.ts";
-import {
-  checkWaitingUpgrade,
-  holdChannelReads,
-  setUpgradeHooks,
-} from "./_tls_wait.ts";
-import { checkTlsOptions, probeTlsEngine } from "./_tls.ts";
 import {
   ERROR,
   Events,
   HUP,
   Interest,
   READABLE,
-  type Registry,
   WRITABLE,
 } from "./_readiness.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
-import { sourceOf } from "./_socket_table.ts";
 import { isOutOfDescriptors } from "./_descriptor_limit.ts";
 import { type DebugSession, debugSession } from "./_debug.ts";
 import {
@@ -110,6 +101,13 @@ import {
   runTimers,
   wakeLoop,
 } from "./_loop_state.ts";
+import {
+  checkWaitingUpgrade,
+  holdReads,
+  requireSocket,
+  stateOf,
+  wakeChannelLoop,
+} from "./_channel_state.ts";
 
 export { callLater, type CallLaterOptions, DelayedCall } from "./timers.ts";
 
@@ -141,17 +139,6 @@ export const socketMap: ChannelMap = defaultMap;
 let accepted: Socket | null = null;
 let acceptedTaken = false;
 const DEFAULT_IGNORED_LOG_TYPES: ReadonlySet<string> = new Set(["warning"]);
-
-/** Registers `obj`'s socket with `registry` for `interest` (0: not at all). */
-let register: (
-  obj: Dispatcher,
-  registry: Registry,
-  sock: Socket,
-  interest: Interest,
-) => void;
-
-/** Whether a STARTTLS upgrade waiting for `obj`'s output holds its reads. */
-let readsHeld: (obj: Dispatcher) => boolean;
 
 /**
  * A channel: a socket and the handlers the loop calls when it is ready.
@@ -211,39 +198,13 @@ export class Dispatcher {
   declare idleTimeout: number;
 
   #map: ChannelMap;
-  /** The map the channel was last added to: the loop to wake. */
-  #loopMap: ChannelMap | null = null;
   #fileno: number | null = null;
-  #startingTls = false;
-  /** A STARTTLS upgrade waits for output: the loop does not read. */
-  #readsHeld = false;
   #outOfDescriptors = false;
-  // What the loop last registered this channel's socket for: a pass
-  // re-registers only when that changes (see `register`).
-  #registry: Registry | null = null;
-  #registeredSocket: Socket | null = null;
-  #interest = 0;
 
   static {
     Dispatcher.prototype.debug = false;
     Dispatcher.prototype.ignoreLogTypes = DEFAULT_IGNORED_LOG_TYPES;
     Dispatcher.prototype.idleTimeout = Infinity;
-    register = (obj, registry, sock, interest) => {
-      if (obj.#registeredSocket === sock && obj.#registry === registry) {
-        if (obj.#interest === interest) return;
-        if (interest !== 0) {
-          registry.reregister(sourceOf(sock), sock.fileno(), interest);
-          obj.#interest = interest;
-          return;
-        }
-      }
-      obj.#deregister();
-      if (interest === 0) return;
-      registry.register(sourceOf(sock), sock.fileno(), interest);
-      obj.#registry = registry;
-      obj.#registeredSocket = sock;
-      obj.#interest = interest;
-    };
   }
 
   /**
@@ -326,36 +287,8 @@ export class Dispatcher {
     }
     const channels = map ?? this.#map;
     channels.set(this.#fileno, this);
-    this.#loopMap = channels;
+    stateOf(this).loop = channels;
     wakeLoop(channels);
-  }
-
-  static {
-    // A channel's loop is woken through _channel_wake.ts, not a public member.
-    setChannelWaker((channel) => {
-      if (channel.#loopMap !== null) wakeLoop(channel.#loopMap);
-    });
-    readsHeld = (obj) => obj.#readsHeld;
-    setUpgradeHooks({
-      holdReads(channel, held) {
-        channel.#readsHeld = held;
-        if (!held) wakeChannelLoop(channel); // it reads again: re-register
-      },
-      check(channel, options) {
-        const sock = channel.#requireSocket("startTls");
-        if (sock.secure || channel.#startingTls) {
-          throw new Deno.errors.AlreadyExists(
-            "startTls: the connection already uses TLS",
-          );
-        }
-        const tls = checkTlsOptions(
-          "options",
-          options === undefined ? {} : options,
-        );
-        probeTlsEngine(tls);
-        return tls;
-      },
-    });
   }
 
   /** Removes the channel from `map` (its own map by default). */
@@ -363,7 +296,7 @@ export class Dispatcher {
     const fd = this.#fileno;
     if (fd === null) return;
     const channels = map ?? this.#map;
-    this.#deregister();
+    stateOf(this).deregister();
     if (channels.get(fd) === this) {
       channels.delete(fd);
       // A loop waiting on this map must see it change (it may now be empty).
@@ -405,7 +338,7 @@ export class Dispatcher {
    */
   listen(backlog = 5): void {
     this.accepting = true;
-    this.#requireSocket("listen").listen(backlog);
+    requireSocket(this, "listen").listen(backlog);
   }
 
   /**
@@ -414,7 +347,7 @@ export class Dispatcher {
    * @param address `{ hostname?, port }` or `{ path }`.
    */
   bind(address: Address): void {
-    const sock = this.#requireSocket("bind");
+    const sock = requireSocket(this, "bind");
     sock.bind(address);
     this.addr = sock.getsockname();
   }
@@ -426,7 +359,7 @@ export class Dispatcher {
    * @param address `{ hostname?, port }` or `{ path }`.
    */
   connect(address: Address): void {
-    const sock = this.#requireSocket("connect");
+    const sock = requireSocket(this, "connect");
     this.connected = false;
     this.connecting = true;
     sock.connect(address);
@@ -478,10 +411,10 @@ export class Dispatcher {
    *   `caCerts` for the client's.
    */
   startTls(options?: TlsOptions): void {
-    this.#requireSocket("startTls").startTls(options);
+    requireSocket(this, "startTls").startTls(options);
     this.connected = false;
     this.connecting = true;
-    this.#startingTls = true;
+    stateOf(this).startingTls = true;
   }
 
   /**
@@ -500,7 +433,7 @@ export class Dispatcher {
   accept(): [Socket, Deno.Addr] | null {
     let pair: [Socket, Deno.Addr];
     try {
-      pair = this.#requireSocket("accept").accept();
+      pair = requireSocket(this, "accept").accept();
     } catch (error) {
       if (
         error instanceof Deno.errors.WouldBlock ||
@@ -534,7 +467,7 @@ export class Dispatcher {
   send(data: Uint8Array | string): number {
     const bytes = toBytes("data", data);
     try {
-      return this.#requireSocket("send").send(bytes);
+      return requireSocket(this, "send").send(bytes);
     } catch (error) {
       if (error instanceof Deno.errors.WouldBlock) return 0;
       this.#closeOnDisconnect(error);
@@ -552,7 +485,7 @@ export class Dispatcher {
   recv(bufsize: number): Uint8Array {
     let data: Uint8Array;
     try {
-      data = this.#requireSocket("recv").recv(bufsize);
+      data = requireSocket(this, "recv").recv(bufsize);
     } catch (error) {
       this.#closeOnDisconnect(error);
       return EMPTY;
@@ -604,7 +537,7 @@ export class Dispatcher {
   recvInto(buffer: Uint8Array, nbytes?: number): number {
     let count: number;
     try {
-      count = this.#requireSocket("recvInto").recvInto(buffer, nbytes);
+      count = requireSocket(this, "recvInto").recvInto(buffer, nbytes);
     } catch (error) {
       this.#closeOnDisconnect(error);
       return 0;
@@ -624,12 +557,12 @@ export class Dispatcher {
 
   /** The socket's local address. */
   getsockname(): Deno.Addr {
-    return this.#requireSocket("getsockname").getsockname();
+    return requireSocket(this, "getsockname").getsockname();
   }
 
   /** The peer's address. */
   getpeername(): Deno.Addr {
-    return this.#requireSocket("getpeername").getpeername();
+    return requireSocket(this, "getpeername").getpeername();
   }
 
   /** Writes a debugging message to standard error. */
@@ -664,8 +597,9 @@ export class Dispatcher {
   handleConnectEvent(): void {
     const error = this.socket?.error;
     if (error) throw error;
-    if (this.#startingTls) {
-      this.#startingTls = false;
+    const state = stateOf(this);
+    if (state.startingTls) {
+      state.startingTls = false;
       this.handleStartTls();
     } else {
       this.handleConnect();
@@ -777,27 +711,10 @@ export class Dispatcher {
     this.close();
   }
 
-  #deregister(): void {
-    const sock = this.#registeredSocket;
-    if (sock !== null) this.#registry!.deregister(sourceOf(sock));
-    this.#registry = this.#registeredSocket = null;
-    this.#interest = 0;
-  }
-
   /** A disconnect calls `handleClose()`, as Python's send and recv do; any other error is thrown. */
   #closeOnDisconnect(error: unknown): void {
     if (!isDisconnect(error)) throw error;
     this.handleClose();
-  }
-
-  #requireSocket(operation: string): Socket {
-    if (this.socket === null) {
-      // A programming error, not a disconnect: it goes to handleError().
-      throw new TypeError(
-        `${operation}: the channel has no socket; call createSocket() first`,
-      );
-    }
-    return this.socket;
   }
 }
 
@@ -846,7 +763,7 @@ export class DispatcherWithSend extends Dispatcher {
     this.#plainLeft -= sent;
     if (this.#plainLeft > 0) return;
     this.#tls = null;
-    holdChannelReads(this, false);
+    holdReads(this, false);
     super.startTls(tls);
   }
 
@@ -876,7 +793,7 @@ export class DispatcherWithSend extends Dispatcher {
     }
     this.#tls = checkWaitingUpgrade(this, options);
     this.#plainLeft = ahead;
-    holdChannelReads(this, true);
+    holdReads(this, true);
   }
 
   /** Sends more of the output buffer. */
@@ -1090,34 +1007,6 @@ function isOpen(obj: Dispatcher): boolean {
   return !obj.socket?.closed;
 }
 
-const idleClocks = new WeakMap<
-  Dispatcher,
-  { activity: number; since: number }
->();
-
-/**
- * Calls `handleTimeout()` on a channel idle for `idleTimeout` ms; returns
- * when it next falls due. Traffic is noticed once per pass, so a channel is
- * never timed out early, and at most one pass late.
- */
-function checkIdle(obj: Dispatcher, now: number): number {
-  const sock = obj.socket;
-  if (obj.idleTimeout === Infinity || sock === null || !obj.connected) {
-    return Infinity;
-  }
-  const activity = sourceOf(sock).activity;
-  let clock = idleClocks.get(obj);
-  if (clock === undefined || clock.activity !== activity) {
-    clock = { activity, since: now };
-    idleClocks.set(obj, clock);
-  }
-  const due = clock.since + obj.idleTimeout;
-  if (due > now) return due;
-  idleClocks.delete(obj);
-  guard(obj, obj.handleTimeout);
-  return Infinity;
-}
-
 /**
  * What a loop reuses from pass to pass: the events, their channels, and its
  * debug session (`null` when debug is off).
@@ -1162,14 +1051,17 @@ async function pass(
   // Gather. forEach rather than for-of: the iterator results of a loop in an
   // async function cost an allocation per channel per pass.
   map.forEach((obj) => {
+    const state = stateOf(obj);
     if (obj.idleTimeout !== Infinity) {
-      until = Math.min(until, checkIdle(obj, now));
+      const due = state.idleDue(obj, now);
+      if (due > now) until = Math.min(until, due);
+      else guard(obj, obj.handleTimeout);
       if (map.get(obj.fileno()) !== obj) return;
     }
     let isR: boolean;
     let isW: boolean;
     try {
-      isR = !readsHeld(obj) && obj.readable();
+      isR = !state.readsHeld && obj.readable();
       // Listening channels are never waited on for writing.
       isW = obj.writable() && !obj.accepting;
     } catch (error) {
@@ -1187,8 +1079,7 @@ async function pass(
       // A channel that wants nothing while its socket still holds output
       // (a readable() waiting for sendBuffered to fall) is asked again each
       // time some of it goes.
-      register(
-        obj,
+      state.register(
         registry,
         sock,
         isR || isW || sock.sendBuffered === 0
