@@ -8,7 +8,6 @@
 // again when the loop ends), so a loop without debug runs the very code it
 // runs without this file.
 
-import type { ChannelMap, DebugOptions, Dispatcher } from "./asyncore.ts";
 import { runTimers } from "./_loop_state.ts";
 import type { Channel as TimerChannel } from "./_faults.ts";
 import { ERROR, type Events, READABLE, WRITABLE } from "./_readiness.ts";
@@ -31,7 +30,24 @@ const TIMED = [
 ] as const;
 
 type Timed = typeof TIMED[number];
-type Method = (this: Dispatcher, ...args: unknown[]) => unknown;
+type Method = (this: Channel, ...args: unknown[]) => unknown;
+
+/** A channel (asyncore's `Dispatcher`), as far as debug mode looks into it. */
+export interface Channel {
+  socket: Socket | null;
+  accepting: boolean;
+  fileno(): number;
+}
+
+/** The channels a loop serves: asyncore's `ChannelMap`. */
+type ChannelMap = ReadonlyMap<number, Channel>;
+
+/** `loop()`'s `debug` option as an object: asyncore's `DebugOptions`. */
+export interface DebugOptions {
+  slowHandlerMs?: number;
+  trace?: boolean;
+  log?: (message: string) => void;
+}
 
 /** What the finalizer of a channel needs: nothing that holds the channel. */
 export interface Held {
@@ -67,7 +83,7 @@ interface Instrumented {
   wrapped: [Timed, Method, PropertyDescriptor | undefined][];
 }
 
-const instrumented = new WeakMap<Dispatcher, Instrumented>();
+const instrumented = new WeakMap<Channel, Instrumented>();
 
 /** Calls of timed handlers in progress, in any session: only the outermost is timed. */
 let depth = 0;
@@ -114,7 +130,7 @@ export class DebugSession {
   #active = true;
   #passes = 0;
   /** Per traced pass: the channels asked, by object, and the calls that ran. */
-  #seen = new Map<Dispatcher, Seen>();
+  #seen = new Map<Channel, Seen>();
   /** The channels traced so far, by number: to name a token after its channel left. */
   #names = new Map<number, string>();
   #ran: string[] = [];
@@ -192,7 +208,7 @@ export class DebugSession {
   /** Runs handler `name` of `obj`, timed unless nested in a timed call. */
   call(
     record: Instrumented,
-    obj: Dispatcher,
+    obj: Channel,
     name: Timed,
     method: Method,
     args: unknown[],
@@ -251,7 +267,7 @@ export class DebugSession {
   }
 
   /** Records the first answer of `readable()`/`writable()` this pass: the gather's. */
-  #asked(obj: Dispatcher, name: Timed, yes: boolean): void {
+  #asked(obj: Channel, name: Timed, yes: boolean): void {
     let seen = this.#seen.get(obj);
     if (seen === undefined) {
       seen = { repr: reprOf(obj), fd: obj.fileno(), asked: 0 };
@@ -304,7 +320,7 @@ export class DebugSession {
   }
 
   /** Instruments `obj` for this session (once per channel; later sessions take it over). */
-  #adopt(obj: Dispatcher): void {
+  #adopt(obj: Channel): void {
     const known = instrumented.get(obj);
     if (known !== undefined) {
       known.session = this;
@@ -320,7 +336,7 @@ export class DebugSession {
     for (const name of TIMED) {
       const method = methods[name];
       const own = Object.getOwnPropertyDescriptor(obj, name);
-      const wrapper = function (this: Dispatcher, ...args: unknown[]): unknown {
+      const wrapper = function (this: Channel, ...args: unknown[]): unknown {
         return record.session.call(record, this, name, method, args);
       };
       record.wrapped.push([name, wrapper, own]);
