@@ -81,19 +81,20 @@ import { checkCount, checkTimeout, describe, toBytes } from "./_validate.ts";
 import { ByteQueue } from "./_byte_queue.ts";
 import { compactTraceback } from "./_traceback.ts";
 import { EMPTY } from "./_bytes.ts";
-import { className, formatAddr, formatBytes } from "./_repr.ts";
-import { ExitNow, faultRouting, isDisconnect } from "./_faults.ts";
 import {
   ERROR,
   Events,
   HUP,
   Interest,
   READABLE,
+  type Registry,
   WRITABLE,
 } from "./_readiness.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
 import { isOutOfDescriptors } from "./_descriptor_limit.ts";
 import { type DebugSession, debugSession } from "./_debug.ts";
+import { ExitNow, faultRouting, isDisconnect } from "./_faults.ts";
+import { className, formatAddr, formatBytes } from "./_repr.ts";
 import {
   defaultMap,
   loopStateOf,
@@ -1018,12 +1019,10 @@ class PassBuffers {
 }
 
 /**
- * One pass, as CPython's `poll()`: ask every channel what it wants (after
- * its idle check) and register what changed, wait until a channel is ready,
- * `timeout` passes or the next timer is due, dispatch by token, and run the
- * timers that are due. `usePoll` dispatches as `poll2()` does (`readwrite()`
- * with `POLL*` flags), otherwise as `poll()` does (`read()`, `write()`, then
- * the exceptional channels).
+ * One pass, as CPython's `poll()` and `poll2()`: ask every channel what it
+ * wants, wait until a channel is ready, `timeout` passes or the next timer
+ * is due, dispatch, and run the timers that are due. `usePoll` only picks
+ * the dispatch (see {@linkcode dispatch}); the wait is the same.
  */
 async function pass(
   usePoll: boolean,
@@ -1041,15 +1040,38 @@ async function pass(
     if (turn) await turn;
     return;
   }
+  const { selector } = loopStateOf(map);
+  const until = ask(map, selector.registry, timeout);
+  // With nothing registered this only sleeps, unless the waker fires.
+  await selector.poll(
+    buffers.events,
+    until === Infinity ? undefined : Math.max(0, until - performance.now()),
+    signal,
+    alarm,
+  );
+  dispatch(usePoll, map, buffers);
+  // Debug mode's one hook: it runs the timers itself, timing each.
+  if (buffers.debug === null) runTimers(map, runTimer);
+  else buffers.debug.endPass(map, buffers.events, runTimer);
+}
+
+/**
+ * Asks every channel in `map` what it wants, after its idle check, and
+ * registers what changed with `registry`; returns when the wait must end:
+ * `timeout` ms from now, or sooner for a timer or an idle timeout.
+ */
+function ask(
+  map: ChannelMap,
+  registry: Registry,
+  timeout: number | undefined,
+): number {
   const now = performance.now();
   let until = Math.min(
     timeout === undefined ? Infinity : now + timeout,
     nextTimer(map),
   );
-  const { selector } = loopStateOf(map);
-  const { registry } = selector;
-  // Gather. forEach rather than for-of: the iterator results of a loop in an
-  // async function cost an allocation per channel per pass.
+  // forEach rather than for-of, whose iterator results may cost an
+  // allocation per channel per pass.
   map.forEach((obj) => {
     const state = stateOf(obj);
     if (obj.idleTimeout !== Infinity) {
@@ -1088,15 +1110,22 @@ async function pass(
       );
     }
   });
-  // Wait. With nothing registered this only sleeps, unless the waker fires.
+  return until;
+}
+
+/**
+ * Dispatches the events of a wait, each to the channel that held its token
+ * when it came (and still does when its turn comes): with `usePoll`, as
+ * `poll2()` does, one `readwrite()` per channel with `POLL*` flags;
+ * otherwise as `poll()` does, `read()` on the readable channels, `write()`
+ * on the writable ones, then the exceptional ones.
+ */
+function dispatch(
+  usePoll: boolean,
+  map: ChannelMap,
+  buffers: PassBuffers,
+): void {
   const { events, channels } = buffers;
-  await selector.poll(
-    events,
-    until === Infinity ? undefined : Math.max(0, until - performance.now()),
-    signal,
-    alarm,
-  );
-  // Dispatch, each event to the channel that held its token when it came.
   const count = events.length;
   for (let i = 0; i < count; i++) channels[i] = map.get(events.token(i));
   if (usePoll) {
@@ -1119,9 +1148,6 @@ async function pass(
     dispatchEach(ERROR, exception, map, buffers, count);
   }
   channels.fill(undefined, 0, count);
-  // Debug mode's one hook: it runs the timers itself, timing each.
-  if (buffers.debug === null) runTimers(map, runTimer);
-  else buffers.debug.endPass(map, events, runTimer);
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
@@ -1142,8 +1168,12 @@ function dispatchEach(
 }
 
 /**
- * One pass over `map` with `select()`: ask every channel what it wants, wait
- * up to `timeout` ms, dispatch. Python's `asyncore.poll()`.
+ * One pass over `map`, dispatching as Python's `asyncore.poll()` does: ask
+ * every channel what it wants, wait up to `timeout` ms for one to be ready,
+ * then call `read()` on the readable channels, `write()` on the writable
+ * ones, and `handleExptEvent()` on those in an error state. It waits as
+ * {@linkcode poll2} does, on the map's own selector (not with `select()`);
+ * only the dispatch differs.
  *
  * @example
  * ```ts
@@ -1164,7 +1194,9 @@ export async function poll(
 }
 
 /**
- * One pass over `map` with {@linkcode Poll}: Python's `asyncore.poll2()`.
+ * One pass over `map`, dispatching as Python's `asyncore.poll2()` does: it
+ * waits as {@linkcode poll} does (not with `Poll`), then makes one
+ * {@linkcode readwrite} call per ready channel, with its `POLL*` flags.
  *
  * @example
  * ```ts
@@ -1193,7 +1225,9 @@ export interface LoopOptions {
    */
   timeout?: number;
   /**
-   * Wait with {@linkcode Poll} (`poll2`) instead of `select` (`poll`).
+   * Dispatch as {@linkcode poll2} does (one `readwrite()` per ready channel,
+   * with `POLL*` flags) instead of as {@linkcode poll} does (`read()`,
+   * `write()`, then the channels in an error state). Both wait the same way.
    *
    * @default {false}
    */
