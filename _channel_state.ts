@@ -11,14 +11,14 @@ import { checkTlsOptions, probeTlsEngine } from "./_tls.ts";
 import type { Socket, TlsOptions } from "./socket.ts";
 
 /** A channel, as far as this module looks into it. */
-export interface Channel {
+interface Channel {
   socket: Socket | null;
   connected: boolean;
   idleTimeout: number;
 }
 
 /** One channel's record. */
-export class ChannelState {
+class ChannelState {
   /** The map the channel was last added to: the loop to wake. */
   loop: LoopMap | null = null;
   /** A STARTTLS upgrade waits for output: the loop does not read. */

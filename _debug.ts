@@ -33,7 +33,7 @@ type Timed = typeof TIMED[number];
 type Method = (this: Channel, ...args: unknown[]) => unknown;
 
 /** A channel (asyncore's `Dispatcher`), as far as debug mode looks into it. */
-export interface Channel {
+interface Channel {
   socket: Socket | null;
   accepting: boolean;
   fileno(): number;
@@ -43,7 +43,7 @@ export interface Channel {
 type ChannelMap = ReadonlyMap<number, Channel>;
 
 /** `loop()`'s `debug` option as an object: asyncore's `DebugOptions`. */
-export interface DebugOptions {
+interface DebugOptions {
   slowHandlerMs?: number;
   trace?: boolean;
   log?: (message: string) => void;
@@ -357,7 +357,7 @@ let fromEnv: boolean | undefined;
  * Read once, and only with permission to read it, so that a program run
  * without `--allow-env` neither throws nor prompts.
  */
-export function debugFromEnv(): boolean {
+function debugFromEnv(): boolean {
   if (fromEnv === undefined) {
     fromEnv = false;
     try {

@@ -47,7 +47,7 @@ export function isDisconnect(error: unknown): boolean {
 }
 
 /** How handlers and timers are run, made by {@linkcode faultRouting}. */
-export interface FaultRouting {
+interface FaultRouting {
   /** Runs `handle` on `obj`, sending what it throws to `fault()`. */
   guard(obj: Channel, handle: (this: Channel) => void): void;
   /**

@@ -31,7 +31,7 @@ export interface TimerEntry {
 }
 
 /** One map's loop state. */
-export class LoopState {
+class LoopState {
   /** What the loop waits with; channels' sockets are registered by number. */
   readonly selector: Selector = new Selector();
   /** Ends a wait when the map or its timers change from outside a pass. */
