@@ -8,7 +8,8 @@ import type { Interest, Registry } from "./_readiness.ts";
 import { sourceOf } from "./_socket_table.ts";
 import { type LoopMap, wakeLoop } from "./_loop_state.ts";
 import { checkTlsOptions, probeTlsEngine } from "./_tls.ts";
-import type { Socket, TlsOptions } from "./socket.ts";
+import type { Socket } from "./socket.ts";
+import type { TlsOptions } from "./_types.ts";
 
 /** A channel, as far as this module looks into it. */
 interface Channel {
