@@ -220,6 +220,7 @@ export class Dispatcher {
       throw new TypeError(`map must be a Map, got ${describe(map)}`);
     }
     this.#map = map ?? socketMap;
+    stateOf(this); // what the loop keeps of the channel, made with it
     if (sock === undefined || sock === null) return;
     const socket = sock instanceof Socket
       ? sock
