@@ -19,6 +19,15 @@ interface Channel {
   idleTimeout: number;
 }
 
+/**
+ * The socket's activity when the idle clock last saw it change, and when
+ * (activity -1: no clock running).
+ */
+interface IdleClock {
+  activity: number;
+  since: number;
+}
+
 /** One channel's record. */
 class ChannelState {
   /** The map the channel was last added to: the loop to wake. */
@@ -32,10 +41,9 @@ class ChannelState {
   #registry: Registry | null = null;
   #socket: Socket | null = null;
   #interest = 0;
-  // The socket's activity when the idle clock last saw it change, and when
-  // (NaN: no clock running).
-  #activity = NaN;
-  #idleSince = 0;
+  // The idle clock, made for a channel with an idleTimeout only: most have
+  // none, and an idle connection's size is mostly its objects' fields.
+  #clock: IdleClock | null = null;
 
   /** Registers `sock` with `registry` for `interest` (0: not at all). */
   register(registry: Registry, sock: Socket, interest: Interest): void {
@@ -75,12 +83,13 @@ class ChannelState {
       return Infinity;
     }
     const activity = sourceOf(sock).activity;
-    if (this.#activity !== activity) {
-      this.#activity = activity;
-      this.#idleSince = now;
+    const clock = this.#clock ??= { activity: -1, since: 0 };
+    if (clock.activity !== activity) {
+      clock.activity = activity;
+      clock.since = now;
     }
-    const due = this.#idleSince + obj.idleTimeout;
-    if (due <= now) this.#activity = NaN;
+    const due = clock.since + obj.idleTimeout;
+    if (due <= now) clock.activity = -1;
     return due;
   }
 }

@@ -18,14 +18,27 @@ export interface LiveSocket {
 /** Every live socket, by number. */
 export const sockets: FdTable<LiveSocket> = new FdTable<LiveSocket>();
 
-const sources = new WeakMap<LiveSocket, SocketSource>();
+// The backend hangs off its socket under a symbol only this module knows,
+// not in a WeakMap: a table entry per socket costs memory an idle connection
+// should not pay, and the loop reads it often. Not enumerable, so the
+// socket's keys and printing do not show it.
+const SOURCE: unique symbol = Symbol("asyncore socket source");
+
+interface Holder {
+  [SOURCE]?: SocketSource;
+}
 
 /** Records `source` as the backend behind `sock` (socket.ts does). */
 export function setSource(sock: LiveSocket, source: SocketSource): void {
-  sources.set(sock, source);
+  const holder = sock as Holder;
+  if (holder[SOURCE] === undefined) {
+    Object.defineProperty(sock, SOURCE, { value: source, writable: true });
+  } else {
+    holder[SOURCE] = source;
+  }
 }
 
 /** The backend behind `sock`: what registries and idle checks use. */
 export function sourceOf(sock: LiveSocket): SocketSource {
-  return sources.get(sock)!;
+  return (sock as Holder)[SOURCE]!;
 }

@@ -273,7 +273,9 @@ export class Socket {
       this.#tls = checkTlsOptions("options.tls", options.tls);
     }
     let io = adopted.get(options);
-    if (io === undefined) {
+    if (io !== undefined) {
+      adopted.delete(options);
+    } else {
       const backend = options.backend !== undefined
         ? checkBackend("options.backend", options.backend)
         : this.#tls !== null
