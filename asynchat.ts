@@ -70,7 +70,7 @@ import {
   checkWaitingUpgrade,
   holdReads,
   wakeChannelLoop,
-} from "./_channel_state.ts";
+} from "./_loop/channel_state.ts";
 import { concatBytes, EMPTY, prefixAtEnd } from "./_bytes.ts";
 import { allocateRegion } from "./_read_arena.ts";
 import { type RecordHandler, Splitter } from "./_terminator.ts";

@@ -92,29 +92,29 @@ import {
 } from "./_readiness.ts";
 import { Alarm, passWithoutWait } from "./_turns.ts";
 import { isOutOfDescriptors } from "./_descriptor_limit.ts";
-import { type DebugSession, debugSession } from "./_debug.ts";
-import { ExitNow, faultRouting, isDisconnect } from "./_faults.ts";
-import { className, formatAddr, formatBytes } from "./_repr.ts";
+import { type DebugSession, debugSession } from "./_loop/debug.ts";
+import { ExitNow, faultRouting, isDisconnect } from "./_loop/faults.ts";
+import { className, formatAddr, formatBytes } from "./_loop/repr.ts";
 import {
   defaultMap,
   loopStateOf,
   nextTimer,
   runTimers,
   wakeLoop,
-} from "./_loop_state.ts";
+} from "./_loop/loop_state.ts";
 import {
   checkWaitingUpgrade,
   holdReads,
   requireSocket,
   stateOf,
   wakeChannelLoop,
-} from "./_channel_state.ts";
+} from "./_loop/channel_state.ts";
 
 export { callLater, type CallLaterOptions, DelayedCall } from "./timers.ts";
 
 export { type CompactTraceback, compactTraceback } from "./_traceback.ts";
 
-export { ExitNow } from "./_faults.ts";
+export { ExitNow } from "./_loop/faults.ts";
 
 export { FileWrapper } from "./socket.ts";
 

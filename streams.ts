@@ -39,7 +39,7 @@
 import { AsyncChat, type AsyncProducer } from "./asynchat.ts";
 import type { ChannelMap } from "./asyncore.ts";
 import type { Socket } from "./select.ts";
-import { wakeChannelLoop } from "./_channel_state.ts";
+import { wakeChannelLoop } from "./_loop/channel_state.ts";
 import { checkBytes, checkSize, describe } from "./_validate.ts";
 import { EMPTY } from "./_bytes.ts";
 

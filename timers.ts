@@ -22,7 +22,7 @@ import {
   type LoopMap,
   schedule,
   type TimerEntry,
-} from "./_loop_state.ts";
+} from "./_loop/loop_state.ts";
 import { checkTimeout, describe } from "./_validate.ts";
 
 /** Options for {@linkcode callLater}. */

@@ -16,7 +16,7 @@ import {
   type LoopOptions,
 } from "../asyncore.ts";
 import type { Socket } from "../socket.ts";
-import { finalized } from "../_debug.ts";
+import { finalized } from "../_loop/debug.ts";
 import { fixture, portOf, within } from "./_helpers.ts";
 
 const encoder = new TextEncoder();

@@ -1,9 +1,9 @@
 // Where what a handler or a timer throws goes: to its channel's
 // `handleError()`, so that nothing a channel does can end the loop but
-// `ExitNow`. asyncore.ts (the pass) and _debug.ts (the timed timers) route
+// `ExitNow`. asyncore.ts (the pass) and debug.ts (the timed timers) route
 // through here.
 
-import { compactTraceback } from "./_traceback.ts";
+import { compactTraceback } from "../_traceback.ts";
 
 /**
  * Thrown by a handler to end {@linkcode loop} at once: the loop rejects with

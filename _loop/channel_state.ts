@@ -5,12 +5,12 @@
 // through it. A record per channel object, made with it (by Dispatcher's
 // constructor) or on first use.
 
-import type { Interest, Registry } from "./_readiness.ts";
-import { sourceOf } from "./_socket_table.ts";
-import { type LoopMap, wakeLoop } from "./_loop_state.ts";
-import { checkTlsOptions, probeTlsEngine } from "./_tls.ts";
-import type { Socket } from "./socket.ts";
-import type { TlsOptions } from "./_types.ts";
+import type { Interest, Registry } from "../_readiness.ts";
+import { sourceOf } from "../_socket_table.ts";
+import { type LoopMap, wakeLoop } from "./loop_state.ts";
+import { checkTlsOptions, probeTlsEngine } from "../_tls.ts";
+import type { Socket } from "../socket.ts";
+import type { TlsOptions } from "../_types.ts";
 
 /** A channel, as far as this module looks into it. */
 interface Channel {

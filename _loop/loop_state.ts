@@ -1,12 +1,12 @@
 // What each channel map's loop keeps from pass to pass: its selector, the
 // waker that ends its wait when a channel or a timer is added from outside a
 // pass, and its timer queue. Shared by asyncore.ts (the loop), timers.ts
-// (callLater) and _channel_state.ts (a channel's own loop); it knows a map's
+// (callLater) and channel_state.ts (a channel's own loop); it knows a map's
 // channels by nothing but their numbers.
 
-import { Heap } from "./_heap.ts";
-import { Selector, Waker } from "./_readiness.ts";
-import type { Channel } from "./_faults.ts";
+import { Heap } from "../_heap.ts";
+import { Selector, Waker } from "../_readiness.ts";
+import type { Channel } from "./faults.ts";
 
 /** A channel map (asyncore's `ChannelMap`), as far as its loop state goes. */
 export type LoopMap = ReadonlyMap<number, unknown>;

@@ -8,11 +8,11 @@
 // again when the loop ends), so a loop without debug runs the very code it
 // runs without this file.
 
-import { runTimers } from "./_loop_state.ts";
-import type { Channel as TimerChannel } from "./_faults.ts";
-import { ERROR, type Events, READABLE, WRITABLE } from "./_readiness.ts";
-import type { Socket } from "./socket.ts";
-import { describe } from "./_validate.ts";
+import { runTimers } from "./loop_state.ts";
+import type { Channel as TimerChannel } from "./faults.ts";
+import { ERROR, type Events, READABLE, WRITABLE } from "../_readiness.ts";
+import type { Socket } from "../socket.ts";
+import { describe } from "../_validate.ts";
 
 /** The handlers a debug loop times, as the loop (or a handler) calls them. */
 const TIMED = [
