@@ -29,6 +29,7 @@ import {
 } from "../_readiness.ts";
 import { turned } from "../_turns.ts";
 import { libc, POLLNVAL, POLLOUT } from "./libc.ts";
+import { sendRoom } from "./fd_socket.ts";
 
 // What epoll has for a descriptor (an entry of Descriptors' table, indexed
 // by descriptor), for the write probe (see Descriptors.modify).
@@ -120,10 +121,12 @@ export class Descriptors implements ReadinessSide {
    * Changes what `fd` is watched for. A channel that starts wanting to write
    * usually wants it for one pass (an echo: read in one, write in the next),
    * and its socket is usually writable: instead of two epoll_ctl calls (add
-   * EPOLLOUT now, remove it after the write), one poll(2) of that descriptor
-   * at the next drain tells the same (see `#probeAll()`, one poll(2) for every probe of a drain). Only a descriptor
-   * still wanting to write a pass later, or not writable when probed, is
-   * watched for it by epoll.
+   * EPOLLOUT now, remove it after the write), the next drain probes it (see
+   * `#probeAll()`): a socket whose last send took everything is taken as
+   * writable without a system call (`sendRoom`), any other is asked with
+   * one poll(2) for every probe of the drain. Only a descriptor still
+   * wanting to write a pass later, or not writable when probed, is watched
+   * for it by epoll.
    */
   modify(fd: number, token: Token, interest: Interest): void {
     const bits = epollInterest(interest);
@@ -247,14 +250,17 @@ export class Descriptors implements ReadinessSide {
   }
 
   /**
-   * Asks poll(2) at once whether each descriptor to probe is writable;
-   * `#found` gets each one's readiness bits (0: not writable).
+   * Finds out whether each descriptor to probe is writable: one whose last
+   * send took everything it was given is taken as writable (`sendRoom`);
+   * poll(2) asks about the others at once. `#found` gets each one's
+   * readiness bits (0: not writable).
    *
    * @returns How many are.
    */
   #probeAll(): number {
     const probes = this.#probes;
     const table = this.#table;
+    const found = this.#found;
     if (this.#pollFds.length < probes.length * 2) {
       this.#pollFds = new Int32Array(probes.length * 4);
       this.#pollBytes = new Uint8Array(this.#pollFds.buffer);
@@ -263,21 +269,26 @@ export class Descriptors implements ReadinessSide {
     // struct pollfd { int fd; short events; short revents; }, little-endian:
     // the second word is events, with revents (0 until poll sets it) above.
     let n = 0;
+    let ready = 0;
     for (let i = 0; i < probes.length; i++) {
-      if ((table[probes[i]] & PROBE) === 0) continue;
-      fds[n * 2] = probes[i];
+      const fd = probes[i];
+      if ((table[fd] & PROBE) === 0) continue;
+      if (sendRoom.has(fd)) {
+        // Its last send took everything: writable, without asking.
+        found[fd] = WRITABLE;
+        ready++;
+        continue;
+      }
+      fds[n * 2] = fd;
       fds[n * 2 + 1] = POLLOUT;
       n++;
     }
-    if (n === 0) return 0;
+    if (n === 0) return ready;
     // EINTR and ENOMEM leave every revents 0: none is known writable.
     libc().poll(this.#pollBytes, BigInt(n), 0);
-    const found = this.#found;
-    let ready = 0;
-    for (let i = 0, j = 0; i < probes.length; i++) {
-      const fd = probes[i];
-      if ((table[fd] & PROBE) === 0) continue;
-      const revents = fds[j++ * 2 + 1] >>> 16;
+    for (let k = 0; k < n; k++) {
+      const fd = fds[k * 2];
+      const revents = fds[k * 2 + 1] >>> 16;
       found[fd] = revents & POLLNVAL ? 0 : readinessOf(revents);
       if (found[fd] !== 0) ready++;
     }

@@ -48,6 +48,7 @@ import {
   TCP_NODELAY,
 } from "./libc.ts";
 import { errnoError } from "../_errors.ts";
+import { FdSet } from "../_fd_set.ts";
 import {
   decodeAddress,
   encodeAddress,
@@ -60,6 +61,16 @@ import { byteLengthOf, isUint8Array } from "../_view.ts";
 
 /** The address family of an {@linkcode FdSocket}. */
 export type Family = "ipv4" | "ipv6" | "unix";
+
+/**
+ * The descriptors whose last send took all it was given: their send buffer
+ * had room then, so a loop that starts wanting to write one (an echo's next
+ * reply) can be told it is writable without asking the kernel (see
+ * descriptors.ts). A send that takes less or would block removes the number;
+ * so do closing and moving it. A hint, not a promise: a send it misleads
+ * says WouldBlock, and the loop then waits for writability as usual.
+ */
+export const sendRoom: FdSet = new FdSet();
 
 const FAMILIES: Record<Family, number> = {
   ipv4: AF_INET,
@@ -230,6 +241,7 @@ export class FdSocket {
     const moved = libc().fcntl(fd, F_DUPFD_CLOEXEC, min);
     if (moved < 0) throw lastError("renumber");
     this.#fd = own(moved);
+    sendRoom.delete(fd);
     closeOwned(fd);
   }
 
@@ -457,9 +469,14 @@ export class FdSocket {
       const count = this.#family === null
         ? c.write(fd, data, BigInt(size))
         : c.send(fd, data, BigInt(size), MSG_NOSIGNAL);
-      if (count >= 0) return count;
+      if (count >= 0) {
+        if (count === size) sendRoom.add(fd);
+        else sendRoom.delete(fd);
+        return count;
+      }
       const code = errno();
       if (code === EINTR) continue;
+      sendRoom.delete(fd);
       throw code === EAGAIN
         ? new Deno.errors.WouldBlock("send: the send buffer is full")
         : errnoError("send", code);
@@ -492,6 +509,7 @@ export class FdSocket {
   release(): number {
     const fd = this.#open("release");
     this.#fd = -1;
+    sendRoom.delete(fd);
     disown(fd);
     return fd;
   }
@@ -501,6 +519,7 @@ export class FdSocket {
     if (this.#fd < 0) return;
     const fd = this.#fd;
     this.#fd = -1;
+    sendRoom.delete(fd);
     closeOwned(fd);
   }
 
