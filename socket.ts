@@ -170,6 +170,22 @@ function intoTarget(buffer: unknown, nbytes: unknown): Uint8Array {
   return size === view.length ? view : view.subarray(0, size);
 }
 
+/** The buffer sizes `options` ask for, checked (the default where unset). */
+function bufferSizes(
+  options: Pick<SocketOptions, "recvBufferSize" | "sendBufferSize">,
+): [recv: number, send: number] {
+  return [
+    checkSize(
+      "options.recvBufferSize",
+      options.recvBufferSize ?? DEFAULT_BUFFER_SIZE,
+    ),
+    checkSize(
+      "options.sendBufferSize",
+      options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
+    ),
+  ];
+}
+
 function closedError(operation: string): Deno.errors.BadResource {
   return new Deno.errors.BadResource(`${operation} on a closed socket`);
 }
@@ -256,14 +272,7 @@ export class Socket {
       );
     }
     this.#transport = transport;
-    const recvBufferSize = checkSize(
-      "options.recvBufferSize",
-      options.recvBufferSize ?? DEFAULT_BUFFER_SIZE,
-    );
-    const sendBufferSize = checkSize(
-      "options.sendBufferSize",
-      options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
-    );
+    const [recvBufferSize, sendBufferSize] = bufferSizes(options);
     if (options.tls !== undefined) {
       if (transport !== "tcp") {
         throw new TypeError(
@@ -358,14 +367,7 @@ export class Socket {
         `options must be an object, got ${describe(options)}`,
       );
     }
-    const recvBufferSize = checkSize(
-      "options.recvBufferSize",
-      options.recvBufferSize ?? DEFAULT_BUFFER_SIZE,
-    );
-    const sendBufferSize = checkSize(
-      "options.sendBufferSize",
-      options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
-    );
+    const [recvBufferSize, sendBufferSize] = bufferSizes(options);
     const transport = conn.localAddr.transport === "unix" ? "unix" : "tcp";
     return Socket.#adopt(
       connSocket(conn, recvBufferSize, sendBufferSize),
