@@ -207,11 +207,6 @@ export class Registry {
     return this.#sides;
   }
 
-  /** Whether a poll is waiting on this registry now. */
-  get waiting(): boolean {
-    return this.#waiters.length > 0;
-  }
-
   /**
    * Moves what is ready into `events`: the woken wakers, then each side's
    * (the blocking side may wait up to `linger` ms when none has anything).

@@ -164,11 +164,6 @@ export class EpollSource implements SocketBackend {
   }
 
   /** The descriptor: the socket's number. */
-  get fd(): number {
-    return this.sock.fd;
-  }
-
-  /** The descriptor: the socket's number. */
   get descriptor(): number {
     return this.sock.fd;
   }
@@ -208,7 +203,7 @@ export class EpollSource implements SocketBackend {
     watch.interest = interest;
     if (watch.added) {
       Descriptors.of(registry).modify(
-        this.fd,
+        this.descriptor,
         token,
         this.#effective(interest),
       );
@@ -227,7 +222,7 @@ export class EpollSource implements SocketBackend {
         ? NO_WATCHES
         : others.filter((other) => other !== watch);
     }
-    if (watch.added) Descriptors.of(registry).delete(this.fd);
+    if (watch.added) Descriptors.of(registry).delete(this.descriptor);
   }
 
   #find(registry: Registry): Watch | null {
@@ -260,7 +255,7 @@ export class EpollSource implements SocketBackend {
   #detach(): readonly Watch[] {
     const watches = this.#takeWatches();
     for (const { registry, added } of watches) {
-      if (added) Descriptors.of(registry).delete(this.fd);
+      if (added) Descriptors.of(registry).delete(this.descriptor);
     }
     return watches;
   }
@@ -270,7 +265,7 @@ export class EpollSource implements SocketBackend {
   #add(watch: Watch): void {
     if ((this.#flags & RESOLVING) !== 0 || watch.added) return;
     Descriptors.of(watch.registry).add(
-      this.fd,
+      this.descriptor,
       watch.token,
       this.#effective(watch.interest),
     );
@@ -284,7 +279,7 @@ export class EpollSource implements SocketBackend {
     if (this.#error) return READABLE | WRITABLE | ERROR | HUP;
     const state = this.state;
     if (state !== "connected" && state !== "listening") return 0;
-    const bits = pollDescriptor(this.fd);
+    const bits = pollDescriptor(this.descriptor);
     let readiness = 0;
     if (
       bits & (POLLIN | POLLHUP | POLLERR) || (this.#flags & SHUT_READ) !== 0
@@ -637,7 +632,7 @@ export class EpollSource implements SocketBackend {
     for (const { registry, token, interest, added } of this.#watches()) {
       if (added) {
         Descriptors.of(registry).modify(
-          this.fd,
+          this.descriptor,
           token,
           this.#effective(interest),
         );
@@ -714,7 +709,7 @@ export class EpollSource implements SocketBackend {
     if (this.state !== "connecting" || this.#error) return;
     // Not connecting yet: poll(2) calls an unconnected socket writable.
     if ((this.#flags & RESOLVING) !== 0) return;
-    const bits = pollDescriptor(this.fd, POLLOUT);
+    const bits = pollDescriptor(this.descriptor, POLLOUT);
     if ((bits & (POLLOUT | POLLERR | POLLHUP)) === 0) return;
     if (bits & POLLNVAL) return;
     const error = this.sock.takeError();
