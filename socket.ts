@@ -170,6 +170,11 @@ function intoTarget(buffer: unknown, nbytes: unknown): Uint8Array {
   return size === view.length ? view : view.subarray(0, size);
 }
 
+/** Whether a number is a live socket's (a descriptor must move past it). */
+function isTaken(fd: number): boolean {
+  return sockets.has(fd);
+}
+
 /** The buffer sizes `options` ask for, checked (the default where unset). */
 function bufferSizes(
   options: Pick<SocketOptions, "recvBufferSize" | "sendBufferSize">,
@@ -272,6 +277,29 @@ export class Socket {
       );
     }
     this.#transport = transport;
+    let io = adopted.get(options);
+    if (io !== undefined) adopted.delete(options);
+    else io = this.#makeBackend(options, transport);
+    this.#io = io;
+    if (io.descriptor >= 0) {
+      // Its number is its descriptor, which must not be one the promise
+      // backend has handed out.
+      io.renumber(isTaken);
+      this.#fd = io.descriptor;
+      sockets.claim(this.#fd, this);
+    } else {
+      // With epoll the default, any other number may be a descriptor given
+      // to select(): this socket's must not look like one.
+      this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
+    }
+    setSource(this, io);
+  }
+
+  /** Checks what `options` ask for beyond the transport; makes the backend. */
+  #makeBackend(
+    options: SocketOptions,
+    transport: "tcp" | "unix",
+  ): SocketBackend {
     const [recvBufferSize, sendBufferSize] = bufferSizes(options);
     if (options.tls !== undefined) {
       if (transport !== "tcp") {
@@ -281,42 +309,24 @@ export class Socket {
       }
       this.#tls = checkTlsOptions("options.tls", options.tls);
     }
-    let io = adopted.get(options);
-    if (io !== undefined) {
-      adopted.delete(options);
-    } else {
-      const backend = options.backend !== undefined
-        ? checkBackend("options.backend", options.backend)
-        : this.#tls !== null
-        ? "deno"
-        : defaultBackend();
-      if (backend === "epoll" && this.#tls !== null) {
-        throw new Deno.errors.NotSupported(
-          'options.tls needs the "deno" backend; an "epoll" socket can use startTls()',
-        );
-      }
-      io = openSocket(
-        backend,
-        transport,
-        recvBufferSize,
-        sendBufferSize,
-        options.recvBufferSize !== undefined ||
-          options.sendBufferSize !== undefined,
+    const backend = options.backend !== undefined
+      ? checkBackend("options.backend", options.backend)
+      : this.#tls !== null
+      ? "deno"
+      : defaultBackend();
+    if (backend === "epoll" && this.#tls !== null) {
+      throw new Deno.errors.NotSupported(
+        'options.tls needs the "deno" backend; an "epoll" socket can use startTls()',
       );
     }
-    this.#io = io;
-    if (io.descriptor >= 0) {
-      // Its number is its descriptor, which must not be one the promise
-      // backend has handed out.
-      io.renumber((fd) => sockets.has(fd));
-      this.#fd = io.descriptor;
-      sockets.claim(this.#fd, this);
-    } else {
-      // With epoll the default, any other number may be a descriptor given
-      // to select(): this socket's must not look like one.
-      this.#fd = sockets.allocate(this, defaultBackend() === "epoll");
-    }
-    setSource(this, io);
+    return openSocket(
+      backend,
+      transport,
+      recvBufferSize,
+      sendBufferSize,
+      options.recvBufferSize !== undefined ||
+        options.sendBufferSize !== undefined,
+    );
   }
 
   /** A Socket over `io`, a backend made elsewhere. */
