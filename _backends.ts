@@ -10,7 +10,7 @@ import { ConnSource } from "./_deno/source.ts";
 import { DescriptorSource, EpollSource } from "./_epoll/source.ts";
 import { Descriptors } from "./_epoll/descriptors.ts";
 import { FdSocket, pollDescriptor } from "./_epoll/fd_socket.ts";
-import { unsupportedReason } from "./_epoll/libc.ts";
+import { checkSupported, isSupported } from "./_epoll/libc.ts";
 import { describe } from "./_validate.ts";
 import type { Registry } from "./_readiness.ts";
 import type {
@@ -26,9 +26,6 @@ export type { Backend };
 const BACKEND_VARIABLE = "ASYNCORE_BACKEND";
 
 let chosen: Backend | undefined;
-// Checked once per process when it passes: every accepted socket asks, and a
-// permission query per socket was most of what accepting allocated.
-let epollSupported = false;
 
 /** Checks a backend name. */
 export function checkBackend(name: string, value: unknown): Backend {
@@ -40,22 +37,9 @@ export function checkBackend(name: string, value: unknown): Backend {
   return value;
 }
 
-/** Throws unless the epoll backend can run here: the reason and the fix. */
-export function checkEpollSupported(): void {
-  if (epollSupported) return;
-  const reason = unsupportedReason();
-  if (reason === null) {
-    epollSupported = true;
-    return;
-  }
-  throw reason.includes("--allow-ffi")
-    ? new Deno.errors.NotCapable(reason)
-    : new Deno.errors.NotSupported(reason);
-}
-
 /** Sets the default for sockets made from now on (see socket.ts). */
 export function setDefault(backend: Backend): void {
-  if (backend === "epoll") checkEpollSupported();
+  if (backend === "epoll") checkSupported();
   chosen = backend;
 }
 
@@ -87,7 +71,7 @@ export function openSocket(
   given: boolean,
 ): SocketBackend {
   if (kind === "deno") return new ConnSource(recvLimit, sendLimit);
-  checkEpollSupported();
+  checkSupported();
   const sock = FdSocket.open(transport === "unix" ? "unix" : "ipv4");
   return new EpollSource(sock, recvLimit, sendLimit, given);
 }
@@ -112,7 +96,7 @@ export function fileSocket(
   recvLimit: number,
   sendLimit: number,
 ): SocketBackend {
-  checkEpollSupported();
+  checkSupported();
   return new EpollSource(
     FdSocket.duplicate(fd),
     recvLimit,
@@ -143,7 +127,7 @@ export function startTls(
  * this module (a pipe, standard input): with epoll the default backend.
  */
 export function descriptorsWatchable(): boolean {
-  return defaultBackend() === "epoll" && unsupportedReason() === null;
+  return defaultBackend() === "epoll" && isSupported();
 }
 
 /** A watch on descriptor `fd` for select() and Poll (see `descriptorsWatchable()`). */

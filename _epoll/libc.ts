@@ -155,6 +155,30 @@ export function unsupportedReason(): string | null {
   return null;
 }
 
+// Known once a check has passed: every accepted socket asks, and a
+// permission query per socket was most of what accepting allocated.
+let supported = false;
+
+/** Whether the epoll backend can run in this process. */
+export function isSupported(): boolean {
+  return supported ||= unsupportedReason() === null;
+}
+
+/**
+ * Throws unless the epoll backend can run in this process: an error naming
+ * the reason and the fix.
+ *
+ * @throws {Deno.errors.NotSupported} off Linux or on another CPU.
+ * @throws {Deno.errors.NotCapable} without the FFI permission.
+ */
+export function checkSupported(): void {
+  if (isSupported()) return;
+  const reason = unsupportedReason()!;
+  throw reason.includes("--allow-ffi")
+    ? new Deno.errors.NotCapable(reason)
+    : new Deno.errors.NotSupported(reason);
+}
+
 /** `struct epoll_event`: 12 bytes packed on x86_64, 16 on aarch64. */
 export const EPOLL_EVENT_SIZE: number = Deno.build.arch === "x86_64" ? 12 : 16;
 
@@ -169,12 +193,7 @@ let errnoCell: Int32Array | null = null;
  */
 export function libc(): Libc {
   if (symbols !== null) return symbols;
-  const reason = unsupportedReason();
-  if (reason !== null) {
-    throw reason.includes("--allow-ffi")
-      ? new Deno.errors.NotCapable(reason)
-      : new Deno.errors.NotSupported(reason);
-  }
+  checkSupported();
   const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   // errno is thread-local: this address is the JS thread's, valid for every
   // synchronous call (never for `nonblocking` ones, which run elsewhere).
