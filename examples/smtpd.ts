@@ -390,31 +390,31 @@ export class SmtpChannel extends AsyncChat {
     this.#setPostDataState();
   }
 
-  smtpHelo(arg: string | null): void {
+  /**
+   * Takes `arg` as the client's greeting (`verb`: HELO or EHLO), or replies
+   * why not; whether it was taken.
+   */
+  #greet(verb: string, arg: string | null): arg is string {
     if (!arg) {
-      this.reply("501 Syntax: HELO hostname");
-      return;
+      this.reply(`501 Syntax: ${verb} hostname`);
+      return false;
     }
     if (this.seenGreeting) {
       this.reply("503 Duplicate HELO/EHLO");
-      return;
+      return false;
     }
     this.#setRsetState();
     this.seenGreeting = arg;
+    return true;
+  }
+
+  smtpHelo(arg: string | null): void {
+    if (!this.#greet("HELO", arg)) return;
     this.reply(`250 ${this.server.hostname}`);
   }
 
   smtpEhlo(arg: string | null): void {
-    if (!arg) {
-      this.reply("501 Syntax: EHLO hostname");
-      return;
-    }
-    if (this.seenGreeting) {
-      this.reply("503 Duplicate HELO/EHLO");
-      return;
-    }
-    this.#setRsetState();
-    this.seenGreeting = arg;
+    if (!this.#greet("EHLO", arg)) return;
     this.extendedSmtp = true;
     this.reply(`250-${this.server.hostname}`);
     if (this.server.dataSizeLimit) {
