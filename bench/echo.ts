@@ -215,6 +215,13 @@ export const SERVERS: ServerSpec[] = [
     script: "asyncore_echo.py",
   },
   {
+    id: "py-asynchat",
+    label: "CPython asynchat line echo (poll)",
+    group: "baseline",
+    runtime: "python",
+    script: "asynchat_echo.py",
+  },
+  {
     id: "py-asyncio",
     label: "CPython asyncio echo (Protocol)",
     group: "baseline",
@@ -350,6 +357,7 @@ function listOf(name: string, value: string, known: string[]): string[] {
 interface Runtimes {
   deno: { exe: string; version: string };
   python: { exe: string; version: string } | { missing: string };
+  /** Why CPython's asyncore and asynchat cannot be used, or null. */
   pythonAsyncore: string | null;
   node: NodeRuntime;
 }
@@ -368,15 +376,21 @@ async function detectRuntimes(): Promise<Runtimes> {
   if (pyOut !== null) {
     const [exe, version] = pyOut.trim().split("\n");
     python = { exe, version: `CPython ${version}` };
-    // asyncore left the standard library in Python 3.12.
-    pythonAsyncore =
-      await runText(exe, ["-W", "ignore", "-c", "import asyncore"]) ===
-          null
-        ? `CPython ${version} has no asyncore module`
-        : null;
+    // asyncore and asynchat left the standard library in Python 3.12.
+    pythonAsyncore = await runText(exe, [
+        "-W",
+        "ignore",
+        "-c",
+        "import asyncore, asynchat",
+      ]) === null
+      ? `CPython ${version} has no asyncore and asynchat modules`
+      : null;
   }
   return { deno, python, pythonAsyncore, node: await detectNode() };
 }
+
+/** The baseline scripts that need CPython's asyncore and asynchat. */
+const PYTHON_ASYNCORE_SCRIPTS = ["asyncore_echo.py", "asynchat_echo.py"];
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 
@@ -431,7 +445,10 @@ function serverCommand(
       if ("missing" in runtimes.python) {
         return { skip: runtimes.python.missing };
       }
-      if (server.script === "asyncore_echo.py" && runtimes.pythonAsyncore) {
+      if (
+        PYTHON_ASYNCORE_SCRIPTS.includes(server.script) &&
+        runtimes.pythonAsyncore
+      ) {
         return { skip: runtimes.pythonAsyncore };
       }
       return {
