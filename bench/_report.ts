@@ -117,6 +117,8 @@ export interface IdleRow {
    * what one more connection costs, without the first ones' one-off costs.
    */
   laterKibPerConn: number;
+  /** Connections opened in the first batch, which `laterKibPerConn` leaves out. */
+  firstBatch: number;
   /** Server CPU use while the connections sit idle, % of one core. */
   idleCpuPct: number;
   /** Descriptors the server gained. */
@@ -395,6 +397,16 @@ export function renderReport(report: Report): string {
     const mark = t.pass === null ? "n/a " : t.pass ? "PASS" : "FAIL";
     out.push(`- ${mark} ${t.text}: ${t.detail}`);
   }
+  const checked = report.targets.filter((t) => t.pass !== null);
+  const met = checked.filter((t) => t.pass).length;
+  const notChecked = report.targets.length - checked.length;
+  out.push(
+    "",
+    `${met} of ${checked.length} targets met` +
+      (notChecked > 0
+        ? `; ${notChecked} more n/a (not measured in this run).`
+        : "."),
+  );
   const notes = report.scenarios.flatMap((s) =>
     s.rows.filter((r): r is SkippedRow =>
       r.kind === "skipped" || r.kind === "failed"
