@@ -137,9 +137,10 @@ export interface ReadinessSide {
   /**
    * Moves what is ready into `events`. With nothing ready, a blocking side
    * may wait up to `linger` ms for something (0: not at all). `again`: the
-   * second drain of one poll, after a turn of the event loop.
+   * second drain of one poll, after a turn of the event loop. `now`: the
+   * poll's `performance.now()`.
    */
-  drain(events: Events, linger: number, again: boolean): void;
+  drain(events: Events, linger: number, again: boolean, now: number): void;
   /**
    * Starts waiting until something may be ready or `timeout` ms pass, and
    * then calls `wake`. Returns what must settle before the poll returns (a
@@ -150,9 +151,10 @@ export interface ReadinessSide {
   stopIdle(wake: () => void): void;
   /**
    * A poll found something ready without waiting: a turn of Deno's event
-   * loop if a busy loop owes one now, else `undefined`.
+   * loop if a busy loop owes one at `now` (the poll's `performance.now()`),
+   * else `undefined`.
    */
-  turn(): Promise<void> | undefined;
+  turn(now: number): Promise<void> | undefined;
   /** A wait this side took part in has ended. */
   waited(): void;
 }
@@ -211,7 +213,7 @@ export class Registry {
    * Moves what is ready into `events`: the woken wakers, then each side's
    * (the blocking side may wait up to `linger` ms when none has anything).
    */
-  drain(events: Events, linger: number, again: boolean): void {
+  drain(events: Events, linger: number, again: boolean, now: number): void {
     const woken = this.#woken;
     if (woken.length > 0) {
       for (let i = 0; i < woken.length; i++) events.push(woken[i], READABLE);
@@ -221,7 +223,7 @@ export class Registry {
     for (let i = 0; i < sides.length; i++) {
       const side = sides[i];
       if (side.active) {
-        side.drain(events, events.length === 0 ? linger : 0, again);
+        side.drain(events, events.length === 0 ? linger : 0, again, now);
       }
     }
   }
@@ -231,12 +233,12 @@ export class Registry {
    * one: the side drained last says when (a side that blocks the thread
    * knows best when the event loop last turned).
    */
-  turn(): Promise<void> | undefined {
+  turn(now: number): Promise<void> | undefined {
     const sides = this.#sides;
     for (let i = sides.length - 1; i >= 0; i--) {
-      if (sides[i].active) return sides[i].turn();
+      if (sides[i].active) return sides[i].turn(now);
     }
-    return passWithoutWait();
+    return passWithoutWait(now);
   }
 
   /** Adds a waiting poll's wake-up. */
@@ -285,34 +287,44 @@ export class Selector {
    * and then first (see `Registry.turn()`), so that a source that is always
    * ready cannot starve the others.
    *
+   * A poll that neither waits nor turns the event loop is done when it
+   * returns (`undefined`), with no promise to await: a busy loop's passes
+   * then cost no trip through the microtask queue.
+   *
    * @param alarm The caller's long-lived timer for `timeout`, instead of a
    *   timer per wait.
+   * @param now The caller's `performance.now()`, if it has just read it:
+   *   `timeout` counts from then.
+   * @returns A promise when it must wait or turn the event loop, else
+   *   `undefined`: `events` is filled.
    */
-  async poll(
+  poll(
     events: Events,
     timeout: number | undefined,
     signal?: AbortSignal,
     alarm?: Alarm,
-  ): Promise<void> {
+    now: number = performance.now(),
+  ): Promise<void> | undefined {
     const registry = this.registry;
     events.clear();
     registry.drain(
       events,
       timeout === undefined ? Infinity : signal?.aborted ? 0 : timeout,
       false,
+      now,
     );
     if (events.length > 0 || timeout === 0) {
-      const turn = registry.turn();
-      if (turn !== undefined) {
-        await turn;
+      const turn = registry.turn(now);
+      if (turn === undefined) return undefined;
+      return turn.then(() => {
         events.clear();
-        registry.drain(events, 0, true);
-      }
-      return;
+        registry.drain(events, 0, true, performance.now());
+      });
     }
-    if (signal?.aborted) return;
-    await waitOn(registry, timeout, signal, alarm);
-    registry.drain(events, 0, false);
+    if (signal?.aborted) return undefined;
+    return waitOn(registry, timeout, signal, alarm, now).then(() => {
+      registry.drain(events, 0, false, performance.now());
+    });
   }
 }
 
@@ -340,6 +352,7 @@ function waitOn(
   timeout: number | undefined,
   signal: AbortSignal | undefined,
   alarm: Alarm | undefined,
+  start: number,
 ): Promise<void> {
   return new Promise((resolve) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -380,8 +393,13 @@ function waitOn(
     }
     if (woken) return;
     if (timeout !== undefined) {
-      if (alarm !== undefined) alarm.attach(wake, performance.now() + timeout);
-      else timer = setTimeout(wake, timeout);
+      if (alarm !== undefined) alarm.attach(wake, start + timeout);
+      else {
+        timer = setTimeout(
+          wake,
+          Math.max(0, start + timeout - performance.now()),
+        );
+      }
     }
     signal?.addEventListener("abort", wake, { once: true });
   });

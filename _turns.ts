@@ -44,9 +44,14 @@ function yieldTurn(): Promise<void> {
 /**
  * Called when a waiter found something ready without waiting. Resolves at
  * once (`undefined`), except when the event loop has not turned for a while.
+ *
+ * @param now The waiter's `performance.now()`, read once for its whole pass
+ *   (the clock costs a fifth of a microsecond a read).
  */
-export function passWithoutWait(): Promise<void> | undefined {
-  if (++busyPasses < BUSY_PASSES && performance.now() - lastTurn < BUSY_MS) {
+export function passWithoutWait(
+  now: number = performance.now(),
+): Promise<void> | undefined {
+  if (++busyPasses < BUSY_PASSES && now - lastTurn < BUSY_MS) {
     return undefined;
   }
   return yieldTurn();

@@ -154,7 +154,7 @@ export class ReadyQueue implements ReadinessSide {
       events.push(registration.token, bits | (readiness & HUP));
       ready[kept++] = registration;
     }
-    ready.length = kept;
+    if (kept !== ready.length) ready.length = kept;
   }
 
   idle(_timeout: number | undefined, wake: () => void): null {
@@ -167,8 +167,8 @@ export class ReadyQueue implements ReadinessSide {
     if (index >= 0) this.#waiters.splice(index, 1);
   }
 
-  turn(): Promise<void> | undefined {
-    return passWithoutWait();
+  turn(now: number): Promise<void> | undefined {
+    return passWithoutWait(now);
   }
 
   waited(): void {}

@@ -189,16 +189,20 @@ export class Descriptors implements ReadinessSide {
    * Deno's event loop), which probes again what the first probed instead of
    * handing it to epoll.
    */
-  drain(events: Events, linger: number, again: boolean): void {
-    if (linger > 0) this.#linger(events, linger);
+  drain(events: Events, linger: number, again: boolean, now: number): void {
+    if (linger > 0) this.#linger(events, linger, now);
     else this.#collect(events, again, 0);
   }
 
   /** drain(), waiting up to `wait` ms for epoll when nothing else is ready. */
   #collect(events: Events, again: boolean, wait: number): number {
     const closed = this.#closed;
-    for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
-    closed.length = 0;
+    if (closed.length > 0) {
+      for (let i = 0; i < closed.length; i++) events.push(closed[i], CLOSED);
+      // Only when there were some: a store to an array's length is a call
+      // into the engine even in optimized code.
+      closed.length = 0;
+    }
     const epoll = this.#epoll;
     if (epoll === null || this.#count === 0) return 0;
     const probes = this.#probes;
@@ -244,7 +248,7 @@ export class Descriptors implements ReadinessSide {
         if ((table[fd] & PROBED) !== 0) probes[kept++] = fd;
         else table[fd] &= ~LISTED;
       }
-      probes.length = kept;
+      if (kept !== probes.length) probes.length = kept;
     }
     return count;
   }
@@ -337,10 +341,10 @@ export class Descriptors implements ReadinessSide {
    * which cannot run while the thread is blocked), so the next 1, 3, 7 ...
    * 63 polls do not wait; one that finds an event resets that.
    */
-  #linger(events: Events, timeout: number): void {
+  #linger(events: Events, timeout: number, now: number): void {
     let ms = 0;
     if (this.#lingerSkips > 0) this.#lingerSkips--;
-    else ms = Math.min(share.remaining(), timeout);
+    else ms = Math.min(share.remaining(now), timeout);
     if (!(ms >= MIN_LINGER)) ms = 0;
     const count = this.#collect(events, false, ms);
     if (ms === 0) return;
@@ -378,8 +382,8 @@ export class Descriptors implements ReadinessSide {
   }
 
   /** A turn of Deno's event loop when a busy loop owes one, else `undefined`. */
-  turn(): Promise<void> | undefined {
-    return share.turn();
+  turn(now: number): Promise<void> | undefined {
+    return share.turn(now);
   }
 
   /** A wait has just ended: the event loop turned. */
@@ -440,16 +444,16 @@ class Share {
     this.#last = performance.now();
   }
 
-  /** Ms until a turn is due (0 when due, or under way). */
-  remaining(): number {
+  /** Ms from `now` until a turn is due (0 when due, or under way). */
+  remaining(now: number): number {
     if (this.#current !== null) return 0;
-    return Math.max(0, INTERVAL - (performance.now() - this.#last));
+    return Math.max(0, INTERVAL - (now - this.#last));
   }
 
-  /** A turn when one is due, else `undefined`; loops due at once share one. */
-  turn(): Promise<void> | undefined {
+  /** A turn when one is due at `now`, else `undefined`; loops due at once share one. */
+  turn(now: number): Promise<void> | undefined {
     if (this.#current !== null) return this.#current;
-    if (performance.now() - this.#last < INTERVAL) return undefined;
+    if (now - this.#last < INTERVAL) return undefined;
     return this.#current = this.#turn();
   }
 

@@ -288,7 +288,8 @@ function isTimeout(error: unknown): boolean {
 }
 
 /**
- * Resolves with `promise`, or (`deadline` from @std/async) rejects with an
+ * Resolves with `promise` (or a value already there), or (`deadline` from
+ * @std/async) rejects with an
  * AssertionError naming `what` once `ms` pass, after calling `onTimeout`
  * (which should cancel the work: kill a child, close a connection). `what`
  * may be a function, to say how far the work got when it timed out.
@@ -296,11 +297,11 @@ function isTimeout(error: unknown): boolean {
 export async function within<T>(
   ms: number,
   what: string | (() => string),
-  promise: Promise<T>,
+  promise: Promise<T> | T,
   onTimeout?: () => void,
 ): Promise<T> {
   try {
-    return await deadline(promise, ms);
+    return await deadline(Promise.resolve(promise), ms);
   } catch (error) {
     if (!isTimeout(error)) throw error;
     onTimeout?.();
