@@ -55,7 +55,9 @@ function tcpAddr(addr: Deno.Addr): Deno.Addr {
 
 /** A socket on Deno's promise-based connections. */
 export class ConnSource implements SocketBackend, ConnCore {
-  readonly kind = "deno";
+  get kind(): "deno" {
+    return "deno";
+  }
   /** No descriptor of its own: the socket's number is handed out above. */
   readonly descriptor = -1;
   state: State = "fresh";

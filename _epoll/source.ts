@@ -116,7 +116,9 @@ async function lookup(hostname: string): Promise<string> {
 
 /** A socket on an OS descriptor. */
 export class EpollSource implements SocketBackend {
-  readonly kind = "epoll";
+  get kind(): "epoll" {
+    return "epoll";
+  }
   state: State = "fresh";
   /** Grows whenever bytes move in or out (idle timeouts watch it). */
   activity = 0;
@@ -558,7 +560,7 @@ export class EpollSource implements SocketBackend {
   close(): void {
     if ((this.#flags & CLOSED) !== 0) return;
     this.#flags |= CLOSED;
-    stopWaiting(this.#resumeAccepting);
+    if (this.#resumeAccepting !== null) stopWaiting(this.#resumeAccepting);
     const watches = this.#takeWatches();
     if (this.lingerTimeout === 0 && this.state === "connected") {
       try {
@@ -612,19 +614,21 @@ export class EpollSource implements SocketBackend {
     if (this.sock.family !== "unix") this.sock.setKeepAlive(keepAlive);
   }
 
-  #resumeAccepting = (): void => this.#resume();
+  // Made on the first pause only: a closure per socket (and the context it
+  // keeps) would be a tenth of an idle connection's memory.
+  #resumeAccepting: (() => void) | null = null;
 
   /** Asks for readability again after accept() ran out of descriptors. */
   #resume(): void {
     if ((this.#flags & PAUSED) === 0) return;
     this.#flags &= ~PAUSED;
-    stopWaiting(this.#resumeAccepting);
+    stopWaiting(this.#resumeAccepting!);
     this.#rewatch();
   }
 
   #pause(): void {
     this.#flags |= PAUSED;
-    waitForDescriptor(this.#resumeAccepting);
+    waitForDescriptor(this.#resumeAccepting ??= () => this.#resume());
     this.#rewatch();
   }
 
