@@ -1027,60 +1027,89 @@ Deno.test("asynchat: an oversized record ends the channel through handleClose(),
 
 // What a handler pushes in pieces while a read is handled leaves in one send,
 // so one TCP segment on either backend, which the client counts with TCP_INFO
-// on its own descriptor, an epoll socket's.
-for (const family of FAMILIES.slice(0, 2)) {
-  Deno.test({
-    name:
-      `asynchat: a reply pushed in pieces by one handler leaves in one TCP segment over ${family.name}${skipNote}`,
-    ignore: family.ignore || epollUnsupported !== null,
-    async fn() {
-      using endpoint = family.endpoint();
-      const map: ChannelMap = new Map();
-      class PiecesHandler extends AsyncChat {
-        constructor(sock: Socket) {
-          super(sock, map);
-          this.setTerminator("\n");
-        }
-        override foundTerminator(): void {
-          for (const piece of this.getData()) this.push(Uint8Array.of(piece));
-          this.push("\n");
-        }
-      }
-      const server = new OneShotServer(
-        map,
-        "tcp",
-        endpoint.bindAddress,
-        (sock) => new PiecesHandler(sock),
-      );
-      const lines = ["first", "second line", "third"];
-      const segments: number[] = [];
-      class CountingClient extends LineClient {
-        #before = 0;
-        override handleConnect(): void {
-          this.#before = dataSegmentsIn(this.fileno());
-          this.push(lines[0] + "\n");
-        }
-        override foundTerminator(): void {
-          super.foundTerminator();
-          const now = dataSegmentsIn(this.fileno());
-          segments.push(now - this.#before);
-          this.#before = now;
-          if (this.lines.length < lines.length) {
-            this.push(lines[this.lines.length] + "\n");
-          } else {
-            this.close();
+// on its own descriptor, an epoll socket's. Small pieces are joined; so is a
+// 16 KiB line echoed with its newline (on epoll it used to leave in two).
+const PIECES_CASES: [
+  string,
+  string[],
+  (chat: AsyncChat, data: Uint8Array[]) => void,
+][] = [
+  ["a reply pushed in pieces by one handler", [
+    "first",
+    "second line",
+    "third",
+  ], (chat, data) => {
+    for (const piece of concat(data)) chat.push(Uint8Array.of(piece));
+    chat.push("\n");
+  }],
+  ["a 16 KiB line echoed with its newline", [
+    "a".repeat(16383),
+    "b".repeat(16383),
+    "c".repeat(16383),
+  ], (chat, data) => {
+    for (const piece of data) chat.push(piece);
+    chat.push("\n");
+  }],
+];
+
+for (const [what, lines, reply] of PIECES_CASES) {
+  for (const family of FAMILIES.slice(0, 2)) {
+    Deno.test({
+      name:
+        `asynchat: ${what} leaves in one TCP segment over ${family.name}${skipNote}`,
+      ignore: family.ignore || epollUnsupported !== null,
+      async fn() {
+        using endpoint = family.endpoint();
+        const map: ChannelMap = new Map();
+        class PiecesHandler extends AsyncChat {
+          #data: Uint8Array[] = [];
+          constructor(sock: Socket) {
+            super(sock, map);
+            this.setTerminator("\n");
+          }
+          override collectIncomingData(data: Uint8Array): void {
+            this.#data.push(data);
+          }
+          override foundTerminator(): void {
+            reply(this, this.#data);
+            this.#data = [];
           }
         }
-      }
-      const client = new CountingClient(undefined, map);
-      client.createSocket({ backend: "epoll" });
-      client.setTerminator("\n");
-      client.connect(connectAddress(server.getsockname()));
-      await runLoop(map);
-      assertEquals(client.lines, lines);
-      assertEquals(segments, [1, 1, 1]);
-    },
-  });
+        const server = new OneShotServer(
+          map,
+          "tcp",
+          endpoint.bindAddress,
+          (sock) => new PiecesHandler(sock),
+        );
+        const segments: number[] = [];
+        class CountingClient extends LineClient {
+          #before = 0;
+          override handleConnect(): void {
+            this.#before = dataSegmentsIn(this.fileno());
+            this.push(lines[0] + "\n");
+          }
+          override foundTerminator(): void {
+            super.foundTerminator();
+            const now = dataSegmentsIn(this.fileno());
+            segments.push(now - this.#before);
+            this.#before = now;
+            if (this.lines.length < lines.length) {
+              this.push(lines[this.lines.length] + "\n");
+            } else {
+              this.close();
+            }
+          }
+        }
+        const client = new CountingClient(undefined, map);
+        client.createSocket({ backend: "epoll" });
+        client.setTerminator("\n");
+        client.connect(connectAddress(server.getsockname()));
+        await runLoop(map);
+        assertEquals(client.lines, lines);
+        assertEquals(segments, [1, 1, 1]);
+      },
+    });
+  }
 }
 
 class Collector extends AsyncChat {
