@@ -1322,6 +1322,12 @@ export interface DebugOptions {
  * or `signal` aborts. Rejects with {@linkcode ExitNow} when a handler throws
  * it.
  *
+ * While channels keep being ready, one pass follows another without an
+ * `await` between them, as in Python's loop: the rest of the program (timers,
+ * other I/O, code awaiting a promise a handler settled) runs whenever the
+ * loop waits, and on a loop that never has to wait, every 16 passes or 2 ms
+ * (default backend) or every millisecond (epoll).
+ *
  * @example
  * ```ts
  * import { loop } from "@asyncore/asyncore/asyncore";
