@@ -9,12 +9,15 @@
 const BUSY_PASSES = 16;
 const BUSY_MS = 2;
 let busyPasses = 0;
-let lastTurn = performance.now();
+// When the first wait that found something ready after the last turn did.
+// The clock is read there rather than at the turn: a loop that serves one
+// message per wake-up reads it once per round trip instead of twice (each
+// read is an op, about 0.14 µs).
+let busySince = 0;
 
 /** Records that the event loop has just turned (a wait was woken by it). */
 export function turned(): void {
   busyPasses = 0;
-  lastTurn = performance.now();
 }
 
 /**
@@ -43,7 +46,9 @@ function yieldTurn(): Promise<void> {
 
 /**
  * Called when a waiter found something ready without waiting. Resolves at
- * once (`undefined`), except when the event loop has not turned for a while.
+ * once (`undefined`), except when the waiters have kept finding something
+ * ready since the event loop last turned: for `BUSY_PASSES` waits, or for
+ * `BUSY_MS` since the first of them.
  *
  * @param now The waiter's `performance.now()`, read once for its whole pass
  *   (the clock costs a fifth of a microsecond a read).
@@ -51,7 +56,12 @@ function yieldTurn(): Promise<void> {
 export function passWithoutWait(
   now: number = performance.now(),
 ): Promise<void> | undefined {
-  if (++busyPasses < BUSY_PASSES && now - lastTurn < BUSY_MS) {
+  const passes = ++busyPasses;
+  if (passes === 1) {
+    busySince = now;
+    return undefined;
+  }
+  if (passes < BUSY_PASSES && now - busySince < BUSY_MS) {
     return undefined;
   }
   return yieldTurn();
