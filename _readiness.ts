@@ -159,6 +159,51 @@ export interface ReadinessSide {
   waited(): void;
 }
 
+const NOOP = (): void => {};
+
+/**
+ * The wake-ups of the polls waiting now. It allocates nothing once it has
+ * held as many as it holds: a loop adds and removes one on every wait, where
+ * an array's `splice()` would make an array of the removed and shrinking to
+ * empty would drop its storage.
+ */
+export class WakeList {
+  #items: (() => void)[] = [];
+  #length = 0;
+
+  /** The number of wake-ups. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Adds `wake`. */
+  add(wake: () => void): void {
+    this.#items[this.#length++] = wake;
+  }
+
+  /** Removes `wake`, if present. */
+  remove(wake: () => void): void {
+    const items = this.#items;
+    const last = this.#length - 1;
+    for (let i = last; i >= 0; i--) {
+      if (items[i] !== wake) continue;
+      for (let j = i; j < last; j++) items[j] = items[j + 1];
+      items[last] = NOOP; // not held past its wait
+      this.#length = last;
+      return;
+    }
+  }
+
+  /**
+   * Calls every wake-up, the last added first; each may remove itself (only
+   * itself) meanwhile.
+   */
+  wakeAll(): void {
+    const items = this.#items;
+    for (let i = this.#length - 1; i >= 0; i--) items[i]();
+  }
+}
+
 /** What makes a side: a class with a constructor of no arguments. */
 export type SideKind<T extends ReadinessSide> = new () => T;
 
@@ -168,7 +213,7 @@ export class Registry {
   #sides: ReadinessSide[] = [];
   #kinds = new Map<SideKind<ReadinessSide>, ReadinessSide>();
   /** The polls waiting now: called to end their wait. */
-  #waiters: (() => void)[] = [];
+  #waiters: WakeList = new WakeList();
   /** The tokens of the wakers woken since the last drain. */
   #woken: Token[] = [];
 
@@ -243,13 +288,12 @@ export class Registry {
 
   /** Adds a waiting poll's wake-up. */
   addWaiter(wake: () => void): void {
-    this.#waiters.push(wake);
+    this.#waiters.add(wake);
   }
 
   /** Removes a waiting poll's wake-up. */
   removeWaiter(wake: () => void): void {
-    const index = this.#waiters.indexOf(wake);
-    if (index >= 0) this.#waiters.splice(index, 1);
+    this.#waiters.remove(wake);
   }
 
   /**
@@ -257,8 +301,7 @@ export class Registry {
    * descriptor source's lookup or connect failed before the kernel saw it).
    */
   wakeWaiters(): void {
-    const waiters = this.#waiters;
-    for (let i = waiters.length - 1; i >= 0; i--) waiters[i]();
+    this.#waiters.wakeAll();
   }
 
   /** A waker's wake-up: one `(token, READABLE)` event, if a poll waits. */
@@ -370,7 +413,7 @@ function waitOn(
       woken = true;
       if (timeout === undefined) releaseProcess();
       registry.removeWaiter(wake);
-      clearTimeout(timer);
+      if (timer !== undefined) clearTimeout(timer);
       alarm?.detach(wake);
       signal?.removeEventListener("abort", wake);
       turned();

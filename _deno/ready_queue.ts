@@ -13,6 +13,7 @@ import {
   type ReadinessSide,
   type Registry,
   type Token,
+  WakeList,
 } from "../_readiness.ts";
 import { passWithoutWait } from "../_turns.ts";
 
@@ -66,9 +67,12 @@ export class Registration {
 /** The registrations of one registry that may be ready. */
 export class ReadyQueue implements ReadinessSide {
   readonly blocking = false;
-  #ready: Registration[] = [];
+  // The queued registrations are the first #readyLength: the array is never
+  // shortened, so a queue that keeps emptying and filling keeps its storage.
+  #ready: (Registration | null)[] = [];
+  #readyLength = 0;
   /** The polls waiting now: called when something is queued. */
-  #waiters: (() => void)[] = [];
+  #waiters: WakeList = new WakeList();
 
   /** Always: a queue has nothing to open or close. */
   get active(): boolean {
@@ -119,10 +123,9 @@ export class ReadyQueue implements ReadinessSide {
   #enqueue(registration: Registration): void {
     if (!registration.queued) {
       registration.queued = true;
-      this.#ready.push(registration);
+      this.#ready[this.#readyLength++] = registration;
     }
-    const waiters = this.#waiters;
-    for (let i = waiters.length - 1; i >= 0; i--) waiters[i]();
+    this.#waiters.wakeAll();
   }
 
   /**
@@ -131,9 +134,10 @@ export class ReadyQueue implements ReadinessSide {
    */
   drain(events: Events): void {
     const ready = this.#ready;
+    const length = this.#readyLength;
     let kept = 0;
-    for (let i = 0; i < ready.length; i++) {
-      const registration = ready[i];
+    for (let i = 0; i < length; i++) {
+      const registration = ready[i]!;
       if (registration.state !== LIVE) {
         if (registration.state === CLOSING) {
           events.push(registration.token, CLOSED);
@@ -154,17 +158,20 @@ export class ReadyQueue implements ReadinessSide {
       events.push(registration.token, bits | (readiness & HUP));
       ready[kept++] = registration;
     }
-    if (kept !== ready.length) ready.length = kept;
+    if (kept !== length) {
+      // The registrations that left are not held past the drain.
+      ready.fill(null, kept, length);
+      this.#readyLength = kept;
+    }
   }
 
   idle(_timeout: number | undefined, wake: () => void): null {
-    this.#waiters.push(wake);
+    this.#waiters.add(wake);
     return null;
   }
 
   stopIdle(wake: () => void): void {
-    const index = this.#waiters.indexOf(wake);
-    if (index >= 0) this.#waiters.splice(index, 1);
+    this.#waiters.remove(wake);
   }
 
   turn(now: number): Promise<void> | undefined {
