@@ -1,11 +1,20 @@
 // A FIFO of byte chunks: the receive and send buffers of a Socket.
 
 const EMPTY = new Uint8Array(0);
+// What a queue that never held anything has: no storage of its own.
+const NO_CHUNKS: Uint8Array[] = [];
+// An array that grew past this many slots is let go once the queue empties.
+const KEPT_SLOTS = 64;
 
 /** A queue of byte chunks that hands bytes out without copying when it can. */
 export class ByteQueue {
-  #chunks: Uint8Array[] = [];
+  // The chunks queued are #chunks[#head..#tail); the slots around them hold
+  // EMPTY. Emptying the queue keeps the array: a queue that fills and
+  // empties once per message (a socket's receive buffer) would otherwise
+  // allocate new storage for every message.
+  #chunks: Uint8Array[] = NO_CHUNKS;
   #head = 0;
+  #tail = 0;
   #offset = 0;
   #length = 0;
 
@@ -17,7 +26,12 @@ export class ByteQueue {
   /** Appends `chunk`; the queue keeps a reference, so the caller must not reuse it. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
+    const chunks = this.#chunks;
+    if (this.#tail < chunks.length) chunks[this.#tail] = chunk;
+    // Two slots at first (most queues hold one chunk at a time), then growing.
+    else if (chunks === NO_CHUNKS) this.#chunks = [chunk, EMPTY];
+    else chunks.push(chunk);
+    this.#tail++;
     this.#length += chunk.length;
   }
 
@@ -40,10 +54,11 @@ export class ByteQueue {
     const merged = new Uint8Array(size);
     this.#copyFront(merged, size);
     this.discard(size);
-    const rest = this.#chunks.slice(this.#head);
+    const rest = this.#chunks.slice(this.#head, this.#tail);
     if (this.#offset > 0) rest[0] = rest[0].subarray(this.#offset);
     this.#chunks = [merged, ...rest];
     this.#head = 0;
+    this.#tail = this.#chunks.length;
     this.#offset = 0;
     this.#length += size;
     return merged;
@@ -98,19 +113,20 @@ export class ByteQueue {
       this.#head++;
       this.#offset = 0;
     }
-    if (this.#head === this.#chunks.length) {
-      this.#chunks.length = 0;
-      this.#head = 0;
-    } else if (this.#head > 64 && this.#head * 2 > this.#chunks.length) {
-      this.#chunks = this.#chunks.slice(this.#head);
+    if (this.#head === this.#tail) {
+      if (this.#tail > KEPT_SLOTS) this.#chunks = NO_CHUNKS;
+      this.#head = this.#tail = 0;
+    } else if (this.#head > 64 && this.#head * 2 > this.#tail) {
+      this.#chunks = this.#chunks.slice(this.#head, this.#tail);
+      this.#tail -= this.#head;
       this.#head = 0;
     }
   }
 
   /** Drops everything. */
   clear(): void {
-    this.#chunks = [];
-    this.#head = 0;
+    this.#chunks = NO_CHUNKS;
+    this.#head = this.#tail = 0;
     this.#offset = 0;
     this.#length = 0;
   }
