@@ -28,10 +28,8 @@ export class WritePump {
   #lingering = false;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
   #queued = false;
-  #queuedWrite: (() => void) | undefined;
-  #callbacks:
-    | [(count: number) => void, (error: Error) => void]
-    | undefined;
+  #onWritten: ((count: number) => void) | undefined;
+  #onWriteFailed: ((error: Error) => void) | undefined;
 
   constructor(core: ConnCore, limit: number) {
     this.#core = core;
@@ -57,13 +55,37 @@ export class WritePump {
   schedule(): void {
     if (this.writing || this.#queued) return;
     this.#queued = true;
-    queueMicrotask(
-      this.#queuedWrite ??= () => {
-        this.#queued = false;
-        this.start();
-      },
-    );
+    WritePump.#scheduled[WritePump.#count++] = this;
+    if (WritePump.#count === 1) queueMicrotask(WritePump.#startScheduled);
   }
+
+  // The pumps whose writes start at the end of the current turn, in the order
+  // they were scheduled: one microtask starts them all, rather than one each
+  // (a pass that serves many sockets sends on many). Only #count are live;
+  // the array keeps its storage.
+  static #scheduled: (WritePump | null)[] = [];
+  static #count = 0;
+
+  static #startScheduled = (): void => {
+    const scheduled = WritePump.#scheduled;
+    let i = 0;
+    try {
+      while (i < WritePump.#count) {
+        const pump = scheduled[i]!;
+        scheduled[i++] = null;
+        pump.#queued = false;
+        pump.start();
+      }
+    } finally {
+      const left = WritePump.#count - i;
+      if (left > 0) {
+        // A start threw: the others still start, in a microtask of their own.
+        scheduled.copyWithin(0, i, WritePump.#count).fill(null, left);
+        queueMicrotask(WritePump.#startScheduled);
+      }
+      WritePump.#count = left;
+    }
+  };
 
   /** Starts a write if none is in flight and something waits. */
   start(): void {
@@ -75,15 +97,15 @@ export class WritePump {
     if (conn === null) return;
     this.writing = true;
     // Made on first use: an idle connection carries as few closures as it can.
-    this.#callbacks ??= [
-      (count) => this.#onWrite(count),
-      (error) => this.#onWriteError(error),
-    ];
+    if (this.#onWritten === undefined) {
+      this.#onWritten = (count) => this.#onWrite(count);
+      this.#onWriteFailed = (error) => this.#onWriteError(error);
+    }
     // All that waits: `send` bounds it. A response just over a cap would
     // leave in two writes, the second a full write round trip (and a pass of
     // the loop) after the first.
     conn.write(this.tx.peek(plain ? this.plainTx : this.tx.length))
-      .then(...this.#callbacks);
+      .then(this.#onWritten, this.#onWriteFailed);
   }
 
   /** Drops what waits: the connection failed. */
