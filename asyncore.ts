@@ -467,9 +467,14 @@ export class Dispatcher {
    *   a disconnect (which calls `handleClose()`).
    */
   send(data: Uint8Array | string): number {
-    const bytes = toBytes("data", data);
+    // The socket checks `data`: once, as each check makes a view of it.
+    let sock = this.socket;
+    if (sock === null) {
+      toBytes("data", data); // bad data is still the first error
+      sock = requireSocket(this, "send");
+    }
     try {
-      return requireSocket(this, "send").send(bytes);
+      return sock.send(data);
     } catch (error) {
       if (error instanceof Deno.errors.WouldBlock) return 0;
       this.#closeOnDisconnect(error);
