@@ -138,7 +138,9 @@ export interface ReadinessSide {
    * Moves what is ready into `events`. With nothing ready, a blocking side
    * may wait up to `linger` ms for something (0: not at all). `again`: the
    * second drain of one poll, after a turn of the event loop. `now`: the
-   * poll's `performance.now()`.
+   * poll's `performance.now()`, read when it started (a drain after a wait
+   * or a turn is given that reading too: it does not linger, so it has no
+   * use for the time, and the clock costs 0.14 µs a read).
    */
   drain(events: Events, linger: number, again: boolean, now: number): void;
   /**
@@ -361,12 +363,12 @@ export class Selector {
       if (turn === undefined) return undefined;
       return turn.then(() => {
         events.clear();
-        registry.drain(events, 0, true, performance.now());
+        registry.drain(events, 0, true, now);
       });
     }
     if (signal?.aborted) return undefined;
     return waitOn(registry, timeout, signal, alarm, now).then(() => {
-      registry.drain(events, 0, false, performance.now());
+      registry.drain(events, 0, false, now);
     });
   }
 }
