@@ -299,8 +299,10 @@ export class Registry {
   }
 
   /**
-   * Ends the waits of the polls waiting now, for a change no event shows (a
-   * descriptor source's lookup or connect failed before the kernel saw it).
+   * Ends the waits of the polls waiting now: a side's source became ready
+   * (the promise backend's queue wakes its polls this way), or something
+   * changed that no event shows (a descriptor source's lookup or connect
+   * failed before the kernel saw it).
    */
   wakeWaiters(): void {
     this.#waiters.wakeAll();

@@ -13,7 +13,6 @@ import {
   type ReadinessSide,
   type Registry,
   type Token,
-  WakeList,
 } from "../_readiness.ts";
 import { passWithoutWait } from "../_turns.ts";
 
@@ -71,8 +70,6 @@ export class ReadyQueue implements ReadinessSide {
   // shortened, so a queue that keeps emptying and filling keeps its storage.
   #ready: (Registration | null)[] = [];
   #readyLength = 0;
-  /** The polls waiting now: called when something is queued. */
-  #waiters: WakeList = new WakeList();
 
   /** Always: a queue has nothing to open or close. */
   get active(): boolean {
@@ -125,7 +122,9 @@ export class ReadyQueue implements ReadinessSide {
       registration.queued = true;
       this.#ready[this.#readyLength++] = registration;
     }
-    this.#waiters.wakeAll();
+    // Every poll waiting on the registry waits on this queue too (it is
+    // always active), so the registry's list of them serves: no list here.
+    registration.registry.wakeWaiters();
   }
 
   /**
@@ -166,14 +165,12 @@ export class ReadyQueue implements ReadinessSide {
     }
   }
 
-  idle(_timeout: number | undefined, wake: () => void): null {
-    this.#waiters.add(wake);
+  /** Nothing to start: `#enqueue()` wakes the registry's waiting polls. */
+  idle(_timeout: number | undefined, _wake: () => void): null {
     return null;
   }
 
-  stopIdle(wake: () => void): void {
-    this.#waiters.remove(wake);
-  }
+  stopIdle(_wake: () => void): void {}
 
   turn(now: number): Promise<void> | undefined {
     return passWithoutWait(now);
