@@ -17,6 +17,8 @@ export class SendBuffer {
   // instead of leaving one region of garbage per move.
   #retired: Uint8Array<ArrayBuffer> | null = null;
   #spare: Uint8Array<ArrayBuffer> | null = null;
+  // What peek() last returned.
+  #view: Uint8Array = EMPTY;
 
   /** The number of bytes waiting. */
   get length(): number {
@@ -51,12 +53,20 @@ export class SendBuffer {
     this.#end += bytes.length;
   }
 
-  /** Up to `max` waiting bytes, as a view (no copy). */
+  /**
+   * Up to `max` waiting bytes, as a view (no copy). The view of the last
+   * call is handed out again while it covers the same bytes of the same
+   * region (a write takes one, and the next starts once it is over): a
+   * connection that sends messages of one size makes no view per write.
+   */
   peek(max: number): Uint8Array {
-    return this.#buffer.subarray(
-      this.#start,
-      Math.min(this.#end, this.#start + max),
-    );
+    const end = Math.min(this.#end, this.#start + max);
+    const view = this.#view;
+    if (
+      view.buffer === this.#buffer.buffer && view.byteOffset === this.#start &&
+      view.length === end - this.#start
+    ) return view;
+    return this.#view = this.#buffer.subarray(this.#start, end);
   }
 
   /** Drops `count` bytes from the front: the write that took them is over. */
@@ -74,7 +84,7 @@ export class SendBuffer {
 
   /** Drops everything and lets go of the memory. */
   clear(): void {
-    this.#buffer = EMPTY;
+    this.#buffer = this.#view = EMPTY;
     this.#retired = this.#spare = null;
     this.#start = this.#end = 0;
   }
