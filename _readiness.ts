@@ -169,7 +169,7 @@ const NOOP = (): void => {};
  * an array's `splice()` would make an array of the removed and shrinking to
  * empty would drop its storage.
  */
-export class WakeList {
+class WakeList {
   #items: (() => void)[] = [];
   #length = 0;
 
