@@ -1170,7 +1170,9 @@ function dispatch(
     dispatchEach(WRITABLE, write, map, buffers, count);
     dispatchEach(ERROR, exception, map, buffers, count);
   }
-  channels.fill(undefined, 0, count);
+  // A loop, not fill(): fill() is a C++ builtin, a call out of optimized
+  // code, and here it also made a runtime call (0.2 µs a pass in all).
+  for (let i = 0; i < count; i++) channels[i] = undefined;
 }
 
 /** Calls `handle` on each channel whose event has `bit`, still in `map`. */
