@@ -5,13 +5,13 @@
 The same program as asynchat_echo.ts: collect_incoming_data keeps the pieces
 of a line and found_terminator pushes them back with the newline. Like
 asyncore_echo.py it uses asyncore.loop(use_poll=True), since select() cannot
-watch descriptors past FD_SETSIZE (1024).
+watch descriptors past FD_SETSIZE (1024), and it is served by that file's
+listener.
 """
 
 import asynchat
-import asyncore
-import socket
-import sys
+
+from asyncore_echo import main
 
 
 class LineEcho(asynchat.async_chat):
@@ -28,28 +28,5 @@ class LineEcho(asynchat.async_chat):
         self.pieces = []
 
 
-class EchoServer(asyncore.dispatcher):
-    def __init__(self, port):
-        super().__init__()
-        self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.set_reuse_addr()
-        self.bind(("127.0.0.1", port))
-        self.listen(1024)
-
-    def handle_accepted(self, sock, addr):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        LineEcho(sock)
-
-
-def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = EchoServer(port)
-    print(f"listening on 127.0.0.1:{server.socket.getsockname()[1]}", flush=True)
-    try:
-        asyncore.loop(timeout=30.0, use_poll=True)
-    except KeyboardInterrupt:
-        pass
-
-
 if __name__ == "__main__":
-    main()
+    main(LineEcho)

@@ -33,8 +33,11 @@ class EchoHandler(asyncore.dispatcher):
 
 
 class EchoServer(asyncore.dispatcher):
-    def __init__(self, port):
+    """Listens on 127.0.0.1 and serves each connection with `handler`."""
+
+    def __init__(self, port, handler):
         super().__init__()
+        self.handler = handler
         self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
         self.set_reuse_addr()
         self.bind(("127.0.0.1", port))
@@ -42,12 +45,12 @@ class EchoServer(asyncore.dispatcher):
 
     def handle_accepted(self, sock, addr):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        EchoHandler(sock)
+        self.handler(sock)
 
 
-def main():
+def main(handler):
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = EchoServer(port)
+    server = EchoServer(port, handler)
     print(f"listening on 127.0.0.1:{server.socket.getsockname()[1]}", flush=True)
     try:
         asyncore.loop(timeout=30.0, use_poll=True)
@@ -56,4 +59,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(EchoHandler)
