@@ -140,7 +140,7 @@ export interface ReadinessSide {
    * second drain of one poll, after a turn of the event loop. `now`: the
    * poll's `performance.now()`, read when it started (a drain after a wait
    * or a turn is given that reading too: it does not linger, so it has no
-   * use for the time, and the clock costs 0.14 µs a read).
+   * use for the time, and the clock costs 0.14–0.2 µs a read here).
    */
   drain(events: Events, linger: number, again: boolean, now: number): void;
   /**
